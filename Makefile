@@ -1,0 +1,41 @@
+# bpresearch: the two commands a fresh machine needs are `make sweep` and `make test`.
+# Each creates .venv and installs the project (pinned by constraints.txt) the first time.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# The embedded store MLflow uses by default; override with MLFLOW_TRACKING_URI=...
+export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+EXPERIMENTS ?= experiments/seed-graph.toml experiments/neuron-random-vs-gd.toml \
+               experiments/batch-vs-stochastic.toml experiments/linear-regression.toml \
+               experiments/digits-mlp.toml
+UI_PORT ?= 5000
+
+.PHONY: install test test-all sweep ui report bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sweep: $(STAMP)
+	$(BIN)/bpresearch sweep $(EXPERIMENTS)
+
+ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+	    --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+report: $(STAMP)
+	$(BIN)/bpresearch report --out reports
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --out reports/bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache reports
