@@ -1,0 +1,161 @@
+"""The ``bpresearch`` command: seed-example, sweep, list, report.
+
+Bad input (an experiment file, a data file, an unknown experiment) prints one line on
+stderr naming the file, the key and the problem, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> int:
+    print(f"bpresearch: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_seed_example(args) -> int:
+    from .graph import format_seed_example, seed_example
+
+    if args.steps < 1:
+        return _fail("--steps: must be ≥ 1")
+    result = seed_example(x=args.x, y=args.y, z=args.z, target=args.target, lr=args.lr, steps=args.steps)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_seed_example(result))
+    return 0
+
+
+def _where_next(uri: str) -> str:
+    from .tracking import sqlite_path
+
+    ui = "make ui" if uri == "sqlite:///mlflow.db" else \
+        f"mlflow server --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1"
+    hint = "" if sqlite_path(uri) is None else f" ({ui}), then open http://127.0.0.1:5000"
+    return (f"Next: look at the loss curves in the MLflow UI{hint}; "
+            f"write the convergence reports with `make report` (reports/index.html).")
+
+
+def cmd_sweep(args) -> int:
+    from . import experiment as expmod
+
+    # Validate every file before anything trains or is logged.
+    exps = []
+    for f in args.files:
+        try:
+            exps.append((expmod.load(f, args.set), Path(f).read_text()))
+        except expmod.ExperimentError as e:
+            return _fail(str(e))
+    if args.dry_run:
+        from .runner import describe
+        total = 0
+        for exp, _ in exps:
+            print(describe(exp))
+            total += len(exp.runs)
+        print(f"dry run: {total} runs in all; nothing trained, nothing logged.")
+        return 0
+
+    from .runner import run_experiment
+    from .tracking import Tracker, resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    tracker = Tracker(uri)
+    print(f"MLflow store: {uri}", file=sys.stderr)
+    summaries = [run_experiment(exp, tracker, text, args.set) for exp, text in exps]
+    print()
+    print(f"{'experiment':<24} {'runs':>6} {'new':>5} {'diverged':>8} {'compile':>8} {'train':>8} "
+          f"{'tracking':>9} {'wall':>7}")
+    for s in summaries:
+        print(f"{s.name:<24} {s.grid:>6} {s.logged:>5} {s.diverged:>8} {s.compile_s:>7.1f}s {s.train_s:>7.1f}s "
+              f"{s.tracking_s:>8.1f}s {s.wall_s:>6.1f}s")
+    wall = sum(s.wall_s for s in summaries)
+    tracked = sum(s.tracking_s for s in summaries)
+    points = sum(s.points for s in summaries)
+    if wall > 0 and any(s.logged for s in summaries):
+        waited = sum(s.tracking_wait_s for s in summaries)
+        print(f"{sum(s.logged for s in summaries)} runs and {points:,} metric points logged in {wall:.1f}s; "
+              f"tracking took {tracked:.1f}s ({100 * tracked / wall:.0f}% of the time, overlapped with "
+              f"training; {waited:.1f}s spent waiting for it at the end).")
+    print(_where_next(uri))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .tracking import Tracker, resolve_uri, sqlite_path
+
+    uri = resolve_uri(args.tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        print(f"No store yet at {uri}: run `make sweep` first.")
+        return 0
+    rows = Tracker(uri).experiments()
+    if not rows:
+        print(f"No experiments in {uri}: run `make sweep` first.")
+        return 0
+    print(f"{'experiment':<28} {'runs':>6} {'sweeps':>7}  description")
+    for name, desc, runs, sweeps in rows:
+        d = desc.replace("\n", " ")
+        print(f"{name:<28} {runs:>6} {sweeps:>7}  {d[:70] + ('…' if len(d) > 70 else '')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    try:
+        from analysis.report import main as report_main
+    except ImportError as e:  # pragma: no cover - analysis ships with the project
+        return _fail(f"report: the analysis package is not available ({e})")
+    return report_main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bpresearch", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("seed-example", help="the seed's worked example f = (x+y)·z, forward and backward")
+    s.add_argument("--lr", type=float, default=0.1, help="learning rate η (default 0.1, the post's)")
+    s.add_argument("--target", type=float, default=-10.0, help="Target of the loss ½(f − Target)² (default −10)")
+    s.add_argument("--steps", type=int, default=1, help="keep updating N times and print the loss after each")
+    s.add_argument("--x", type=float, default=-2.0)
+    s.add_argument("--y", type=float, default=5.0)
+    s.add_argument("--z", type=float, default=-4.0)
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(fn=cmd_seed_example)
+
+    s = sub.add_parser("sweep", help="train every configuration of experiment files, log them to MLflow")
+    s.add_argument("files", nargs="+", metavar="FILE", help="experiment files (experiments/*.toml)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a field, e.g. --set train.steps=200 (repeatable)")
+    s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    s.add_argument("--dry-run", action="store_true", help="print the grid and its groups; train nothing")
+    s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("list", help="experiments in the store and their run counts")
+    s.add_argument("--tracking-uri")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("report", help="write convergence reports (HTML + Markdown) from MLflow")
+    s.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="experiment names (default: all)")
+    s.add_argument("--tracking-uri")
+    s.add_argument("--out", default="reports", help="output folder (default reports/)")
+    s.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Optimizers behind one "propose, evaluate, keep" interface.
+
+A ``Method`` is a pair of pure functions:
+
+- ``init(params, objective) -> state``
+- ``step(params, state, objective, key) -> (params, state, loss, grad_norm)``
+
+where ``objective(params) -> scalar`` is the loss on the current minibatch and ``loss``
+is the objective at the params *before* the step (the value "after k updates").
+
+Gradient methods are optax transformations wrapped in ``optax.inject_hyperparams``, so
+the learning rate (and momentum) live in the optimizer state as data: one compiled
+program serves every value of a sweep without recompiling (STYLE.md, practice 4).
+
+The seed's straw man, random search (SEED.md §2), fits the same interface: each step
+draws a fresh parameter vector at random, evaluates it once, and keeps it only if its
+loss is lower than the best so far. One step costs one loss evaluation, as one step of
+gradient descent costs one gradient evaluation, so both can be compared per evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "random_search")
+
+
+class Method(NamedTuple):
+    init: Callable[..., Any]
+    step: Callable[..., tuple]
+
+
+def gradient_method(tx: optax.GradientTransformation) -> Method:
+    """Wrap an optax transformation as a ``Method``."""
+
+    def init(params, objective):
+        del objective
+        return tx.init(params)
+
+    def step(params, state, objective, key):
+        del key
+        loss, grads = jax.value_and_grad(objective)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss, optax.global_norm(grads)
+
+    return Method(init, step)
+
+
+class RandomSearchState(NamedTuple):
+    best_loss: jax.Array  # objective of the params kept so far
+
+
+def random_search(scale: float) -> Method:
+    """Draw every parameter from N(0, scale²) at each step; keep the draw if it is better.
+
+    ``grad_norm`` is NaN: random search computes no gradient.
+    """
+
+    def init(params, objective):
+        return RandomSearchState(best_loss=objective(params))
+
+    def step(params, state, objective, key):
+        leaves, treedef = jax.tree.flatten(params)
+        keys = jax.random.split(key, len(leaves))
+        proposal = treedef.unflatten(
+            [scale * jax.random.normal(k, jnp.shape(p), jnp.result_type(p)) for k, p in zip(keys, leaves)])
+        loss = objective(proposal)
+        better = loss < state.best_loss
+        kept = jax.tree.map(lambda new, old: jnp.where(better, new, old), proposal, params)
+        return kept, RandomSearchState(jnp.where(better, loss, state.best_loss)), state.best_loss, jnp.float32(jnp.nan)
+
+    return Method(init, step)
+
+
+def make_method(kind: str, learning_rate: jax.Array, momentum: jax.Array | float = 0.9,
+                b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                search_scale: float = 1.0) -> Method:
+    """The optimizer named by ``kind``; ``learning_rate`` and ``momentum`` may be traced values.
+
+    Args:
+        kind: ``sgd`` (plain gradient descent), ``momentum`` (heavy ball, optax's
+            ``sgd(momentum=β)``), ``adam`` or ``random_search`` (ignores the learning rate).
+        learning_rate: step size η.
+        momentum: β of heavy-ball momentum.
+        b1, b2, eps: Adam's constants.
+        search_scale: std of random search's draws.
+    Returns:
+        A ``Method``.
+    """
+    if kind == "sgd":
+        return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate))
+    if kind == "momentum":
+        return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum))
+    if kind == "adam":
+        return gradient_method(optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps))
+    if kind == "random_search":
+        return random_search(search_scale)
+    raise ValueError(f"unknown optimizer {kind!r}; expected one of {', '.join(OPTIMIZERS)}")

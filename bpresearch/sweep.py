@@ -1,0 +1,125 @@
+"""Groups → compiled programs → result arrays. No tracking here.
+
+A group is every run of an experiment that shares one compiled program: same model,
+loss, optimizer kind, batch size and step count. Inside it the learning rate, the
+momentum and the seed are data, vmapped over; the group is cut into chunks of equal
+size (the last padded) so that one compilation serves them all and memory stays bounded.
+
+``run_group`` is a pure function from a group description (a resolved config, the
+members' swept values, the data arrays) to numpy arrays, so that a group can run in
+another process or on another machine.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import losses, models, optim, train
+from .data import Dataset
+
+
+class Member(NamedTuple):
+    learning_rate: float
+    momentum: float
+    seed: int
+
+
+class GroupResult(NamedTuple):
+    arrays: dict[str, np.ndarray]   # each (n_members, ...)
+    eval_steps: np.ndarray          # the steps of full_train_loss / test_loss
+    compile_s: float
+    run_s: float
+
+
+def n_outputs(config: dict, dataset: Dataset) -> int:
+    if config["loss"]["kind"] != "cross_entropy":
+        return 1
+    ys = [dataset.y_train] + ([dataset.y_test] if dataset.y_test is not None else [])
+    return int(max(int(y.max()) for y in ys)) + 1
+
+
+def build_model(config: dict, dataset: Dataset) -> models.Model:
+    m = config["model"]
+    n_in, n_out = dataset.X_train.shape[1], n_outputs(config, dataset)
+    if m["kind"] == "neuron":
+        return models.neuron(n_in, n_out, m["activation"], m["bias"], m["init"], m["init_scale"])
+    if m["kind"] == "mlp":
+        return models.mlp(n_in, n_out, m["hidden"], m["activation"], m["init"], m["init_scale"])
+    return models.seed_graph(m["start"])
+
+
+def to_device(config: dict, dataset: Dataset) -> train.Data:
+    ydtype = jnp.int32 if config["loss"]["kind"] == "cross_entropy" else jnp.float32
+    test = dataset.X_test is not None and len(dataset.X_test) > 0
+    return train.Data(jnp.asarray(dataset.X_train, jnp.float32), jnp.asarray(dataset.y_train, ydtype),
+                      jnp.asarray(dataset.X_test, jnp.float32) if test else None,
+                      jnp.asarray(dataset.y_test, ydtype) if test else None)
+
+
+def train_spec(config: dict) -> train.TrainSpec:
+    t = config["train"]
+    return train.TrainSpec(steps=t["steps"], eval_every=min(t["eval_every"], t["steps"]),
+                           batch_size=t["batch_size"], targets=tuple(t["targets"]),
+                           divergence_factor=t["divergence_factor"])
+
+
+def build_run(config: dict, dataset: Dataset):
+    """The unjitted ``run(data, lr, momentum, seed)`` of this configuration."""
+    o = config["optimizer"]
+    method_fn = partial(optim.make_method, o["kind"], b1=o["b1"], b2=o["b2"], eps=o["eps"],
+                        search_scale=o["search_scale"])
+    return train.make_run(build_model(config, dataset), losses.LOSSES[config["loss"]["kind"]],
+                          lambda lr, mom: method_fn(lr, mom), train_spec(config))
+
+
+def chunks(n: int, max_chunk: int) -> tuple[int, int]:
+    """(number of chunks, chunk size) for n members: equal sizes, padding < number of chunks."""
+    n_chunks = -(-n // max_chunk)
+    return n_chunks, -(-n // n_chunks)
+
+
+def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
+              on_chunk=None) -> GroupResult:
+    """Train every member of a group with one compiled program.
+
+    Args:
+        config: the resolved config of any member (only what the group shares is read).
+        members: the vmapped values (learning rate, momentum, seed) of each run.
+        dataset: the training (and test) arrays.
+        max_chunk: the most members per compiled call.
+        on_chunk: optional ``on_chunk(done, total)`` progress callback.
+    Returns:
+        ``GroupResult``: arrays stacked over members, in the order given.
+    """
+    data = to_device(config, dataset)
+    program = train.make_group_program(build_run(config, dataset))
+    n_chunks, size = chunks(len(members), max_chunk)
+    padded = members + [members[-1]] * (n_chunks * size - len(members))
+    lr = np.array([m.learning_rate for m in padded], np.float32)
+    mom = np.array([m.momentum for m in padded], np.float32)
+    seed = np.array([m.seed for m in padded], np.int32)
+
+    t0 = time.perf_counter()
+    compiled = program.lower(data, lr[:size], mom[:size], seed[:size]).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parts = []
+    for c in range(n_chunks):
+        sl = slice(c * size, (c + 1) * size)
+        parts.append(jax.device_get(compiled(data, lr[sl], mom[sl], seed[sl])))
+        if on_chunk:
+            on_chunk(min((c + 1) * size, len(members)), len(members))
+    run_s = time.perf_counter() - t0
+    arrays = {k: np.concatenate([p[k] for p in parts])[:len(members)] for k in parts[0]}
+    t = train_spec(config)
+    return GroupResult(arrays, train.eval_steps(t.steps, t.eval_every), compile_s, run_s)
+
+
+def member_of(config: dict) -> Member:
+    return Member(config["optimizer"]["learning_rate"], config["optimizer"]["momentum"], config["train"]["seed"])

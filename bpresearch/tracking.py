@@ -1,0 +1,163 @@
+"""MLflow at the edge: the only module that imports mlflow.
+
+Store: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded
+``sqlite:///mlflow.db`` in the working folder. A new sqlite store is created under an
+exclusive file lock: two processes running MLflow's schema migration at once crash it.
+
+A child run is created RUNNING, gets its params, tags, metrics (``log_batch``, ≤ 1,000
+points a call) and artifacts, and only then is marked FINISHED. A sweep killed midway
+therefore leaves its unfinished runs RUNNING, and resume skips FINISHED ones only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .results import RunRecord
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+HASH_TAG = "bpresearch.config_hash"
+KIND_TAG = "bpresearch.kind"        # "sweep" (parent) or "run" (child)
+BATCH = 1000                        # MLflow's limit of metrics per log_batch call
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    m = re.match(r"sqlite:///(.+)", uri)
+    return Path(m.group(1)) if m else None
+
+
+@contextmanager
+def _store_lock(uri: str):
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def client(uri: str | None = None):
+    """An ``MlflowClient`` on ``uri``, creating (and migrating) a sqlite store safely."""
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    uri = resolve_uri(uri)
+    with _store_lock(uri):
+        c = MlflowClient(tracking_uri=uri)
+        c.search_experiments(max_results=1)  # forces store creation / migration under the lock
+    return c
+
+
+class Tracker:
+    """Writes experiments, sweeps and runs to one MLflow store."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        self.uri = resolve_uri(uri)
+        self.client = client(self.uri)
+        self.seconds = 0.0        # time spent writing, for the tracking share
+        self.points = 0           # metric points written
+
+    # ---------------------------------------------------------------- experiments
+    def experiment(self, name: str, description: str) -> str:
+        """The experiment's id, created if new; its description is the UI's note."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            location = None
+            db = sqlite_path(self.uri)
+            if db is not None:  # keep artifacts beside the store, not in the caller's folder
+                location = (db.resolve().parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)).as_uri()
+            exp_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            exp_id = exp.experiment_id
+        self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+        return exp_id
+
+    def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]]]:
+        """(hashes with a FINISHED child run, hash -> ids of unfinished child runs)."""
+        finished, unfinished = set(), {}
+        token = None
+        while True:
+            page = self.client.search_runs([exp_id], filter_string=f"tags.{KIND_TAG} = 'run'",
+                                           max_results=5000, page_token=token)
+            for r in page:
+                h = r.data.tags.get(HASH_TAG)
+                if r.info.status == "FINISHED":
+                    finished.add(h)
+                else:
+                    unfinished.setdefault(h, []).append(r.info.run_id)
+            token = page.token
+            if not token:
+                return finished, unfinished
+
+    # ---------------------------------------------------------------- runs
+    def _write(self, run_id: str, params: dict, tags: dict, metrics: list, summary: dict):
+        now = int(time.time() * 1000)
+        P = [self._Param(k, v[:6000]) for k, v in params.items()]
+        T = [self._RunTag(k, v) for k, v in tags.items()]
+        for i in range(0, max(len(P), len(T)), 100):
+            self.client.log_batch(run_id, params=P[i:i + 100], tags=T[i:i + 100], synchronous=True)
+        M = [self._Metric(k, v, now, s) for k, v, s in metrics]
+        M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
+        for i in range(0, len(M), BATCH):
+            self.client.log_batch(run_id, metrics=M[i:i + BATCH], synchronous=True)
+        self.points += len(M)
+
+    def start_sweep(self, exp_id: str, name: str, params: dict, tags: dict, artifacts: dict) -> str:
+        t0 = time.perf_counter()
+        run = self.client.create_run(exp_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
+        self._write(run.info.run_id, params, {}, [], {})
+        for fname, text in artifacts.items():
+            self.client.log_text(run.info.run_id, text, fname)
+        self.seconds += time.perf_counter() - t0
+        return run.info.run_id
+
+    def end_sweep(self, run_id: str, summary: dict, status: str = "FINISHED"):
+        self._write(run_id, {}, {}, [], summary)
+        self.client.set_terminated(run_id, status)
+
+    def log_run(self, exp_id: str, parent_id: str, record: RunRecord, tags: dict,
+                replaces: list[str] = ()) -> str:
+        """Write one child run completely, then mark it FINISHED; stale copies become KILLED."""
+        t0 = time.perf_counter()
+        run = self.client.create_run(exp_id, run_name=record.run.name, tags={
+            "mlflow.parentRunId": parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
+        run_id = run.info.run_id
+        self._write(run_id, record.params, {}, record.metrics, record.summary)
+        for fname, text in record.artifacts.items():
+            self.client.log_text(run_id, text, fname)
+        self.client.set_terminated(run_id, "FINISHED")
+        for old in replaces:
+            self.client.set_terminated(old, "KILLED")
+        self.seconds += time.perf_counter() - t0
+        return run_id
+
+    def experiments(self) -> list[tuple[str, str, int, int]]:
+        """(name, description, finished child runs, sweeps) for every experiment."""
+        out = []
+        for exp in self.client.search_experiments():
+            runs = self.client.search_runs([exp.experiment_id], max_results=50000)
+            kids = [r for r in runs if r.data.tags.get(KIND_TAG) == "run" and r.info.status == "FINISHED"]
+            sweeps = [r for r in runs if r.data.tags.get(KIND_TAG) == "sweep"]
+            if kids or sweeps:
+                out.append((exp.name, exp.tags.get("mlflow.note.content", ""), len(kids), len(sweeps)))
+        return out
