@@ -346,10 +346,12 @@ def _check_xy(name, X, y, x_key, y_key):
     else:
         if not np.all(np.isfinite(y)):
             raise _fail(name, f"{y_key} contains NaN or infinity")
-        y = y.astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow is reported below, by name
+            y = y.astype(np.float32)
     if np.issubdtype(X.dtype, np.floating) and not np.all(np.isfinite(X)):
         raise _fail(name, f"{x_key} contains NaN or infinity")
-    X = X.astype(np.float32)
+    with np.errstate(over="ignore"):
+        X = X.astype(np.float32)
     # Finite float64 values beyond ~3.4e38 become inf in float32.
     for key, a in ((x_key, X), (y_key, y)):
         if a.dtype == np.float32 and not np.all(np.isfinite(a)):

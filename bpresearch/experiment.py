@@ -151,8 +151,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "eval_every": (10, _int(lo=1)),            # full-set losses every E steps (and the last)
         "targets": ([], _list(_float(lo=0.0, lo_open=True))),  # full-training-loss targets
         "divergence_factor": (1e3, _float(lo=1.0, lo_open=True)),  # loss > factor·max(L0,1) diverges
-        "log_dense": (500, _int(lo=0)),            # train_loss/grad_norm logged at every step up to here
-        "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≤ 1,000 more)
+        "log_dense": (200, _int(lo=0)),            # train_loss/grad_norm logged at every step up to here
+        "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≈ 800 more)
         "chunk": (64, _int(lo=1)),                 # configurations per compiled call (bounds memory)
     },
     "sweep": {
