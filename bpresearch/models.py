@@ -36,8 +36,9 @@ def _weight(key: jax.Array, shape: tuple[int, ...], init: str, scale: float) -> 
         return jnp.zeros(shape, jnp.float32)
     if init == "normal":
         return scale * jax.random.normal(key, shape, jnp.float32)
-    if init == "glorot":
-        return jax.nn.initializers.glorot_normal()(key, shape, jnp.float32)
+    if init == "glorot":  # a vector of weights is one column: fan_in = n, fan_out = 1
+        return jax.nn.initializers.glorot_normal()(key, shape if len(shape) > 1 else (*shape, 1),
+                                                   jnp.float32).reshape(shape)
     raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
 
 

@@ -45,7 +45,7 @@ def gradient_method(tx: optax.GradientTransformation) -> Method:
         del key
         loss, grads = jax.value_and_grad(objective)(params)
         updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss, optax.global_norm(grads)
+        return optax.apply_updates(params, updates), state, loss, optax.tree.norm(grads)
 
     return Method(init, step)
 

@@ -1,0 +1,196 @@
+"""Curvature and gradient-noise diagnostics: sharpness, the stable step size, the noise scale.
+
+Every function is pure and traceable (fixed iteration counts, no Python branching on
+traced values), so it can be jitted, vmapped over a group of runs, or called inside the
+training scan.
+
+- ``sharpness``: the top eigenvalue λ_max of the loss Hessian, by Lanczos on
+  Hessian-vector products (never a dense Hessian). Gradient descent on a quadratic is
+  stable only while η < 2/λ_max; full-batch GD on networks drives λ_max up to about 2/η
+  (Cohen et al. 2021, "Gradient Descent on Neural Networks Typically Occurs at the Edge
+  of Stability").
+- ``stability_lr``: that bound for the optimizer at hand.
+- ``noise_scale`` / ``noise_scale_exact``: the simple gradient noise scale
+  B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, "An Empirical Model of Large-Batch
+  Training", §2 and appendix A), the batch size beyond which larger batches stop saving
+  steps.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+# Lanczos stops (the rest of the tridiagonal decouples) once a new residual is this small
+# relative to the largest |α| + β seen: the Krylov space is then invariant to float32
+# precision, and normalising the residual would only amplify rounding noise.
+_LANCZOS_BREAKDOWN = 1e-4
+
+
+def hvp(f: Callable, params, v):
+    """Hessian-vector product ∇²f(params)·v, forward-over-reverse (Pearlmutter 1994).
+
+    Args:
+        f: scalar function of the params pytree.
+        params: the point.
+        v: a pytree shaped like ``params``.
+    Returns:
+        A pytree shaped like ``params``; costs about two gradient evaluations.
+    """
+    return jax.jvp(jax.grad(f), (params,), (v,))[1]
+
+
+def sharpness(f: Callable, params, key: jax.Array, iters: int = 20) -> jax.Array:
+    """The largest (algebraic) eigenvalue λ_max of the Hessian of ``f`` at ``params``.
+
+    ``iters`` steps of Lanczos with full reorthogonalisation (Golub & Van Loan, Matrix
+    Computations, §10.1; Gram–Schmidt applied twice, "twice is enough", Parlett 1980) on
+    the flattened params, from a random unit start; λ_max is the top eigenvalue of the
+    iters×iters tridiagonal. If the Krylov space becomes invariant early (fewer params
+    than ``iters``, or an exact low-rank Hessian) the remaining steps are masked out.
+
+    Args:
+        f: scalar function of the params pytree (e.g. the full-batch loss).
+        params: the point.
+        key: PRNG key for the start vector.
+        iters: Lanczos steps = Hessian-vector products; 20 is accurate to < 0.1% on linear
+            regression with up to 64 features.
+    Returns:
+        λ_max, a scalar of the params' dtype.
+    """
+    flat, unravel = ravel_pytree(params)
+    n = flat.shape[0]  # P, the number of parameters
+
+    def matvec(x):  # (P,) -> (P,)
+        return ravel_pytree(hvp(f, params, unravel(x)))[0]
+
+    v0 = jax.random.normal(key, (n,), flat.dtype)
+    Q = jnp.zeros((iters + 1, n), flat.dtype).at[0].set(v0 / jnp.linalg.norm(v0))  # Lanczos vectors, rows
+    alpha = jnp.zeros((iters,), flat.dtype)  # diagonal of T
+    beta = jnp.zeros((iters,), flat.dtype)   # beta[j] couples steps j and j+1
+
+    def step(j, carry):
+        Q, alpha, beta, alive, scale = carry
+        w = matvec(Q[j])
+        a = Q[j] @ w
+        w = w - Q.T @ (Q @ w)  # rows past j are still zero, so this is the full reorthogonalisation
+        w = w - Q.T @ (Q @ w)
+        b = jnp.linalg.norm(w)
+        scale = jnp.maximum(scale, jnp.abs(a) + b)
+        next_alive = alive & (b > _LANCZOS_BREAKDOWN * scale)
+        Q = Q.at[j + 1].set(jnp.where(next_alive, w / jnp.where(next_alive, b, 1.0), 0.0))
+        # A dead step gets a decoupled diagonal entry equal to α_0, a Rayleigh quotient, so
+        # it lies inside the spectrum and cannot become the top eigenvalue of T.
+        alpha = alpha.at[j].set(jnp.where(alive, a, alpha[0]))
+        beta = beta.at[j].set(jnp.where(next_alive, b, 0.0))
+        return Q, alpha, beta, next_alive, scale
+
+    init = (Q, alpha, beta, jnp.bool_(True), jnp.zeros((), flat.dtype))
+    _, alpha, beta, _, _ = jax.lax.fori_loop(0, iters, step, init)
+    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)  # (iters, iters)
+    return jnp.linalg.eigvalsh(T)[-1]
+
+
+def stability_lr(sharpness: jax.Array, kind: str, momentum: jax.Array | float = 0.0) -> jax.Array:
+    """The largest learning rate for which GD is stable on a quadratic of curvature λ_max.
+
+    Plain GD: the top mode is multiplied by 1 − ηλ per step, stable iff η < 2/λ.
+    Heavy ball (optax ``sgd(momentum=β)``: t ← g + βt, p ← p − ηt): the top mode obeys
+    z² − (1 + β − ηλ)z + β = 0, stable iff η < (2 + 2β)/λ (Polyak 1964; Goh 2017,
+    "Why Momentum Really Works", §2). Adam and random search have no such bound: NaN.
+
+    Args:
+        sharpness: λ_max (any shape); λ_max ≤ 0 gives +inf (no curvature bound).
+        kind: the optimizer (``optim.OPTIMIZERS``), a static Python string.
+        momentum: β, used by ``momentum`` only.
+    Returns:
+        The bound, shaped like ``sharpness``.
+    """
+    lam = jnp.asarray(sharpness, jnp.result_type(float))
+    if kind == "sgd":
+        numerator = 2.0
+    elif kind == "momentum":
+        numerator = 2.0 + 2.0 * momentum
+    elif kind in ("adam", "random_search"):
+        return jnp.full(lam.shape, jnp.nan, lam.dtype)
+    else:
+        raise ValueError(f"unknown optimizer {kind!r}; expected sgd, momentum, adam or random_search")
+    return jnp.where(lam > 0, numerator / jnp.where(lam > 0, lam, 1.0), jnp.inf)
+
+
+class NoiseScale(NamedTuple):
+    b_simple: jax.Array     # tr(Σ)/|G|², in examples
+    grad_sq: jax.Array      # |G|², the squared norm of the full-batch gradient
+    trace_sigma: jax.Array  # tr(Σ), Σ the per-example gradient covariance (1/N normalised)
+
+
+def _sq_norm(tree) -> jax.Array:
+    return sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree))
+
+
+def noise_scale(batch_loss: Callable, params, X: jax.Array, y: jax.Array, key: jax.Array,
+                b_small: int, b_big: int, n_draws: int) -> NoiseScale:
+    """Unbiased two-batch-size estimate of B_simple (McCandlish et al. 2018, appendix A.1).
+
+    For a batch of B examples drawn with replacement, E|G_B|² = |G|² + tr(Σ)/B, so
+    |G|² ≈ (B_big|G_big|² − B_small|G_small|²)/(B_big − B_small) and
+    tr(Σ) ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big). Both are linear in the
+    measured squared norms, so they are averaged over ``n_draws`` pairs before the
+    ratio is taken (a mean of ratios would be biased). Each pair is nested: the small
+    batch is the first ``b_small`` of the ``b_big`` indices, which is still a
+    with-replacement sample of its size and correlates the two norms, lowering the
+    variance of their difference.
+
+    Args:
+        batch_loss: ``batch_loss(params, Xb, yb) -> scalar`` mean loss over the batch.
+        params: the point.
+        X, y: the training set, (N, ...) and (N, ...).
+        key: PRNG key for the batch indices (``jax.random.randint``, as in training).
+        b_small, b_big: the two batch sizes, static ints, ``b_small < b_big``.
+        n_draws: number of (small, big) pairs, static.
+    Returns:
+        ``NoiseScale(b_simple, grad_sq, trace_sigma)``, the estimates (each may be
+        negative from noise when the true value is small: use more draws).
+    """
+    if not 0 < b_small < b_big:
+        raise ValueError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    grad = jax.grad(batch_loss)
+    n = X.shape[0]
+
+    def draw(k):
+        idx = jax.random.randint(k, (b_big,), 0, n)  # (b_big,)
+        small, big = idx[:b_small], idx
+        return _sq_norm(grad(params, X[small], y[small])), _sq_norm(grad(params, X[big], y[big]))
+
+    # lax.map, not vmap: one pair's activations in memory at a time.
+    sq_small, sq_big = jax.lax.map(draw, jax.random.split(key, n_draws))  # (n_draws,) each
+    m_small, m_big = jnp.mean(sq_small), jnp.mean(sq_big)
+    grad_sq = (b_big * m_big - b_small * m_small) / (b_big - b_small)
+    trace_sigma = (m_small - m_big) / (1.0 / b_small - 1.0 / b_big)
+    return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
+
+
+def noise_scale_exact(batch_loss: Callable, params, X: jax.Array, y: jax.Array) -> NoiseScale:
+    """B_simple from every per-example gradient (McCandlish et al. 2018, eq. 2.3).
+
+    G = mean_i g_i and tr(Σ) = mean_i |g_i − G|². Holds all N per-example gradients at
+    once (N × P floats: 1,437 × 6.6k for the digits MLP is 38 MB), so it suits small sets.
+
+    Args:
+        batch_loss: ``batch_loss(params, Xb, yb) -> scalar`` mean loss over the batch.
+        params: the point.
+        X, y: the training set, (N, ...) and (N, ...).
+    Returns:
+        ``NoiseScale(b_simple, grad_sq, trace_sigma)``, exact up to rounding.
+    """
+    def example_grad(xi, yi):
+        return jax.grad(batch_loss)(params, xi[None], yi[None])
+
+    g = jax.vmap(example_grad)(X, y)  # pytree, each leaf (N, *leaf_shape)
+    G = jax.tree.map(lambda leaf: jnp.mean(leaf, axis=0), g)
+    grad_sq = _sq_norm(G)
+    trace_sigma = _sq_norm(jax.tree.map(lambda leaf, mean: leaf - mean, g, G)) / X.shape[0]
+    return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
