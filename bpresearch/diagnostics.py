@@ -12,7 +12,7 @@ training scan.
 - ``stability_lr``: that bound for the optimizer at hand.
 - ``noise_scale`` / ``noise_scale_exact``: the simple gradient noise scale
   B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, "An Empirical Model of Large-Batch
-  Training", §2 and appendix A), the batch size beyond which larger batches stop saving
+  Training", §2 and appendix A.1), the batch size beyond which larger batches stop saving
   steps.
 """
 
@@ -174,7 +174,7 @@ def noise_scale(batch_loss: Callable, params, X: jax.Array, y: jax.Array, key: j
 
 
 def noise_scale_exact(batch_loss: Callable, params, X: jax.Array, y: jax.Array) -> NoiseScale:
-    """B_simple from every per-example gradient (McCandlish et al. 2018, eq. 2.3).
+    """B_simple from every per-example gradient (McCandlish et al. 2018, §2).
 
     G = mean_i g_i and tr(Σ) = mean_i |g_i − G|². Holds all N per-example gradients at
     once (N × P floats: 1,437 × 6.6k for the digits MLP is 38 MB), so it suits small sets.

@@ -49,8 +49,9 @@ def describe(exp: expmod.Experiment) -> str:
     return "\n".join(lines)
 
 
-def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=sys.stderr) -> SweepSummary:
+def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=None) -> SweepSummary:
     """Train and log every configuration of ``exp`` that has no FINISHED run yet."""
+    out = out or sys.stderr
     t_start = time.perf_counter()
     seconds0, points0 = tracker.seconds, tracker.points
     exp_id = tracker.experiment(exp.name, exp.description)

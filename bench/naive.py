@@ -1,0 +1,149 @@
+"""The baseline: how a sweep is written without the harness.
+
+For each configuration, a Python loop over steps calls one jitted step function and
+hands every point to MLflow. It trains exactly what the harness trains, so that the
+final losses agree and the comparison is about the machinery alone:
+
+- the same model and loss (``bpresearch.models`` / ``bpresearch.losses``), the same
+  standardized digits arrays;
+- the same randomness (bpresearch/train.py): ``k_init, k_data = split(key(seed))``,
+  params from ``k_init``; before update k, ``k_batch, _ = split(fold_in(k_data, k))``
+  and ``idx = randint(k_batch, (B,), 0, n)``, a minibatch drawn with replacement;
+- the same update, plain SGD ``p − η·g``, with η an argument of the jitted step so that
+  one compilation per batch size serves every learning rate (the naive code is given
+  this much care: a learning rate baked in as a constant would recompile per value);
+- the same points: ``train_loss`` and ``grad_norm`` at every step, ``full_train_loss``
+  and ``test_loss`` at 0, E, 2E, … and the last step, ``final_full_train_loss`` once.
+  (With 1,000 steps the harness's logging schedule keeps every step, so both log the
+  same 2,203 points a run.) Divergence is not handled: the benchmark grid has none.
+
+Two ways of logging are measured: ``log_metric`` per point (what the MLflow quickstart
+shows), and each run's curves kept in memory and written with ``log_batch`` at its end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bpresearch import losses, sweep, train
+
+BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+class StepFns(NamedTuple):
+    init: Callable      # seed -> (params, k_data)
+    step: Callable      # (params, k_data, k, lr, X, y) -> (params, loss, grad_norm)
+    full_loss: Callable  # (params, X, y) -> scalar
+
+
+def make_fns(config: dict, dataset) -> StepFns:
+    """The three jitted functions of one batch size (one compilation each)."""
+    model = sweep.build_model(config, dataset)
+    loss_fn = losses.LOSSES[config["loss"]["kind"]]
+    B = config["train"]["batch_size"]
+
+    @jax.jit
+    def init(seed):
+        k_init, k_data = jax.random.split(jax.random.key(seed))
+        return model.init(k_init), k_data
+
+    @jax.jit
+    def step(params, k_data, k, lr, X, y):
+        k_batch, _ = jax.random.split(jax.random.fold_in(k_data, k))
+        idx = jax.random.randint(k_batch, (B,), 0, X.shape[0])
+        Xb, yb = X[idx], y[idx]
+        loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply(p, Xb), yb))(params)
+        params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return params, loss, optax.global_norm(grads)
+
+    @jax.jit
+    def full_loss(params, X, y):
+        return loss_fn(model.apply(params, X), y)
+
+    return StepFns(init, step, full_loss)
+
+
+def train_one(fns: StepFns, data: train.Data, lr: float, seed: int, steps: int, eval_every: int,
+              log: Callable[[str, jax.Array, int], None]) -> jax.Array:
+    """One run, step by step; ``log(key, value, step)`` receives every point. Returns the final full loss."""
+    params, k_data = fns.init(seed)
+    lr = jnp.float32(lr)
+    for k in range(steps):
+        if k % eval_every == 0:
+            log("full_train_loss", fns.full_loss(params, data.X, data.y), k)
+            log("test_loss", fns.full_loss(params, data.X_test, data.y_test), k)
+        params, loss, gnorm = fns.step(params, k_data, k, lr, data.X, data.y)
+        log("train_loss", loss, k)
+        log("grad_norm", gnorm, k)
+    final = fns.full_loss(params, data.X, data.y)
+    log("full_train_loss", final, steps)
+    log("test_loss", fns.full_loss(params, data.X_test, data.y_test), steps)
+    log("final_full_train_loss", final, 0)
+    return final
+
+
+def _params(config: dict) -> dict[str, str]:
+    t = config["train"]
+    return {"learning_rate": str(config["optimizer"]["learning_rate"]), "batch_size": str(t["batch_size"]),
+            "seed": str(t["seed"]), "steps": str(t["steps"]), "eval_every": str(t["eval_every"]),
+            "model": "mlp" + str(config["model"]["hidden"]), "optimizer": config["optimizer"]["kind"]}
+
+
+def run_sweep(uri: str, exp, batched: bool) -> tuple[dict[tuple, float], int]:
+    """Train and log every run of ``exp`` the naive way into the store at ``uri``.
+
+    Args:
+        uri: a fresh MLflow store.
+        exp: the loaded ``Experiment`` (its runs and data; nothing else of the harness is used).
+        batched: False logs each point with ``log_metric``; True logs each run once with ``log_batch``.
+    Returns:
+        ({(batch_size, learning_rate, seed): final full training loss}, metric points logged).
+    """
+    import mlflow
+    from mlflow.entities import Metric
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(exp.name)
+    client = mlflow.MlflowClient(uri)
+    fns_by_bs: dict[int, StepFns] = {}
+    finals, points = {}, 0
+    for run in exp.runs:
+        c = run.config
+        t = c["train"]
+        if t["batch_size"] not in fns_by_bs:
+            fns_by_bs[t["batch_size"]] = make_fns(c, exp.dataset(c))
+        data = sweep.to_device(c, exp.dataset(c))
+        pending: list[tuple[str, jax.Array, int]] = []
+        with mlflow.start_run(run_name=run.name) as active:
+            mlflow.log_params(_params(c))
+            if batched:
+                log = lambda key, value, step: pending.append((key, value, step))  # noqa: E731
+            else:
+                log = lambda key, value, step: mlflow.log_metric(key, float(value), step=step)  # noqa: E731
+            final = train_one(fns_by_bs[t["batch_size"]], data, c["optimizer"]["learning_rate"], t["seed"],
+                              t["steps"], min(t["eval_every"], t["steps"]), log)
+            if batched:
+                values = jax.device_get([v for _, v, _ in pending])
+                now = int(time.time() * 1000)
+                metrics = [Metric(key, float(v), now, s) for (key, _, s), v in zip(pending, values)]
+                for i in range(0, len(metrics), BATCH):
+                    client.log_batch(active.info.run_id, metrics=metrics[i:i + BATCH])
+                n = len(metrics)
+            else:
+                n = 2 * t["steps"] + 2 * len(train.eval_steps(t["steps"], min(t["eval_every"], t["steps"]))) + 1
+        points += n
+        finals[(t["batch_size"], c["optimizer"]["learning_rate"], t["seed"])] = float(final)
+    return finals, points
+
+
+def final_losses_match(a: dict[tuple, float], b: dict[tuple, float]) -> float:
+    """The largest relative difference between two runs' final losses, over shared configurations."""
+    keys = sorted(a.keys() & b.keys())
+    x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
+    return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30)))

@@ -1,0 +1,169 @@
+"""A real sweep into a real sqlite MLflow store, read back; resume; kill -9; concurrent stores."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bpresearch import experiment, results, sweep
+from bpresearch.cli import main
+from bpresearch.tracking import HASH_TAG, KIND_TAG
+
+SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
+         "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']
+BIN = Path(sys.executable).parent / "bpresearch"
+
+
+def children(client, exp_id, status=None):
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'", max_results=10000)
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    import shutil
+    root = Path(__file__).resolve().parent.parent / "experiments"
+    shutil.copy(root / "linear.npz", tmp)
+    shutil.copy(root / "linear-regression.toml", tmp)
+    path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/mlflow.db"
+    assert main(["sweep", str(path), "--tracking-uri", uri, *SMALL]) == 0
+    overrides = [SMALL[i + 1] for i in range(0, len(SMALL), 2)]
+    return experiment.load(path, overrides), uri, MlflowClient(uri)
+
+
+def test_every_configuration_is_one_finished_child_of_one_sweep(swept):
+    exp, uri, client = swept
+    e = client.get_experiment_by_name("linear-regression")
+    assert e.tags["mlflow.note.content"] == "Gradient descent on least squares"
+    kids = children(client, e.experiment_id)
+    assert len(kids) == len(exp.runs) == 18
+    assert all(k.info.status == "FINISHED" for k in kids)
+    parents = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {k.data.tags["mlflow.parentRunId"] for k in kids} == {parents[0].info.run_id}
+    assert {k.data.tags[HASH_TAG] for k in kids} == {r.hash for r in exp.runs}
+    p = parents[0].data
+    assert p.metrics["grid_size"] == 18 and p.metrics["runs_logged"] == 18
+    assert 0 < p.metrics["tracking_share"] < 1 and p.metrics["metric_points"] > 0
+    arts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"experiment.toml", "resolved.toml"} <= arts
+
+
+def test_params_tags_and_names(swept):
+    exp, uri, client = swept
+    e = client.get_experiment_by_name("linear-regression")
+    by_hash = {k.data.tags[HASH_TAG]: k for k in children(client, e.experiment_id)}
+    for run in exp.runs:
+        k = by_hash[run.hash]
+        assert k.info.run_name == run.name
+        params = k.data.params
+        for key in ("learning_rate", "batch_size", "seed", "optimizer", "model", "dataset",
+                    "train.steps", "data.sha256", "optimizer.kind"):
+            assert key in params, key
+        assert float(params["learning_rate"]) == run.config["optimizer"]["learning_rate"]
+        tags = k.data.tags
+        for key in ("git.commit", "git.dirty", "version.python", "version.jax", "version.jaxlib",
+                    "version.optax", "version.mlflow", "jax.backend", HASH_TAG):
+            assert tags.get(key), key
+    first = next(iter(by_hash.values()))
+    assert "config.json" in {a.path for a in client.list_artifacts(first.info.run_id)}
+
+
+def test_curves_are_complete_point_by_point(swept):
+    """Every logged point equals the compiled program's value at that step (rerun here)."""
+    exp, uri, client = swept
+    e = client.get_experiment_by_name("linear-regression")
+    by_hash = {k.data.tags[HASH_TAG]: k for k in children(client, e.experiment_id)}
+    n_diverged = 0
+    for runs in exp.groups().values():
+        res = sweep.run_group(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config))
+        for rec in results.records(runs, res):
+            k = by_hash[rec.run.hash]
+            n_diverged += int(k.data.metrics["diverged"])
+            for key in ("train_loss", "grad_norm", "full_train_loss"):
+                want = [(s, v) for kk, v, s in rec.metrics if kk == key]
+                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, key))
+                assert got == want, (rec.run.name, key)
+            assert len([1 for kk, _, _ in rec.metrics if kk == "full_train_loss"]) > 0
+            for key, value in rec.summary.items():
+                assert k.data.metrics[key] == pytest.approx(value, nan_ok=True), key
+            if not k.data.metrics["diverged"]:
+                assert [m.step for m in client.get_metric_history(k.info.run_id, "full_train_loss")] == \
+                       list(res.eval_steps)
+    assert n_diverged > 0, "lr = 3 should diverge with batch size 1: the truncation path is tested"
+
+
+def test_second_sweep_logs_nothing_new(swept, capsys):
+    exp, uri, client = swept
+    e = client.get_experiment_by_name("linear-regression")
+    before = len(client.search_runs([e.experiment_id]))
+    assert main(["sweep", str(exp.path), "--tracking-uri", uri, *SMALL]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    assert len(client.search_runs([e.experiment_id])) == before
+
+
+def _count(db: Path, status: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+            return c.execute("select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
+                             "where t.key = ? and t.value = 'run' and r.status = ?", (KIND_TAG, status)).fetchone()[0]
+    except sqlite3.OperationalError:  # store not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_completes_exactly_the_rest(linear_example, tmp_path):
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    sets = ["--set", "train.steps=40", "--set", "sweep.seeds=1", "--set", "sweep.learning_rate=[0.01, 0.1]",
+            "--set", "sweep.batch_size=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"]
+    grid = 24
+    proc = subprocess.Popen([str(BIN), "sweep", str(linear_example), "--tracking-uri", uri, *sets],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _count(db, "FINISHED") == 0 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = _count(db, "FINISHED")
+    assert 0 < done_at_kill < grid, f"the kill did not land midway ({done_at_kill} of {grid})"
+
+    client = MlflowClient(uri)
+    e = client.get_experiment_by_name("linear-regression")
+    for k in children(client, e.experiment_id, "FINISHED"):  # FINISHED means complete
+        assert len(client.get_metric_history(k.info.run_id, "train_loss")) == 40
+        assert "final_full_train_loss" in k.data.metrics
+
+    assert main(["sweep", str(linear_example), "--tracking-uri", uri, *sets]) == 0
+    finished = children(client, e.experiment_id, "FINISHED")
+    hashes = [k.data.tags[HASH_TAG] for k in finished]
+    assert len(hashes) == grid and len(set(hashes)) == grid
+    exp = experiment.load(linear_example, [sets[i + 1] for i in range(0, len(sets), 2)])
+    assert set(hashes) == {r.hash for r in exp.runs}
+    resumed = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'",
+                                 order_by=["attributes.start_time DESC"])[0]
+    assert resumed.data.metrics["runs_logged"] == grid - done_at_kill
+    assert not children(client, e.experiment_id, "RUNNING"), "stale runs are marked KILLED once replaced"
+
+
+@pytest.mark.slow
+def test_two_sweeps_create_a_new_store_at_once(tmp_path):
+    root = Path(__file__).resolve().parent.parent / "experiments"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [subprocess.Popen([str(BIN), "sweep", str(root / name), "--tracking-uri", uri, "--set", "train.steps=5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in ("seed-graph.toml", "neuron-random-vs-gd.toml")]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    client = MlflowClient(uri)
+    assert {e.name for e in client.search_experiments()} >= {"seed-graph", "neuron-random-vs-gd"}
