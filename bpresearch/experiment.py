@@ -155,6 +155,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≈ 800 more)
         "chunk": (64, _int(lo=1)),                 # configurations per compiled call (bounds memory)
     },
+    "diagnostics": {                               # off unless asked for (they cost compute)
+        "every": (100, _int(lo=1)),                # steps between measurements; step 0 always included
+        "sharpness": (False, _bool),               # top Hessian eigenvalue; over training in full-batch runs
+        "noise_scale": (False, _bool),             # gradient noise scale B_simple (exact, per-example)
+        "lanczos_iters": (20, _int(lo=2)),         # Hessian-vector products per sharpness measurement
+    },
     "sweep": {
         "learning_rate": ([0.1], None),            # a list, or {min, max, num, scale = "log"|"linear"}
         "batch_size": (["full"], None),            # ints and/or "full"

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .diagnostics import stability_lr
 from .experiment import Run
-from .sweep import GroupResult
+from .sweep import GroupResult, diag_steps
 
 TAIL_POINTS = 800  # with log_dense = 200: about 1,000 points a curve (≈ 270 bytes each in sqlite)
 
@@ -88,6 +89,25 @@ def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str,
     return out
 
 
+def diagnostic_metrics(config: dict, a: dict[str, np.ndarray], i: int, stop: int) -> list[tuple[str, float, int]]:
+    """``sharpness``, ``stability_lr`` and ``gradient_noise_scale`` at the steps they were measured."""
+    steps = diag_steps(config)
+    out = []
+    o = config["optimizer"]
+    if "sharpness" in a:
+        lam = a["sharpness"][i]
+        bound = np.asarray(stability_lr(lam, o["kind"], o["momentum"]))
+        for s, l, b in zip(steps, lam, bound):
+            if s <= stop and np.isfinite(l):
+                out.append(("sharpness", float(l), int(s)))
+                if np.isfinite(b):
+                    out.append(("stability_lr", float(b), int(s)))
+    if "noise_scale" in a:
+        out += [("gradient_noise_scale", float(v), int(s)) for s, v in zip(steps, a["noise_scale"][i])
+                if s <= stop and np.isfinite(v)]
+    return out
+
+
 def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
     """One ``RunRecord`` per run of a group, in the group's order."""
     a = result.arrays
@@ -107,6 +127,8 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         for key in ("full_train_loss", "test_loss"):
             vals = a[key][i]
             metrics += [(key, float(v), int(s)) for s, v, k in zip(ev, vals, keep) if k and np.isfinite(v)]
+        if "sharpness" in a or "noise_scale" in a:
+            metrics += diagnostic_metrics(c, a, i, stop)
         summary = summary_metrics(c, a, i)
         artifacts = {"config.json": json.dumps(c, indent=2, sort_keys=True)}
         out.append(RunRecord(run, flat_params(c), metrics, summary, artifacts))

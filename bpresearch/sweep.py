@@ -63,10 +63,13 @@ def to_device(config: dict, dataset: Dataset) -> train.Data:
 
 
 def train_spec(config: dict) -> train.TrainSpec:
-    t = config["train"]
+    t, d = config["train"], config["diagnostics"]
+    on = d["sharpness"] or d["noise_scale"]
     return train.TrainSpec(steps=t["steps"], eval_every=min(t["eval_every"], t["steps"]),
                            batch_size=t["batch_size"], targets=tuple(t["targets"]),
-                           divergence_factor=t["divergence_factor"])
+                           divergence_factor=t["divergence_factor"], diag_every=d["every"] if on else 0,
+                           sharpness=d["sharpness"], noise_scale=d["noise_scale"],
+                           lanczos_iters=d["lanczos_iters"])
 
 
 def build_run(config: dict, dataset: Dataset):
@@ -119,6 +122,12 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
     arrays = {k: np.concatenate([p[k] for p in parts])[:len(members)] for k in parts[0]}
     t = train_spec(config)
     return GroupResult(arrays, train.eval_steps(t.steps, t.eval_every), compile_s, run_s)
+
+
+def diag_steps(config: dict) -> np.ndarray:
+    """The step of each entry of the ``sharpness`` / ``noise_scale`` arrays (one per chunk)."""
+    t = train_spec(config)
+    return train.eval_steps(t.steps, t.eval_every)[:-1]
 
 
 def member_of(config: dict) -> Member:

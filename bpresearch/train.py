@@ -15,6 +15,12 @@ Conventions (every curve in the project follows them):
   the run at that step: its params stop changing and ``diverged_step`` records the step.
 - Steps-to-target: the first evaluated step whose full training loss is below the
   target, before any divergence; −1 when never reached.
+- Diagnostics (off unless ``diag_every > 0``), at evaluation steps every ``diag_every``
+  steps (rounded up to a multiple of ``eval_every``), step 0 always included:
+  ``sharpness`` (top Hessian eigenvalue of the full training loss, by Lanczos) at step 0
+  in every run and over training in full-batch runs only — a full-set Lanczos costs ~25
+  full-batch gradients, which would dwarf a small-batch run; and the exact gradient noise
+  scale B_simple from per-example gradients (streamed in blocks; about one full pass).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import diagnostics
 from .models import Model
 from .optim import Method
 
@@ -43,6 +50,15 @@ class TrainSpec(NamedTuple):
     batch_size: int
     targets: tuple[float, ...] = ()
     divergence_factor: float = 1e3  # generous: per-sample losses may exceed the mean a lot
+    diag_every: int = 0             # 0: no diagnostics
+    sharpness: bool = False
+    noise_scale: bool = False
+    lanczos_iters: int = 20
+
+
+def diag_stride(spec: TrainSpec) -> int:
+    """Diagnostics run at every ``diag_stride``-th evaluation chunk."""
+    return -(-spec.diag_every // spec.eval_every) if spec.diag_every else 0
 
 
 def eval_steps(steps: int, eval_every: int) -> np.ndarray:
@@ -115,16 +131,40 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
             state = _select(hold, state, new_state)
             return (params, state, div, div_step), (loss, gnorm)
 
+        stride = diag_stride(spec)
+        nan = jnp.float32(jnp.nan)
+
+        def measure(on, fn, params):
+            # c is the scan index, not vmapped: this cond stays a real branch under vmap
+            return jax.lax.cond(on, fn, lambda p: nan, params)
+
+        def diagnose(params, c):
+            on = (c % stride == 0) if stride else False
+            out = {}
+            if spec.sharpness:
+                k_sharp = jax.random.fold_in(k_data, 2**31 - 1)  # a stream no step index uses
+                out["sharpness"] = measure(on & (full_batch | (c == 0)), lambda p: diagnostics.sharpness(
+                    full_loss, p, k_sharp, spec.lanczos_iters).astype(jnp.float32), params)
+            if spec.noise_scale:
+                out["noise_scale"] = measure(on, lambda p: diagnostics.noise_scale_streamed(
+                    batch_loss, p, X, y).b_simple.astype(jnp.float32), params)
+            return out
+
+        def batch_loss(p, Xb, yb):
+            return loss_fn(model.apply(p, Xb), yb)
+
         def chunk(carry, c):
             params, state, div, div_step = carry
             k0 = c * E
             fl, tl = full_loss(params), test_loss(params)
             div, div_step = mark(div, div_step, is_bad(fl), k0)
+            diag = diagnose(params, c)
             carry, (losses, gnorms) = jax.lax.scan(one_step, (params, state, div, div_step), k0 + jnp.arange(E))
-            return carry, (fl, tl, losses, gnorms)
+            return carry, (fl, tl, losses, gnorms, diag)
 
         init = (params, state, jnp.bool_(False), jnp.int32(-1))
-        (params, state, div, div_step), (fl, tl, losses, gnorms) = jax.lax.scan(chunk, init, jnp.arange(n_chunks))
+        (params, state, div, div_step), (fl, tl, losses, gnorms, diag) = jax.lax.scan(
+            chunk, init, jnp.arange(n_chunks))
         fl_end, tl_end = full_loss(params), test_loss(params)
         div, div_step = mark(div, div_step, is_bad(fl_end), steps)
         full = jnp.append(fl, fl_end)
@@ -143,6 +183,7 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
             "steps_to_target": steps_to_target.astype(jnp.int32),
             "final_full_train_loss": fl_end,
             "min_full_train_loss": jnp.min(jnp.where(valid & jnp.isfinite(full), full, jnp.inf)),
+            **diag,  # (n_chunks,) each, NaN where not measured
         }
 
     return run

@@ -14,10 +14,43 @@ def store(tmp_path):
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
+# The experiment file of the README (and of the issue that asked for it), verbatim.
+LINEAR_EXAMPLE = """\
+name = "linear-regression"
+description = "Gradient descent on least squares"
+
+[data]
+source = "file"            # "digits" | "teacher" | "file" (.npz with X, y; or .csv)
+path = "linear.npz"
+
+[model]
+kind = "neuron"            # "neuron" | "mlp" | "seed_graph"
+activation = "identity"    # identity | sigmoid | tanh | relu
+bias = false
+init = "zeros"             # zeros | normal | glorot
+
+[loss]
+kind = "half_mse"          # half_mse | cross_entropy
+
+[optimizer]
+kind = "sgd"               # sgd | momentum | adam | random_search
+
+[train]
+steps = 300
+eval_every = 1
+targets = [0.06]           # full-training-loss values that count as "converged"
+
+[sweep]
+learning_rate = { min = 0.01, max = 1.0, num = 9, scale = "log" }   # or a list
+batch_size = [1, 8, 32, "full"]                                     # "full" = the whole training set
+seeds = 3                                                           # a count, or a list
+"""
+
+
 @pytest.fixture
 def linear_example(tmp_path):
-    """The issue's example experiment file, verbatim, beside a copy of linear.npz."""
+    """The documented example experiment file, verbatim, beside a copy of linear.npz."""
     shutil.copy(EXPERIMENTS / "linear.npz", tmp_path / "linear.npz")
     path = tmp_path / "linear-regression.toml"
-    shutil.copy(EXPERIMENTS / "linear-regression.toml", path)
+    path.write_text(LINEAR_EXAMPLE)
     return path

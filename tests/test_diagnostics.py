@@ -15,7 +15,8 @@ from jax.flatten_util import ravel_pytree
 
 from analysis.critical import fit_lr_scaling, fit_steps_examples
 from bpresearch import losses, models, optim, train
-from bpresearch.diagnostics import hvp, noise_scale, noise_scale_exact, sharpness, stability_lr
+from bpresearch.diagnostics import (hvp, noise_scale, noise_scale_exact, noise_scale_streamed, sharpness,
+                                    stability_lr)
 
 
 def linear_problem(n=200, d=16, seed=0, noise=0.5):
@@ -46,14 +47,15 @@ def linear_batch_loss(params, Xb, yb):
 
 def test_hvp_matches_dense_hessian_on_a_small_mlp():
     model = models.mlp(3, 1, hidden=(4,), activation="tanh")
-    X = jax.random.normal(jax.random.key(1), (20, 3))
-    y = jax.random.normal(jax.random.key(2), (20,))
-    p = model.init(jax.random.key(0))
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(20, 3)).astype(np.float32), rng.normal(size=20).astype(np.float32)
+    p = jax.jit(model.init)(jax.random.key(0))
     f = lambda q: losses.half_mse(model.apply(q, X), y)
     flat, unravel = ravel_pytree(p)
-    v = jax.random.normal(jax.random.key(3), flat.shape)
-    got = ravel_pytree(hvp(f, p, unravel(v)))[0]
-    np.testing.assert_allclose(got, jax.hessian(lambda x: f(unravel(x)))(flat) @ v, rtol=1e-4, atol=1e-5)
+    v = np.random.default_rng(3).normal(size=flat.shape).astype(np.float32)
+    got = jax.jit(lambda v: ravel_pytree(hvp(f, p, unravel(v)))[0])(v)
+    dense = jax.jit(jax.hessian(lambda x: f(unravel(x))))(flat)  # (P, P)
+    np.testing.assert_allclose(got, dense @ v, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("d", [5, 16, 64])
@@ -63,6 +65,16 @@ def test_sharpness_is_top_eigenvalue_of_linear_regression_hessian(d):
     lam = jax.jit(lambda p, k: sharpness(linear_loss(X, y), p, k))(params, jax.random.key(0))
     assert lam.shape == ()
     assert float(lam) == pytest.approx(top_eigenvalue(X), rel=1e-3)
+
+
+def test_sharpness_is_the_largest_algebraic_eigenvalue_after_lanczos_breaks_down():
+    # 5 params < 20 Lanczos steps: the Krylov space is exhausted and the remaining steps are
+    # masked; on a concave quadratic every eigenvalue is negative, so a spurious 0 would show.
+    X, y = linear_problem(d=5, seed=4)
+    f = linear_loss(X, y)
+    lam = jax.jit(lambda k: sharpness(lambda p: -f(p), {"w": jnp.zeros(5)}, k))(jax.random.key(0))
+    X64 = X.astype(np.float64)
+    assert float(lam) == pytest.approx(-np.linalg.eigvalsh(X64.T @ X64 / len(X)).min(), rel=1e-3)
 
 
 def test_sharpness_vmaps_over_params_and_keys():
@@ -77,12 +89,12 @@ def test_sharpness_vmaps_over_params_and_keys():
 def test_sharpness_on_a_small_mlp_matches_the_dense_hessian():
     # Non-quadratic, several parameter leaves, an indefinite Hessian: 3·6 + 6 + 6 + 1 = 31 params.
     model = models.mlp(3, 1, hidden=(6,), activation="tanh")
-    X = jax.random.normal(jax.random.key(1), (50, 3))
-    y = jnp.sin(X[:, 0]) + X[:, 1] * X[:, 2]
-    p = model.init(jax.random.key(0))
+    X = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
+    p = jax.jit(model.init)(jax.random.key(0))
     f = lambda q: losses.half_mse(model.apply(q, X), y)
     flat, unravel = ravel_pytree(p)
-    eigs = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda x: f(unravel(x)))(flat), np.float64))
+    eigs = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(lambda x: f(unravel(x))))(flat), np.float64))
     lam = jax.jit(lambda q, k: sharpness(f, q, k, iters=31))(p, jax.random.key(2))
     assert float(lam) == pytest.approx(eigs.max(), rel=1e-3)
 
@@ -109,7 +121,7 @@ def test_full_batch_gd_diverges_just_above_the_edge_and_converges_just_below(kin
     u_top = np.linalg.eigh(X.T.astype(np.float64) @ X)[1][:, -1]
     assert abs(u_top @ w_star) > 0.05 * np.linalg.norm(w_star)
 
-    lam = sharpness(linear_loss(X, y), {"w": jnp.zeros(8)}, jax.random.key(0))
+    lam = jax.jit(lambda k: sharpness(linear_loss(X, y), {"w": jnp.zeros(8)}, k))(jax.random.key(0))
     edge = float(stability_lr(lam, kind, beta))
     model = models.neuron(8, activation="identity", bias=False, init="zeros")
     spec = train.TrainSpec(steps=1500, eval_every=100, batch_size=len(X))
@@ -129,7 +141,7 @@ def test_full_batch_gd_diverges_just_above_the_edge_and_converges_just_below(kin
 def test_noise_scale_exact_matches_closed_form_per_example_gradients():
     X, y = linear_problem(n=200, d=8, seed=1)
     w = np.random.default_rng(5).normal(size=8).astype(np.float32)
-    r = noise_scale_exact(linear_batch_loss, {"w": jnp.asarray(w)}, jnp.asarray(X), jnp.asarray(y))
+    r = jax.jit(partial(noise_scale_exact, linear_batch_loss))({"w": w}, X, y)
     X64, y64 = X.astype(np.float64), y.astype(np.float64)
     g = -(y64 - X64 @ w)[:, None] * X64  # (N, d): ∇ of ½(y_i − x_i·w)² is −(y_i − x_i·w) x_i
     G = g.mean(axis=0)
@@ -141,23 +153,33 @@ def test_noise_scale_exact_matches_closed_form_per_example_gradients():
 
 def test_noise_scale_exact_on_an_mlp_matches_a_loop_over_examples():
     model = models.mlp(4, 3, hidden=(5,))
-    p = model.init(jax.random.key(0))
-    X = jax.random.normal(jax.random.key(1), (30, 4))
-    y = jax.random.randint(jax.random.key(2), (30,), 0, 3)
+    p = jax.jit(model.init)(jax.random.key(0))
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 4)).astype(np.float32), rng.integers(0, 3, size=30).astype(np.int32)
     batch_loss = lambda q, Xb, yb: losses.cross_entropy(model.apply(q, Xb), yb)
     flat = lambda t: ravel_pytree(t)[0]
-    g = np.stack([flat(jax.grad(batch_loss)(p, X[i:i + 1], y[i:i + 1])) for i in range(30)])  # (N, P)
+    grad = jax.jit(lambda xi, yi: flat(jax.grad(batch_loss)(p, xi, yi)))
+    g = np.stack([grad(X[i:i + 1], y[i:i + 1]) for i in range(30)])  # (N, P), one example at a time
     G = g.mean(axis=0)
-    r = noise_scale_exact(batch_loss, p, X, y)
+    r = jax.jit(partial(noise_scale_exact, batch_loss))(p, X, y)
     assert float(r.grad_sq) == pytest.approx(G @ G, rel=1e-4)
     assert float(r.trace_sigma) == pytest.approx(np.mean(np.sum((g - G) ** 2, axis=1)), rel=1e-4)
+
+
+@pytest.mark.parametrize("block_size", [1, 64, 200, 1000])  # 64: three full blocks, one padded
+def test_noise_scale_streamed_equals_all_at_once(block_size):
+    X, y = linear_problem(n=200, d=8, seed=1)
+    params = {"w": np.random.default_rng(5).normal(size=8).astype(np.float32)}
+    one = jax.jit(partial(noise_scale_exact, linear_batch_loss))(params, X, y)
+    blocks = jax.jit(partial(noise_scale_streamed, linear_batch_loss, block_size=block_size))(params, X, y)
+    np.testing.assert_allclose(blocks, one, rtol=1e-5)
 
 
 def test_noise_scale_two_batch_estimate_is_within_10_percent_of_exact():
     X, y = linear_problem(n=200, d=8, seed=1)
     X, y = jnp.asarray(X), jnp.asarray(y)
     params = {"w": jnp.asarray(np.random.default_rng(5).normal(size=8), jnp.float32)}
-    exact = noise_scale_exact(linear_batch_loss, params, X, y)
+    exact = jax.jit(partial(noise_scale_exact, linear_batch_loss))(params, X, y)
     assert 2 < float(exact.b_simple) < 64  # between the two batch sizes: both terms matter
     est = jax.jit(lambda k: noise_scale(linear_batch_loss, params, X, y, k, 2, 64, 8000))(jax.random.key(0))
     for name in ("b_simple", "grad_sq", "trace_sigma"):
@@ -169,7 +191,8 @@ def test_noise_scale_vmaps_over_params():
     ws = jax.random.normal(jax.random.key(0), (3, 4))
     f = jax.vmap(lambda w: noise_scale(linear_batch_loss, {"w": w}, jnp.asarray(X), jnp.asarray(y),
                                        jax.random.key(1), 4, 16, 10))
-    one = noise_scale(linear_batch_loss, {"w": ws[1]}, jnp.asarray(X), jnp.asarray(y), jax.random.key(1), 4, 16, 10)
+    one = jax.jit(lambda w: noise_scale(linear_batch_loss, {"w": w}, jnp.asarray(X), jnp.asarray(y),
+                                        jax.random.key(1), 4, 16, 10))(ws[1])
     np.testing.assert_allclose(jax.jit(f)(ws).b_simple[1], one.b_simple, rtol=1e-5)
 
 

@@ -141,3 +141,11 @@ def test_dry_run_prints_grid_and_trains_nothing(linear_example, capsys, tmp_path
 def test_missing_experiment_file(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: no such file" in capsys.readouterr().err
+
+
+def test_readme_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```toml\n")[1].split("```")[0]
+    (tmp_path / "linear.npz").write_bytes((EXPERIMENTS / "linear.npz").read_bytes())
+    (tmp_path / "readme.toml").write_text(block)
+    assert len(experiment.load(tmp_path / "readme.toml").runs) == 108
