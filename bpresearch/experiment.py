@@ -325,6 +325,13 @@ def _resolve_defaults(cfg: dict) -> dict:
     return cfg
 
 
+def _normalize(cfg: dict) -> dict:
+    """Settings an optimizer ignores get one value, so they neither split groups nor mislead."""
+    if cfg["optimizer"]["kind"] != "momentum":
+        cfg["optimizer"]["momentum"] = 0.0
+    return cfg
+
+
 def _load_data(cfg: dict, path: Path, err) -> datamod.Dataset:
     d = cfg["data"]
     try:
@@ -444,7 +451,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
             err("sweep", key, str(e))
 
     # expand the grid; load each distinct data set once
-    base = _resolve_defaults(copy.deepcopy(cfg))
+    base = _normalize(_resolve_defaults(copy.deepcopy(cfg)))
     runs, datasets, seen = [], {}, set()
     keys = list(axes)
     for combo in itertools.product(*(axes[k] for k in keys)):
@@ -467,8 +474,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         c["train"]["batch_size"] = n if bs == "full" else bs
         if c["optimizer"]["kind"] == "random_search":   # η is meaningless: keep one value
             c["optimizer"]["learning_rate"] = axes["optimizer.learning_rate"][0]
-        if c["optimizer"]["kind"] != "momentum":
-            c["optimizer"]["momentum"] = 0.0
+        _normalize(c)
         if c["data"]["source"] == "file":
             c["data"]["sha256"] = datamod.file_sha256(path.parent / c["data"]["path"])
         c["name"] = top["name"]

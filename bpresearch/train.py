@@ -14,7 +14,8 @@ Conventions (every curve in the project follows them):
   (L0 the full training loss at step 0), on the minibatch or at an evaluation, freezes
   the run at that step: its params stop changing and ``diverged_step`` records the step.
 - Steps-to-target: the first evaluated step whose full training loss is below the
-  target, before any divergence; −1 when never reached.
+  target, before any divergence; −1 when never reached. In full-batch runs every step's
+  loss is the full loss, so every step counts as evaluated (step resolution).
 - Diagnostics (off unless ``diag_every > 0``), at evaluation steps every ``diag_every``
   steps (rounded up to a multiple of ``eval_every``), step 0 always included:
   ``sharpness`` (top Hessian eigenvalue of the full training loss, by Lanczos) at step 0
@@ -171,10 +172,16 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
         test = jnp.append(tl, tl_end)
 
         valid = ~div | (ev_steps <= div_step)  # evaluations before the run froze
-        reached = valid[None, :] & (full[None, :] < targets[:, None])  # (targets, evals)
-        steps_to_target = jnp.where(reached.any(axis=1), ev_steps[jnp.argmax(reached, axis=1)], -1)
+        train_loss = losses.reshape(-1)[:steps]
+        if full_batch:  # every step's minibatch loss is the full loss: step resolution
+            hit_steps, hit_loss = jnp.arange(steps + 1), jnp.append(train_loss, fl_end)
+        else:
+            hit_steps, hit_loss = ev_steps, full
+        before = ~div | (hit_steps <= div_step)
+        reached = before[None, :] & (hit_loss[None, :] < targets[:, None])  # (targets, candidates)
+        steps_to_target = jnp.where(reached.any(axis=1), hit_steps[jnp.argmax(reached, axis=1)], -1)
         return {
-            "train_loss": losses.reshape(-1)[:steps],
+            "train_loss": train_loss,
             "grad_norm": gnorms.reshape(-1)[:steps],
             "full_train_loss": full,
             "test_loss": test,

@@ -128,13 +128,22 @@ def test_seed_graph_curve_matches_hand_written_backprop():
 def test_steps_to_target_is_first_evaluated_step_below():
     X, y = linear_problem()
     targets = (0.5, 0.1, 1e-9)
-    run = make(models.neuron(5, bias=False, init="zeros"), train.TrainSpec(100, 4, 64, targets=targets))
-    out = run_one(run, train.Data(jnp.asarray(X), jnp.asarray(y)), 0.1)
+    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    # minibatches: only evaluated steps count
+    run = make(models.neuron(5, bias=False, init="zeros"), train.TrainSpec(100, 4, 8, targets=targets))
+    out = run_one(run, data, 0.1)
     ev, full = train.eval_steps(100, 4), np.asarray(out["full_train_loss"])
     for t, got in zip(targets, np.asarray(out["steps_to_target"])):
         below = np.flatnonzero(full < t)
         assert got == (ev[below[0]] if len(below) else -1)
     assert np.asarray(out["steps_to_target"])[-1] == -1  # never reached: censored, not fast
+    # full batch: every step's loss is the full loss, so the answer has step resolution
+    run = make(models.neuron(5, bias=False, init="zeros"), train.TrainSpec(100, 4, 64, targets=targets))
+    out = run_one(run, data, 0.1)
+    curve = np.append(np.asarray(out["train_loss"]), float(out["final_full_train_loss"]))
+    for t, got in zip(targets, np.asarray(out["steps_to_target"])):
+        below = np.flatnonzero(curve < t)
+        assert got == (below[0] if len(below) else -1)
 
 
 def test_minibatches_are_sampled_and_full_batch_is_not():
