@@ -84,11 +84,11 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = "full_train
     for ax in axes[:, 0]:
         ax.set_ylabel(key.replace("_", " "))
     handles = [plt.Line2D([], [], color=colors[lr], lw=2) for lr in sorted(colors)]
-    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outer right")
+    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outside right upper")
     seeds = runs["seed"].nunique()
     band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
     tnote = f"; dotted: target {target:g}" if target is not None else ""
-    fig.suptitle(f"{key.replace('_', ' ')} by learning rate (median{band_note}{tnote})")
+    fig.suptitle(f"{key.replace('_', ' ')} by learning rate\n(median{band_note}{tnote})", fontsize=11)
     return fig
 
 
@@ -139,11 +139,12 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None) ->
     return fig
 
 
-def scaling(curve: pd.DataFrame, target: float, full: int | None = None) -> plt.Figure:
+def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_every: int = 1) -> plt.Figure:
     """How do steps and examples to the target change with batch size (Shallue et al. 2019)?
 
     Each point is the best learning rate of the same grid at that batch size (median over
     seeds; bars: min–max). Dashed: perfect scaling from the smallest batch size, S(B₀)·B₀/B.
+    Steps are counted at evaluations every ``eval_every`` steps: the curve cannot go below it.
     """
     if curve["batch_size"].nunique() < 2:
         raise NotApplicable("only one batch size was run")
@@ -185,7 +186,8 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None) -> plt.
     n_lrs = curve["n_lrs"].unique()
     budget = f"{n_lrs[0]} learning rates tried per batch size" if len(n_lrs) == 1 else \
         f"UNEQUAL trial budgets: {', '.join(map(str, curve['n_lrs']))} learning rates"
-    fig.suptitle(f"steps and examples to loss {target:g} against batch size ({budget})")
+    every = f"; loss evaluated every {eval_every} steps" if eval_every > 1 else ""
+    fig.suptitle(f"steps and examples to loss {target:g} against batch size ({budget}{every})")
     return fig
 
 
@@ -227,7 +229,8 @@ def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.Data
     """The seed's lost figure: batch (smooth, red) against stochastic (noisy, blue) training.
 
     The minibatch training loss at every step of one seed, full batch against batch size 1,
-    one panel per learning rate; the title gives each curve's noise (std of Δ log loss).
+    one panel per learning rate (at most three, where neither run diverged); the legend gives
+    each curve's noise (std of Δ log loss).
     """
     full = full_batch_size(runs)
     if full is None or not (runs["batch_size"] == 1).any():
@@ -236,7 +239,14 @@ def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.Data
     lrs = sorted(set(gd[gd["batch_size"] == 1]["learning_rate"]) & set(gd[gd["batch_size"] == full]["learning_rate"]))
     if not lrs:
         raise NotApplicable("no learning rate was run at both batch size 1 and the full batch")
+    if curves[curves["key"] == "train_loss"].empty:
+        raise NotApplicable("no train_loss curves were logged for these runs")
     seed = int(gd["seed"].min())
+    pair = gd[(gd["seed"] == seed) & gd["batch_size"].isin([1, full])]
+    stable = [lr for lr in lrs if not pair[pair["learning_rate"] == lr]["diverged"].any()]
+    # At most three panels: the smallest, middle and largest learning rate at which neither diverged.
+    pick = stable or lrs
+    lrs = sorted({pick[0], pick[len(pick) // 2], pick[-1]})
     fig, axes = plt.subplots(1, len(lrs), figsize=(5.4 * len(lrs), 3.9), squeeze=False, constrained_layout=True)
     nz = noise.set_index("run_id")["noise"]
     for ax, lr in zip(axes.flat, lrs):
@@ -253,7 +263,7 @@ def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.Data
         ax.set_yscale("log")
         ax.set_xlabel("step (updates)")
         ax.set_ylabel("training loss on the step's batch")
-        ax.set_title(f"learning rate {lr:g}, seed {seed}")
+        ax.set_title(f"learning rate {lr:.3g}, seed {seed}")
         ax.legend(fontsize=8)
     fig.suptitle("batch training falls smoothly, stochastic training noisily "
                  "(noise: std of step-to-step change of log loss)")
@@ -266,6 +276,8 @@ def random_vs_gd(bsf: pd.DataFrame, target: float | None = None) -> plt.Figure:
     Best full training loss so far against evaluations (= steps for both), median over seeds
     with a min–max band, log y.
     """
+    if bsf.empty:
+        raise NotApplicable("no full_train_loss curves were logged for these runs")
     if "random_search" not in set(bsf["optimizer"]) or set(bsf["optimizer"]) == {"random_search"}:
         raise NotApplicable("needs both random-search and gradient-descent runs")
     b = M.band(bsf[bsf["best"] > 0], ["optimizer", "learning_rate"], "evaluations", "best")

@@ -108,7 +108,7 @@ def cells(table: pd.DataFrame) -> pd.DataFrame:
         n, n_reached, n_div = len(g), int(g["reached"].sum()), int((g["outcome"] == "diverged").sum())
         med = float(np.median(s))
         status = "reached" if np.isfinite(med) else (
-            "diverged" if n_div > 0 and n_div >= (n - n_reached) - n_div else "not reached")
+            "diverged" if n_div > (n - n_reached) - n_div else "not reached")
         rows.append([*key, n, n_reached, n_div, med, float(s.min()), float(s.max()), med * key[1], status])
     out = pd.DataFrame(rows, columns=cols)
     return out.astype({"n": int, "n_reached": int, "n_diverged": int})

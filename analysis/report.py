@@ -50,7 +50,7 @@ class Report:
     def h2(self, text): self.blocks.append(("h2", text))
     def p(self, text): self.blocks.append(("p", text))
     def pre(self, text): self.blocks.append(("pre", text))
-    def ul(self, items): self.blocks.append(("ul", list(items)))
+    def ul(self, items): self.blocks.append(("ul", items))  # kept by reference: findings fill in later
     def table(self, title, df): self.blocks.append(("table", title, df))
 
     def figure(self, name: str, title: str, build):
@@ -76,11 +76,14 @@ class Report:
 
 # ---------------------------------------------------------------- number formatting
 def fmt_steps(s) -> str:
-    return "not reached" if s is None or not np.isfinite(s) else f"{s:,.0f}"
+    """A step or example count; a median of an even number of seeds may end in .5."""
+    if s is None or not np.isfinite(s):
+        return "not reached"
+    return f"{s:,.0f}" if float(s).is_integer() else f"{s:,.1f}"
 
 
-def fmt_loss(v) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{v:.3g}"
+def plural(n: int, word: str) -> str:
+    return f"{fmt_steps(n)} {word}" + ("" if n == 1 else "s")
 
 
 def lr_list(subset, grid) -> str:
@@ -117,9 +120,35 @@ def findings_best(best: pd.DataFrame, target: float, budget: int, full: int | No
             f"only {r.n_reached} of {r.n} seeds reached it; fastest {r.steps_min:,.0f}"
         if r.n == 1:
             spread = "one seed"
-        out.append(f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {r.steps:,.0f} steps "
-                   f"({r.examples:,.0f} examples) to loss {target:g} ({spread}).")
+        out.append(f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {plural(r.steps, 'step')} "
+                   f"({plural(r.examples, 'example')}) to loss {target:g} ({spread}).")
     return out
+
+
+def findings_best_short(best: pd.DataFrame, target: float, full: int | None) -> str:
+    """One sentence for a further target: the best learning rate and steps at every batch size."""
+    parts = [f"{'full' if r.batch_size == full else r.batch_size}: "
+             + (f"η={r.learning_rate:.3g}, {fmt_steps(r.steps)}" if r.reached else "not reached")
+             for r in best.itertuples()]
+    return f"To loss {target:g}, best learning rate and median steps per batch size — {'; '.join(parts)}."
+
+
+def findings_resolution(best: pd.DataFrame, target: float, eval_every: int, full: int | None) -> list[str]:
+    """Warn where the best steps-to-target is the first evaluation: the true value may be lower.
+
+    Steps to target are counted at evaluations every ``eval_every`` steps, so a target met at
+    the first evaluation is an upper bound, and the scaling curve flattens there by construction.
+    """
+    if eval_every <= 1:
+        return []
+    first = best[best["reached"] & (best["steps"] <= eval_every)]
+    if first.empty:
+        return []
+    where = ", ".join("full" if b == full else str(b) for b in first["batch_size"])
+    return [f"Resolution limit: at batch size {where} loss {target:g} was already reached at the first evaluation "
+            f"(step {eval_every}; the loss is evaluated every {eval_every} steps), so those step counts are upper "
+            f"bounds and the scaling curve there is flat by construction; a smaller train.eval_every would "
+            f"resolve them."]
 
 
 def findings_divergence(frac: pd.DataFrame, full: int | None) -> list[str]:
@@ -135,8 +164,9 @@ def findings_divergence(frac: pd.DataFrame, full: int | None) -> list[str]:
         cell = gd[gd["batch_size"] == r.batch_size]
         if np.isfinite(r.lr_all_diverged):
             above = [lr for lr in grid if lr >= r.lr_all_diverged]
-            s = (f"At {where} every learning rate ≥ {r.lr_all_diverged:.3g} diverged in every seed"
-                 if len(above) > 1 else f"At {where} learning rate {r.lr_all_diverged:.3g} diverged in every seed")
+            every = " in every seed" if cell["n"].max() > 1 else ""
+            s = (f"At {where} every learning rate ≥ {r.lr_all_diverged:.3g} diverged{every}"
+                 if len(above) > 1 else f"At {where} learning rate {r.lr_all_diverged:.3g} diverged{every}")
             partial = cell[(cell["n_diverged"] > 0) & (cell["fraction"] < 1)]
             if not partial.empty:
                 s += f"; some seeds diverged also at {lr_list(partial['learning_rate'], grid)}"
@@ -158,7 +188,8 @@ def findings_not_reached(cell: pd.DataFrame, target: float, budget: int, full: i
     for bs, g in c.groupby("batch_size"):
         nr = g[g["status"] == "not reached"]
         if not nr.empty:
-            out.append(f"At {bs_text(bs, full)} learning rates {lr_list(nr['learning_rate'], grid)} did not reach "
+            lrs = "learning rate" + ("s" if len(nr) > 1 else "")
+            out.append(f"At {bs_text(bs, full)} {lrs} {lr_list(nr['learning_rate'], grid)} did not reach "
                        f"loss {target:g} within {budget:,} steps and did not diverge (median seed).")
     return out
 
@@ -171,16 +202,16 @@ def findings_scaling(curve: pd.DataFrame, target: float, full: int | None) -> li
     a, b = ok.iloc[0], ok.iloc[-1]
     ratio = a["steps"] / b["steps"]
     ideal = b["batch_size"] / a["batch_size"]
-    s = (f"From {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)} "
-         f"({ideal:,.0f}× larger batches), the steps to loss {target:g} fell from {a['steps']:,.0f} to "
-         f"{b['steps']:,.0f} ({ratio:,.1f}× fewer; perfect scaling would be {ideal:,.0f}× fewer), and the examples "
-         f"went from {a['examples']:,.0f} to {b['examples']:,.0f}.")
+    s = (f"Going from {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)}, "
+         f"{ideal:,.0f}× larger, cut the steps to loss {target:g} from {fmt_steps(a['steps'])} to "
+         f"{fmt_steps(b['steps'])}, {ratio:,.1f}× fewer (perfect scaling: {ideal:,.0f}× fewer); the examples "
+         f"went from {fmt_steps(a['examples'])} to {fmt_steps(b['examples'])}.")
     good = ok[ok["efficiency"] >= 0.5]
     tail = ""
     if len(good) < len(ok):
         last = good["batch_size"].max()
-        tail = (f" Scaling stayed within 2× of perfect up to batch size {last:,.0f}; beyond it, larger batches "
-                f"bought fewer steps than perfect scaling.")
+        tail = (f" The largest batch size within 2× of perfect scaling was {last:,.0f}; beyond it, larger batches "
+                f"saved far fewer steps than perfect scaling would.")
     else:
         tail = " Every batch size stayed within 2× of perfect scaling."
     missing = curve[~curve["reached"]]
@@ -200,23 +231,37 @@ def findings_sensitivity(sens: pd.DataFrame, full: int | None) -> list[str]:
             continue
         near = g[g["relative"] <= 2]
         best = g.loc[g["loss"].idxmin()]
-        out.append(f"At {bs_text(bs, full)} the lowest final loss was {best['loss']:.3g} (η={best['learning_rate']:.3g}); "
-                   f"{len(near)} of {len(g)} learning rates ended within 2× of it ({lr_list(near['learning_rate'], grid)}).")
+        out.append(f"At {bs_text(bs, full)} the lowest final loss was {best['loss']:.3g} "
+                   f"(η={best['learning_rate']:.3g}); {len(near)} of {len(g)} learning rates ended within 2× of it "
+                   f"({lr_list(near['learning_rate'], grid)}).")
     return out
 
 
 def findings_noise(nb: pd.DataFrame, full: int) -> list[str]:
-    """Per learning rate: how much noisier batch size 1 is than the full batch."""
-    out = []
+    """How much noisier batch size 1 is than the full batch: per learning rate, or as a range.
+
+    ``nb`` (``measures.noise_by_batch_size``) should hold runs that did not diverge only: a
+    diverging curve is not noise.
+    """
+    rows = []
     for lr, g in nb.groupby("learning_rate"):
         one, whole = g[g["batch_size"] == 1]["noise"], g[g["batch_size"] == full]["noise"]
         if one.empty or whole.empty or not np.isfinite(one.iloc[0]) or not np.isfinite(whole.iloc[0]):
             continue
-        o, w = one.iloc[0], whole.iloc[0]
-        ratio = f"{o / w:,.0f}× noisier" if w > 0 else "noisy where the full batch is perfectly smooth"
-        out.append(f"At learning rate {lr:g} the batch size 1 curve is {ratio} than the full batch's "
-                   f"(std of step-to-step change of log training loss: {o:.3g} vs {w:.3g}, median over seeds).")
-    return out
+        rows.append((lr, one.iloc[0], whole.iloc[0]))
+    if not rows:
+        return ["No learning rate has stable runs at both batch size 1 and the full batch to compare their noise."]
+    what = "std of step-to-step change of log training loss, median over seeds"
+    if len(rows) <= 3:
+        return [f"At learning rate {lr:.3g} the batch size 1 curve is "
+                + (f"{o / w:,.0f}× noisier than the full batch's" if w > 0 else
+                   "noisy where the full batch's is perfectly smooth") + f" ({what}: {o:.3g} vs {w:.3g})."
+                for lr, o, w in rows]
+    ratios = [(o / w if w > 0 else np.inf, lr, o, w) for lr, o, w in rows]
+    lo, hi = min(ratios), max(ratios)
+    return [f"The batch size 1 curve is {lo[0]:,.0f}× (η={lo[1]:.3g}) to {hi[0]:,.0f}× (η={hi[1]:.3g}) noisier "
+            f"than the full batch's at the {len(rows)} learning rates where neither diverged ({what}: "
+            f"{lo[2]:.3g} vs {lo[3]:.3g} and {hi[2]:.3g} vs {hi[3]:.3g}); the table below has every learning rate."]
 
 
 def findings_random(bsf: pd.DataFrame, table: pd.DataFrame, target: float) -> list[str]:
@@ -230,7 +275,7 @@ def findings_random(bsf: pd.DataFrame, table: pd.DataFrame, target: float) -> li
         t = table[(table["optimizer"] == opt) & (table["learning_rate"] == lr) & (table["target"] == target)]
         k, n = int(t["reached"].sum()), len(t)
         reach = f"reached loss {target:g} in {k} of {n} seeds" + (
-            f" (median {t['steps'].median():,.0f} evaluations)" if k else "")
+            f" (median {fmt_steps(t['steps'].median())} evaluations)" if k else "")
         out.append(f"After {n_eval} loss evaluations, {name}: best loss median {g['best'].median():.3g} "
                    f"(seeds: {g['best'].min():.3g}–{g['best'].max():.3g}); {reach}.")
     return out
@@ -248,17 +293,20 @@ def findings_seed_graph(v: pd.DataFrame, curves: pd.DataFrame, target: float, bu
         out.append(f"η = {lr_list(conv['learning_rate'], grid)} converged (loss < {target:g}); fastest "
                    f"η = {fast['learning_rate']:g} in {fast['steps']:.0f} steps, slowest η = {slow['learning_rate']:g} "
                    f"in {slow['steps']:.0f} steps.")
-    for verdict, words in (("slow", f"were still falling at step {budget} without reaching {target:g}"),
+    for verdict, words in (("slow", f"still falling at step {budget}, converging too slowly to reach {target:g}"),
                            ("oscillates", "kept jumping without converging and without diverging")):
         g = v[v["verdict"] == verdict]
         if not g.empty:
-            finals = [last.get(r) for r in g["run_id"]]
-            finals = [x for x in finals if x is not None]
-            end = f" (final loss {min(finals):.3g}–{max(finals):.3g})" if finals else ""
-            out.append(f"η = {lr_list(g['learning_rate'], grid)} {words}{end}.")
-    d = v[v["verdict"] == "diverged"].merge(pd.DataFrame({"run_id": v["run_id"]}), on="run_id")
+            finals = sorted(x for x in (last.get(r) for r in g["run_id"]) if x is not None)
+            end = "" if not finals else f" (final loss {finals[0]:.3g})" if len(finals) == 1 else \
+                f" (final loss {finals[0]:.3g}–{finals[-1]:.3g})"
+            verb = "was " if verdict == "slow" and len(g) == 1 else "were " if verdict == "slow" else ""
+            out.append(f"η = {lr_list(g['learning_rate'], grid)} {verb}{words}{end}.")
+    d = v[v["verdict"] == "diverged"]
     if not d.empty:
-        out.append(f"η = {lr_list(d['learning_rate'], grid)} diverged.")
+        at = [str(int(s)) for s in d["diverged_step"]] if "diverged_step" in d else []
+        where = "" if not at else f" (at step {at[0]})" if len(at) == 1 else f" (at steps {', '.join(at)})"
+        out.append(f"η = {lr_list(d['learning_rate'], grid)} diverged{where}.")
     post = v[np.isclose(v["learning_rate"], 0.1)]
     if not post.empty:
         r = post.iloc[0]
@@ -351,6 +399,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
     targets = M.targets_of(runs)
     full = F.full_batch_size(runs)
     budget = int(runs["steps"].max())
+    eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
     if curves.empty:
         findings.append("No curves (metric histories) were found for these runs: the loss-curve figures are "
                         "missing; steps to target come from the logged summaries.")
@@ -386,18 +435,21 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
                        F.NotApplicable("the runs lack the model.start / data.target params")))
         if targets and not curves.empty:
             v = M.verdicts(table[table["target"] == targets[0]], M.oscillation(curves))
+            v = v.merge(runs[["run_id", "diverged_step"]], on="run_id")
             findings += findings_seed_graph(v, curves, targets[0], budget)
             rep.figure("seed_graph_curves", "Which learning rates η converge?",
                        lambda: F.seed_graph_curves(curves, v, targets[0]))
 
-    rep.h2("Loss curves")
-    rep.figure("loss_curves", "How does the full training loss fall, per learning rate and batch size?",
-               lambda: F.loss_curves(curves, runs, "full_train_loss", targets[0] if targets else None))
+    if not seed_graph:  # its own curve figure above says more
+        rep.h2("Loss curves")
+        rep.figure("loss_curves", "How does the full training loss fall, per learning rate and batch size?",
+                   lambda: F.loss_curves(curves, runs, "full_train_loss", targets[0] if targets else None))
 
     for t in targets:
         best = M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t)
         if not seed_graph:
-            findings += findings_best(best, t, budget, full)
+            findings += findings_best(best, t, budget, full) if t == targets[0] else \
+                [findings_best_short(best, t, full)]
         rep.h2(f"Steps to loss {t:g}")
         rep.table(f"Best learning rate per batch size (fewest median steps to loss {t:g}; ties: better worst seed)",
                   best_table(best, full))
@@ -406,14 +458,18 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
             rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
                        lambda t=t: F.steps_heatmap(cell, t, full))
             curve = M.scaling_curve(best)
-            findings += findings_scaling(curve, t, full)
+            if t in (targets[0], targets[-1]):  # the loosest and the tightest target
+                findings += findings_scaling(curve, t, full)
             rep.figure(f"scaling_{M.target_label(t)}", f"Steps and examples to loss {t:g} against batch size",
-                       lambda curve=curve, t=t: F.scaling(curve, t, full))
+                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every))
+        if not seed_graph:
+            findings += findings_resolution(best, t, eval_every, full)
         if t == targets[0] and not seed_graph:
             findings += findings_not_reached(cell, t, budget, full)
 
     rep.h2("Divergence")
-    findings += findings_divergence(frac, full)
+    if not seed_graph:  # its findings above already say which η diverged
+        findings += findings_divergence(frac, full)
     shown = frac[frac["n_diverged"] > 0]
     rep.table("Cells with diverged runs (learning rate × batch size)", shown.assign(
         fraction=shown["fraction"].map(lambda x: f"{x:.0%}")) if not shown.empty else
@@ -429,7 +485,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
     if full is not None and (runs["batch_size"] == 1).any() and full != 1:
         rep.h2("Batch versus stochastic training")
         noise = M.curve_noise(curves)
-        nb = M.noise_by_batch_size(noise, runs)
+        nb = M.noise_by_batch_size(noise, runs[~runs["diverged"]])
         findings += findings_noise(nb, full)
         rep.figure("batch_vs_stochastic", "Batch (red) against stochastic (blue) training",
                    lambda: F.batch_vs_stochastic(curves, runs, noise))

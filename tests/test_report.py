@@ -1,0 +1,202 @@
+"""Reports built from small real sweeps: figures, tables, findings, self-contained HTML."""
+
+import argparse
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import load
+from analysis import measures as M
+from analysis.report import main as report_main
+from bpresearch.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "experiments"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store with four tiny sweeps; reports written once for all of them."""
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    # An experiment whose every run diverges: the seed graph with steps far too large.
+    diverging = tmp / "all-diverged.toml"
+    diverging.write_text((EXP / "seed-graph.toml").read_text().replace('name = "seed-graph"', 'name = "all-diverged"'))
+    sweeps = [
+        [EXP / "seed-graph.toml", "--set", "train.steps=60", "--set", "sweep.learning_rate=[0.01,0.05,0.1,0.12]"],
+        [EXP / "linear-regression.toml", "--set", "train.steps=60", "--set", "sweep.seeds=2",
+         "--set", "sweep.learning_rate=[0.03,0.3,3.0]", "--set", 'sweep.batch_size=[1,8,"full"]'],
+        [EXP / "neuron-random-vs-gd.toml", "--set", "train.steps=30", "--set", "sweep.seeds=2",
+         "--set", "sweep.learning_rate=[1.0,10.0]"],
+        [diverging, "--set", "train.steps=20", "--set", "sweep.learning_rate=[0.5,1.0]"],
+    ]
+    for args in sweeps:
+        assert cli_main(["sweep", *map(str, args), "--tracking-uri", uri]) == 0
+    out = tmp / "reports"
+    code = report_main(argparse.Namespace(experiments=[], tracking_uri=uri, out=str(out)))
+    assert code == 0
+    return uri, out
+
+
+class Page(HTMLParser):
+    """Collects tags and their attributes; fails on what a self-contained page must not hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs, self.links, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        for k in ("href", "src"):
+            if k in a and tag != "img":
+                self.links.append(a[k])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> Page:
+    p = Page()
+    p.feed(path.read_text(encoding="utf-8"))
+    p.close()
+    return p
+
+
+def self_contained(page: Page):
+    assert "script" not in page.tags and "link" not in page.tags
+    assert page.imgs and all(src.startswith("data:image/png;base64,") for src in page.imgs)
+    assert not any(re.match(r"(https?:|//|file:)", x) for x in page.links)
+
+
+def test_index_links_every_report(store):
+    _, out = store
+    page = parse(out / "index.html")
+    assert sorted(page.links) == sorted(f"{n}/index.html" for n in
+                                        ("all-diverged", "linear-regression", "neuron-random-vs-gd", "seed-graph"))
+    for link in page.links:
+        assert (out / link).exists()
+
+
+@pytest.mark.parametrize("name, figures, phrases", [
+    ("seed-graph", ["seed_graph", "seed_graph_curves", "sensitivity"],
+     ["The post's η = 0.1 does not converge", "converged (loss < 1e-06)", "diverged (at step"]),
+    ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic"],
+     ["Best learning rate per batch size", "the fastest learning rate was", "perfect scaling",
+      "noisier than the full batch", "Outcomes of all runs"]),
+    ("neuron-random-vs-gd", ["loss_curves", "sensitivity", "random_vs_gd"],
+     ["After 30 loss evaluations, random search", "gradient descent with η=10"]),
+])
+def test_report_holds_its_figures_tables_and_findings(store, name, figures, phrases):
+    _, out = store
+    folder = out / name
+    page = parse(folder / "index.html")
+    self_contained(page)
+    assert len(page.imgs) == len(figures)
+    text = " ".join(page.text)
+    for phrase in phrases + ["What was run", "Resolved configuration", "git commit"]:
+        assert phrase in text, phrase
+    md = (folder / "report.md").read_text()
+    for f in figures:
+        assert (folder / f"{f}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({f}.png)" in md
+    assert sorted(p.stem for p in folder.glob("*.png")) == sorted(figures)
+
+
+def test_figures_that_do_not_apply_say_why(store):
+    _, out = store
+    text = " ".join(parse(out / "neuron-random-vs-gd" / "index.html").text)
+    assert "Not shown: needs runs with batch size 1 and with the full batch." in text or \
+        "Batch versus stochastic" not in text
+    assert "Steps and examples" not in text  # one batch size: no scaling plot at all
+
+
+def test_all_diverged_experiment_still_builds_and_says_so(store):
+    _, out = store
+    page = parse(out / "all-diverged" / "index.html")
+    text = " ".join(page.text)
+    assert "Every one of the 2 runs diverged" in text
+    assert "η = 0.5, 1 diverged" in text
+
+
+def test_report_is_attached_to_the_latest_sweep(store):
+    uri, _ = store
+    data = load.load_experiment(uri, "seed-graph")
+    files = {f.path for f in load.client(uri).list_artifacts(data.latest_sweep["run_id"], "report")}
+    assert {"report/index.html", "report/report.md", "report/seed_graph.png"} <= files
+
+
+def test_logged_steps_to_target_agree_with_the_curves(store):
+    uri, _ = store
+    data = load.load_experiment(uri, "linear-regression")
+    curves = load.load_curves(uri, data.runs["run_id"])
+    targets = M.targets_of(data.runs)
+    a = M.steps_to_target(curves, data.runs, targets)
+    b = M.steps_to_target_logged(data.runs, targets)
+    assert len(a) == len(data.runs) == 18
+    assert np.array_equal(a["steps"].fillna(-1), b["steps"].fillna(-1))
+    # The client API (any store) reads the same points as the direct sqlite query.
+    some = data.runs["run_id"].iloc[:2]
+    via_client = load._curves_client(uri, list(some), ["train_loss"]).sort_values(["run_id", "step"])
+    direct = load.load_curves(uri, some, ["train_loss"])
+    assert np.allclose(via_client["value"].to_numpy(), direct["value"].to_numpy())
+
+
+def run_report(capsys, *experiments, uri):
+    code = report_main(argparse.Namespace(experiments=list(experiments), tracking_uri=uri, out="unused"))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_unknown_experiment_is_one_line_and_exit_2(store, capsys):
+    uri, _ = store
+    code, err = run_report(capsys, "no-such-experiment", uri=uri)
+    assert code == 2 and len(err) == 1
+    assert "no-such-experiment" in err[0] and uri in err[0] and "seed-graph" in err[0]
+
+
+def test_missing_store_is_one_line_and_exit_2(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/none.db"
+    code, err = run_report(capsys, uri=uri)
+    assert code == 2 and len(err) == 1 and uri in err[0]
+    assert not (tmp_path / "none.db").exists()  # a report never creates a store
+
+
+def test_unfinished_runs_are_counted_but_not_analysed(store):
+    uri, _ = store
+    before = load.load_experiment(uri, "all-diverged")
+    c = load.client(uri)
+    parent = before.latest_sweep["run_id"]
+    c.create_run(before.experiment_id, run_name="lr=0.5 bs=full seed=0",
+                 tags={"mlflow.parentRunId": parent, "bpresearch.kind": "run"})  # left RUNNING, as by a kill
+    after = load.load_experiment(uri, "all-diverged")
+    assert len(after.runs) == len(before.runs) == 2
+    assert after.unfinished == {"RUNNING": 1}
+
+
+def test_experiment_without_finished_runs_says_so(store, tmp_path, capsys):
+    uri, _ = store
+    c = load.client(uri)
+    exp_id = c.create_experiment("only-unfinished")
+    c.create_run(exp_id, run_name="lr=0.1 bs=1 seed=0", tags={"bpresearch.kind": "run"})
+    assert "only-unfinished" not in load.experiment_names(uri)  # not among the defaults
+    code = report_main(argparse.Namespace(experiments=["only-unfinished"], tracking_uri=uri, out=str(tmp_path)))
+    assert code == 0
+    text = " ".join(parse(tmp_path / "only-unfinished" / "index.html").text)
+    assert "no FINISHED runs" in text and "1 RUNNING" in text
+
+
+def test_runs_without_curves_still_build_and_say_so(store):
+    from analysis.report import Figure, build, to_html
+
+    uri, _ = store
+    data = load.load_experiment(uri, "linear-regression")
+    rep = build(data, load.load_curves(uri, []))
+    reasons = {f.name: f.reason for f in rep.figures if f.png is None}
+    assert "no full_train_loss curves" in reasons["loss_curves"]
+    assert all(isinstance(f, Figure) for f in rep.figures) and "heatmap_0.06" not in reasons  # from summaries
+    assert "No curves (metric histories) were found" in to_html(rep)
