@@ -25,6 +25,8 @@ from . import measures as M  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 FULL_RED, STOCHASTIC_BLUE = "#c0392b", "#2e6fd1"       # the seed's lost figure: red batch, blue stochastic
 FORWARD_GREEN, BACKWARD_RED = "#1e8449", "#c0392b"     # the seed's graph: green values, red gradients
+PREDICTED = "#d35400"                                   # predictions from the diagnostics: orange
+MARK_STYLES = [(PREDICTED, "--"), ("#7d3c98", "-."), ("#117a65", ":")]  # vertical marks, told apart in grey too
 VERDICT_COLORS = {"converged": "#1f77b4", "slow": "#ff9f1c", "oscillates": "#8e44ad", "diverged": "#c0392b"}
 
 
@@ -92,11 +94,14 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = "full_train
     return fig
 
 
-def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None) -> plt.Figure:
+def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
+                  lr_mark: tuple[float, str] | None = None) -> plt.Figure:
     """Which learning rate × batch size reaches the target fastest, and which never do?
 
     Colour: median steps to target over seeds (log scale). "÷" hatched: most runs diverged;
     "n.r.": not reached within the budget; "k/n" below a number: only k of n seeds reached.
+    ``lr_mark`` = (η, label): a predicted learning rate (2/λ_max), drawn across the grid at
+    its place between the grid's rows (log-interpolated).
     """
     c = cell[cell["target"] == target]
     c = c[c["optimizer"] != "random_search"]
@@ -132,19 +137,43 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None) ->
     ax.grid(False)
     ax.set_xlabel("batch size")
     ax.set_ylabel("learning rate")
+    if lr_mark is not None:
+        y, beyond = _grid_position(lr_mark[0], lrs)
+        ax.axhline(y, color=PREDICTED, lw=2, ls="--")
+        ax.text(-0.45, y, f"{lr_mark[1]}{beyond}", color=PREDICTED, fontsize=8, fontweight="bold",
+                va="bottom" if y < len(lrs) - 1 else "top", ha="left",
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.75, pad=1))
     if norm is not None:
         fig.colorbar(im, ax=ax, label=f"median steps to loss {target:g}")
-    ax.set_title(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget)",
+    mark = "; dashed: predicted boundary" if lr_mark is not None else ""
+    ax.set_title(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget{mark})",
                  fontsize=10)
     return fig
 
 
-def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_every: int = 1) -> plt.Figure:
+def _grid_position(value: float, grid: list[float]) -> tuple[float, str]:
+    """Where ``value`` falls on an axis whose ticks 0, 1, … are the sorted ``grid``, log-interpolated.
+
+    Outside the grid the position is pinned half a row beyond its edge and the note says so.
+    """
+    if len(grid) == 1:
+        return 0.0, "" if value == grid[0] else " (off the grid)"
+    lg, lv = np.log(grid), np.log(value)
+    if lv < lg[0]:
+        return -0.5, f" (below the grid, < {grid[0]:.3g})"
+    if lv > lg[-1]:
+        return len(grid) - 0.5, f" (above the grid, > {grid[-1]:.3g})"
+    return float(np.interp(lv, lg, np.arange(len(grid)))), ""
+
+
+def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_every: int = 1,
+            marks: list[tuple[str, float]] | None = None) -> plt.Figure:
     """How do steps and examples to the target change with batch size (Shallue et al. 2019)?
 
     Each point is the best learning rate of the same grid at that batch size (median over
     seeds; bars: min–max). Dashed: perfect scaling from the smallest batch size, S(B₀)·B₀/B.
     Steps are counted at evaluations every ``eval_every`` steps: the curve cannot go below it.
+    ``marks``: (label, batch size) pairs drawn as vertical lines, e.g. B_simple, B_crit, B_noise.
     """
     if curve["batch_size"].nunique() < 2:
         raise NotApplicable("only one batch size was run")
@@ -176,6 +205,11 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
             ax.plot([r.batch_size], [top * 1.6], marker="v", color=FULL_RED)
             ax.annotate("not reached", (r.batch_size, top * 1.6), textcoords="offset points", xytext=(4, 4),
                         fontsize=7, color=FULL_RED)
+        for (label, b), style in zip(marks or [], MARK_STYLES):
+            # A mark far outside the batch sizes run would squash the data into a corner: name it only.
+            inside = bs_all.min() / 10 <= b <= bs_all.max() * 10
+            ax.axvline(b if inside else bs_all.min(), color=style[0], ls=style[1], lw=1.6 if inside else 0,
+                       label=f"{label} = {b:,.3g}" + ("" if inside else " (off the axis)"))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(bs_all, [_bs_label(int(b), full) for b in bs_all])
@@ -187,15 +221,18 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
     budget = f"{n_lrs[0]} learning rates tried per batch size" if len(n_lrs) == 1 else \
         f"UNEQUAL trial budgets: {', '.join(map(str, curve['n_lrs']))} learning rates"
     every = f"; loss evaluated every {eval_every} steps" if eval_every > 1 else ""
-    fig.suptitle(f"steps and examples to loss {target:g} against batch size ({budget}{every})")
+    fig.suptitle(f"steps and examples to loss {target:g} against batch size\n({budget}{every})", fontsize=11)
     return fig
 
 
-def sensitivity(sens: pd.DataFrame, full: int | None = None) -> plt.Figure:
+def sensitivity(sens: pd.DataFrame, full: int | None = None, lr_mark: tuple[float, str] | None = None,
+                bracket: tuple[float, float, str] | None = None) -> plt.Figure:
     """How much does the final loss depend on the learning rate, per batch size (DeepOBS)?
 
     y: median final full training loss over seeds divided by the best at that batch size;
-    diverged cells are drawn as ✕ on the top line.
+    diverged cells are drawn as ✕ on the top line. ``lr_mark`` = (η, label): a predicted
+    learning rate (2/λ_max) as a vertical line; ``bracket`` = (lo, hi, label): the measured
+    divergence boundary (highest stable, lowest diverged η) as a shaded band.
     """
     s = sens[sens["optimizer"] != "random_search"]
     if s["learning_rate"].nunique() < 2:
@@ -204,7 +241,7 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None) -> plt.Figure:
     if finite.empty:
         raise NotApplicable("every run diverged: no final loss to compare")
     ceiling = max(10.0, finite["relative"].max() * 3)
-    fig, ax = plt.subplots(figsize=(7.5, 4.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9.2, 4.4), constrained_layout=True)
     bss = sorted(s["batch_size"].unique())
     palette = dict(zip(bss, sns.color_palette("rocket", len(bss))))
     for bs in bss:
@@ -213,6 +250,10 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None) -> plt.Figure:
         ax.plot(g["learning_rate"], y, "o-", color=palette[bs], label=f"batch size {_bs_label(bs, full)}", ms=4)
         d = g[~np.isfinite(g["relative"])]
         ax.plot(d["learning_rate"], [ceiling] * len(d), "x", color=palette[bs], ms=8, mew=2)
+    if bracket is not None:
+        ax.axvspan(bracket[0], bracket[1], color="#999999", alpha=0.25, lw=0, label=bracket[2])
+    if lr_mark is not None:
+        ax.axvline(lr_mark[0], color=PREDICTED, lw=2, ls="--", label=lr_mark[1])
     ax.axhline(ceiling, color=FULL_RED, lw=0.8, ls=":")
     ax.text(s["learning_rate"].min(), ceiling * 1.15, "✕ diverged (median seed)", color=FULL_RED, fontsize=8)
     ax.set_xscale("log")
@@ -221,7 +262,60 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None) -> plt.Figure:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("final loss ÷ best final loss at that batch size")
     ax.set_title("learning-rate sensitivity (1 = the best learning rate of its batch size)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: the curves fill the axes
+    return fig
+
+
+def edge_of_stability(curves: pd.DataFrame, eos: pd.DataFrame, bound_label: str = "2/η") -> plt.Figure:
+    """Does full-batch training stay below the stability bound 2/η (Cohen et al. 2021)?
+
+    One line per learning rate: the sharpness λ_max of the full training loss against the
+    step (median over seeds; log y), with a dashed horizontal line at 2/η in the same
+    colour. A line that meets its dashed line is training at the edge of stability;
+    ✕: the run diverged there.
+
+    Args:
+        curves: tidy curves with ``sharpness``.
+        eos: ``predictions.edge_of_stability`` (the full-batch runs measured over training).
+        bound_label: how the bound is written ("2/η", or "(2+2β)/η" with momentum).
+    """
+    if eos.empty:
+        raise NotApplicable("no full-batch run has sharpness measured after step 0 (it is measured over "
+                            "training in full-batch runs only, every diagnostics.every steps)")
+    c = curves[(curves["key"] == "sharpness") & curves["run_id"].isin(eos["run_id"]) & (curves["value"] > 0)]
+    c = c.merge(eos[M.RUN_COLS + ["diverged", "bound"]], on="run_id")
+    # Colours by rank, not by log η: the lines worth telling apart are neighbours near 2/λ_max,
+    # which a log-scaled colormap would paint almost alike. Plasma stops short of its pale yellow.
+    lrs = sorted(eos["learning_rate"].unique())
+    cmap = plt.get_cmap("plasma")
+    colors = {lr: cmap(0.85 * i / max(len(lrs) - 1, 1)) for i, lr in enumerate(lrs)}
+    fig, ax = plt.subplots(figsize=(8.8, 4.8), constrained_layout=True)
+    b = M.band(c, ["optimizer", "learning_rate", "bound"], "step", "value")
+    lo, hi = c["value"].min(), c["value"].max()
+    n_seeds = eos.groupby("learning_rate")["seed"].nunique()
+    for (opt, lr, bound), g in b.groupby(["optimizer", "learning_rate", "bound"]):
+        # Fewer seeds than elsewhere: the others diverged before a second measurement.
+        few = f"; {n_seeds[lr]} of {n_seeds.max()} seeds" if n_seeds[lr] < n_seeds.max() else ""
+        ax.plot(g["step"], g["median"], color=colors[lr], lw=1.6,
+                label=f"η={lr:.3g}  ({bound_label} = {bound:.3g}{few})")
+        if g["n"].max() > 1:
+            ax.fill_between(g["step"], g["lo"], g["hi"], color=colors[lr], alpha=0.15, lw=0)
+        ax.axhline(bound, color=colors[lr], ls="--", lw=1.1)
+        lo, hi = min(lo, bound), max(hi, bound)
+    for r in eos[eos["diverged"]].itertuples():
+        g = c[c["run_id"] == r.run_id]
+        ax.plot(g["step"].iloc[-1:], g["value"].iloc[-1:], "x", color=FULL_RED, ms=8, mew=2)
+    # Keep every dashed line in view, but no more than three decades beyond the measured sharpness.
+    dlo, dhi = c["value"].min(), c["value"].max()
+    ax.set_yscale("log")
+    ax.set_ylim(max(lo, dlo / 1e3) / 1.5, min(hi, dhi * 1e3) * 1.5)
+    ax.set_xlabel("step (updates)")
+    ax.set_ylabel("sharpness λ_max of the full training loss")
+    seeds = eos["seed"].nunique()
+    spread = f"median over {seeds} seeds, band min–max" if seeds > 1 else "one seed"
+    ax.set_title(f"full batch: sharpness against the stability bound {bound_label} (dashed, same colour)\n"
+                 f"({spread}; ✕: diverged)", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

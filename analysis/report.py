@@ -28,6 +28,7 @@ import pandas as pd
 from . import figures as F
 from . import load
 from . import measures as M
+from . import predictions as P
 
 EXIT_USAGE = 2
 
@@ -318,6 +319,232 @@ def findings_seed_graph(v: pd.DataFrame, curves: pd.DataFrame, target: float, bu
     return out
 
 
+# ---------------------------------------------------------------- predicted against measured
+def bound_labels(factor: float) -> tuple[str, str]:
+    """How the stability bound reads: ("2/λ_max", "2/η") for gradient descent, else with momentum."""
+    return ("2/λ_max", "2/η") if np.isclose(factor, 2.0) else ("(2+2β)/λ_max", "(2+2β)/η")
+
+
+def span(lo: float, hi: float, fmt: str = ".3g") -> str:
+    """``lo–hi``, or one number when they agree to the digits shown."""
+    a, b = format(lo, fmt), format(hi, fmt)
+    return a if a == b else f"{a}–{b}"
+
+
+def _init_text(init: pd.Series) -> str:
+    """``2/λ_max at initialisation = 1.53 (λ_max = 1.31; one seed)``."""
+    lam, _ = bound_labels(init["factor"])
+    seeds = "one seed" if init["n_seeds"] == 1 else \
+        f"median over {init['n_seeds']} seeds, {span(init['stability_lr_min'], init['stability_lr_max'])}"
+    return f"{lam} at initialisation = {init['stability_lr']:.3g} (λ_max = {init['sharpness']:.3g}; {seeds})"
+
+
+def bracket_text(r) -> str:
+    """The measured divergence boundary of one batch size, as a bracket in words."""
+    if not np.isfinite(r.lowest_diverged):
+        return f"no run diverged up to η = {r.grid_max:.3g} (boundary > {r.grid_max:.3g})"
+    if not np.isfinite(r.highest_stable):
+        return f"diverged already at the smallest η = {r.lowest_diverged:.3g} (boundary ≤ {r.lowest_diverged:.3g})"
+    s = (f"in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}]: highest stable η = {r.highest_stable:.3g}, "
+         f"lowest diverged η = {r.lowest_diverged:.3g}; geometric midpoint {r.midpoint:.3g}")
+    if not r.monotone:
+        s += f" (not monotone: η = {r.largest_stable:.3g} did not diverge)"
+    return s
+
+
+def position_text(r) -> str:
+    """Where the prediction falls against one measured bracket."""
+    if r.position == "inside":
+        return "inside the bracket" if np.isfinite(r.hi) else "consistent (no divergence up to the grid's end)"
+    side = "below" if r.position == "below" else "above"
+    return f"{r.factor_off:.2g}× {side} the bracket"
+
+
+def findings_boundary(cmp: pd.DataFrame, init: pd.Series, full: int | None) -> list[str]:
+    """The predicted divergence boundary against the measured one: full batch, then the others."""
+    lam, _ = bound_labels(init["factor"])
+    pred = init["stability_lr"]
+    ref = cmp[cmp["batch_size"] == full] if full is not None else cmp.iloc[0:0]
+    where = bs_text(full, full) if not ref.empty else None
+    if ref.empty:
+        ref = cmp.sort_values("batch_size").iloc[-1:]
+        where = (f"batch size {int(ref['batch_size'].iloc[0])} (the largest; no full-batch runs, for which the "
+                 f"bound is derived)")
+    r = next(ref.itertuples())
+    head = _init_text(init)
+    if not np.isfinite(r.lowest_diverged):
+        if pred > r.grid_max:
+            s = (f"{head} lies beyond the grid: at {where} no run diverged up to η = {r.grid_max:.3g}, consistent "
+                 f"with it, but the boundary itself was not reached.")
+        else:
+            s = (f"{head} predicts divergence above it, yet at {where} no run diverged up to η = {r.grid_max:.3g}, "
+                 f"{r.grid_max / pred:.2g}× the prediction.")
+    else:
+        verb = {"inside": "predicts", "below": "underestimates", "above": "overestimates"}[r.position]
+        stable = (f"did not diverge at η ≤ {r.highest_stable:.3g}" if np.isfinite(r.highest_stable)
+                  else "diverged already at the smallest η of the grid")
+        s = (f"{head} {verb} the divergence boundary at {where}: runs diverged at η ≥ {r.lowest_diverged:.3g} "
+             f"and {stable}")
+        if np.isfinite(r.midpoint):
+            s += (f", so the boundary lies in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}] (geometric midpoint "
+                  f"{r.midpoint:.3g}; prediction ÷ midpoint = {r.ratio:.2g})")
+        s += {"inside": " — the prediction is inside the bracket.",
+              "below": f" — the prediction lies {r.factor_off:.2g}× below the bracket: training stayed stable well "
+                       f"beyond {lam} at initialisation (see the sharpness over training below).",
+              "above": f" — the prediction lies {r.factor_off:.2g}× above the bracket: runs diverged before reaching "
+                       f"the bound."}[r.position]
+        if not r.monotone:
+            s += f" Divergence was not monotone in η: η = {r.largest_stable:.3g} did not diverge."
+    out = [s]
+    others = cmp[cmp["batch_size"] != r.batch_size]
+    if not others.empty:
+        parts = [f"{b.batch_size}: " + (f"({b.highest_stable:.3g}, {b.lowest_diverged:.3g}]"
+                                        if np.isfinite(b.midpoint) else bracket_text(b)) + f", {position_text(b)}"
+                 for b in others.itertuples()]
+        out.append(f"At the other batch sizes the measured boundary (highest stable, lowest diverged η] was — "
+                   f"{'; '.join(parts)}. The bound {lam} is derived for full-batch gradient descent; with minibatches "
+                   f"the sampling noise and the per-batch curvature move the boundary.")
+    return out
+
+
+def findings_edge(eos: pd.DataFrame, init: pd.Series | None, every: int | None) -> list[str]:
+    """What the sharpness of full-batch runs did against 2/η: fell below it, rose to it, or stayed below."""
+    if eos.empty:
+        return []
+    factor = init["factor"] if init is not None else 2.0
+    lam, eta = bound_labels(factor)
+    ok = eos[~eos["diverged"]]
+    grid = sorted(eos["learning_rate"].unique())
+    cadence = f", measured every {every} steps" if every else ""
+    out = []
+    above = ok[ok["sharpness_0"] > ok["bound"]]
+    if not above.empty:
+        fell = above[above["end_over_bound"] < 1]
+        edge = above[(above["end_over_bound"] >= 0.9) & (above["end_over_bound"] < 1.1)]
+        s = (f"Full-batch runs that started above the stability bound (λ_max(0) > {eta}) yet did not diverge, "
+             f"at η = {lr_list(above['learning_rate'], grid)}: their sharpness went from "
+             f"{span(above['sharpness_0'].min(), above['sharpness_0'].max())} at step 0 to "
+             f"{span(above['sharpness_end'].min(), above['sharpness_end'].max())} at the end{cadence}, "
+             f"{span(above['end_over_bound'].min(), above['end_over_bound'].max(), '.2f')} × their {eta}; "
+             f"{len(fell)} of {len(above)} ended below it")
+        if not edge.empty:
+            s += f", and η = {lr_list(edge['learning_rate'], grid)} settled within 10% of it (at the edge of stability)"
+        s += (f". Gradient descent moved to flatter regions where its step is stable again (the edge-of-stability "
+              f"effect, Cohen et al. 2021), which is why runs beyond {lam} at initialisation did not diverge.")
+        if "reached" in above:
+            stuck = above[~above["reached"].astype(bool)]
+            if not stuck.empty:
+                last = span(stuck["sharpness_end"].min(), stuck["sharpness_end"].max())
+                s += (f" Not diverging is not converging: η = {lr_list(stuck['learning_rate'], grid)} did not reach "
+                      f"the first target (last sharpness {last}).")
+        out.append(s)
+    below = ok[ok["sharpness_0"] <= ok["bound"]]
+    if not below.empty:
+        edge = below[below["max_over_bound"] >= 0.9]
+        m = below.loc[below["max_over_bound"].idxmax()]
+        s = (f"Full-batch runs that started below their bound (η = {lr_list(below['learning_rate'], grid)}): the "
+             f"largest sharpness relative to {eta} was {m['max_over_bound']:.2f} (η = {m['learning_rate']:.3g})")
+        s += (f"; {len(edge)} of {len(below)} came within 10% of {eta} or beyond (edge of stability) at "
+              f"η = {lr_list(edge['learning_rate'], grid)}" if not edge.empty else
+              f"; none came within 10% of {eta}")
+        change = below["sharpness_end"] / below["sharpness_0"]
+        if np.allclose(change, 1.0, rtol=0.01) and np.allclose(below["sharpness_max"], below["sharpness_0"], rtol=0.01):
+            s += f". Their sharpness stayed at {span(below['sharpness_0'].min(), below['sharpness_0'].max())} " \
+                 "throughout."
+        else:
+            rose = below[below["sharpness_max"] > 1.1 * below["sharpness_0"]]
+            s += (f"; sharpness rose by more than 10% at some point (progressive sharpening) in {len(rose)} of "
+                  f"{len(below)} runs, and went from {span(below['sharpness_0'].min(), below['sharpness_0'].max())} "
+                  f"at step 0 to {span(below['sharpness_end'].min(), below['sharpness_end'].max())} at the end.")
+        out.append(s)
+    return out
+
+
+def _ratio_words(r: float) -> str:
+    if not np.isfinite(r):
+        return "—"
+    f = max(r, 1 / r)
+    return "agree within 2×" if f <= 2 else f"differ by {f:.2g}×"
+
+
+def noise_scale_text(head: pd.Series, target: float, full: int | None, every: int | None) -> str:
+    """Exactly which B_simple stands for "near the target"."""
+    seeds = "one seed" if head["n"] == 1 else \
+        f"median over {head['n']} seeds, {span(head['b_simple_min'], head['b_simple_max'])}"
+    at = "step" + ("s " if "," in head["measured_steps"] else " ") + head["measured_steps"] + \
+        (" (per seed," if head["n"] > 1 else " (")
+    note = " — that is B_simple at initialisation, not near the target" if head["measured_steps"] == "0" else ""
+    cadence = f"; measured every {every} steps" if every else ""
+    return (f"B_simple = {head['b_simple']:.3g}: the gradient noise scale of the best run at "
+            f"{bs_text(int(head['batch_size']), full)} (η = {head['learning_rate']:.3g}; {seeds}) at {at} the measured "
+            f"step closest to where it first reached loss {target:g}; median step {fmt_steps(head['target_step'])}"
+            f"{cadence}){note}")
+
+
+def findings_critical(target: float, head: pd.Series | None, fits, full: int | None, every: int | None,
+                      missing: str) -> str:
+    """B_simple near the target against B_crit (steps–examples fit) and B_noise (learning-rate fit)."""
+    ce, lr = fits.steps_examples, fits.lr_scaling
+    parts = [f"Critical batch size for loss {target:g}:"]
+    parts.append(noise_scale_text(head, target, full, every) + "." if head is not None else
+                 f"B_simple is not available ({missing}).")
+    parts.append(f"The fit S = S_min + E_min/B gives B_crit = E_min/S_min = {ce.b_crit:.3g} (S_min = {ce.s_min:.3g} "
+                 f"steps, E_min = {ce.e_min:.3g} examples, {ce.n_points} batch sizes)." if not ce.reason else
+                 f"B_crit could not be fitted: {ce.reason}.")
+    parts.append(f"The fit ε_opt = ε_max/(1 + B_noise/B) gives B_noise = {lr.b_noise:.3g} (ε_max = {lr.eps_max:.3g})."
+                 if not lr.reason else f"B_noise could not be fitted: {lr.reason}.")
+    if head is not None:
+        ratios = [f"B_simple/{n} = {head['b_simple'] / v:.2g} ({_ratio_words(head['b_simple'] / v)})"
+                  for n, v in (("B_crit", ce.b_crit), ("B_noise", lr.b_noise)) if np.isfinite(v)]
+        if ratios:
+            parts.append("; ".join(ratios) + ".")
+    return " ".join(parts)
+
+
+def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int | None, critical: list,
+                    missing_boundary: str, missing_critical: str = "") -> pd.DataFrame:
+    """Rows "quantity, predicted, measured, predicted ÷ measured, agreement" for every prediction.
+
+    Args:
+        cmp: ``predictions.compare_boundary`` (None: no prediction of the boundary).
+        init: ``predictions.stability_at_init`` row (None likewise).
+        full: the full batch size, if any.
+        critical: (target, headline B_simple row or None, ``CriticalFits``, why B_simple is missing).
+        missing_boundary: why the boundary is not predicted, when ``cmp`` is None.
+        missing_critical: why the critical batch size is not compared at all ("" when it is).
+    """
+    rows = []
+    if cmp is None:
+        rows.append(["divergence boundary", f"not available: {missing_boundary}", "—", "—", "—"])
+    else:
+        lam, _ = bound_labels(init["factor"])
+        for r in sorted(cmp.itertuples(), key=lambda r: r.batch_size != full):
+            where = "full batch" + f" ({r.batch_size})" if r.batch_size == full else \
+                f"batch size {r.batch_size} (bound derived for full batch)"
+            rows.append([f"divergence boundary, {where}", f"{lam}(0) = {init['stability_lr']:.3g}", bracket_text(r),
+                         f"{r.ratio:.2g}" if np.isfinite(r.ratio) else "— (bracket open)", position_text(r)])
+    if missing_critical:
+        rows.append(["critical batch size", "—", "—", "—", f"not compared: {missing_critical}"])
+    for target, head, fits, missing in critical:
+        ce, lr = fits.steps_examples, fits.lr_scaling
+        b_simple = (f"B_simple = {head['b_simple']:.3g} ({bs_text(int(head['batch_size']), full)}, step"
+                    f"{'s' if ',' in head['measured_steps'] else ''} {head['measured_steps']}; target reached at "
+                    f"{fmt_steps(head['target_step'])})"
+                    if head is not None else f"B_simple not available: {missing}")
+        b_crit = f"B_crit = E_min/S_min = {ce.b_crit:.3g} ({ce.n_points} batch sizes)" if not ce.reason else \
+            f"B_crit not fitted: {ce.reason}"
+        b_noise = f"B_noise = {lr.b_noise:.3g} (learning-rate fit)" if not lr.reason else \
+            f"B_noise not fitted: {lr.reason}"
+        bs = head["b_simple"] if head is not None else np.nan
+        for name, pred, meas, a, b in (("B_simple vs B_crit", b_simple, b_crit, bs, ce.b_crit),
+                                       ("B_simple vs B_noise", b_simple, b_noise, bs, lr.b_noise),
+                                       ("B_noise vs B_crit", b_noise, b_crit, lr.b_noise, ce.b_crit)):
+            r = a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else np.nan
+            rows.append([f"critical batch size, loss {target:g}: {name}", pred, meas,
+                         f"{r:.2g}" if np.isfinite(r) else "—", _ratio_words(r)])
+    return pd.DataFrame(rows, columns=["quantity", "predicted", "measured", "predicted ÷ measured", "agreement"])
+
+
 # ---------------------------------------------------------------- tables for display
 def best_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
     rows = []
@@ -373,6 +600,155 @@ def _what_was_run(rep: Report, data: load.ExperimentData):
     if text:
         rep.p("Resolved configuration (every default filled in):")
         rep.pre(text)
+
+
+@dataclass
+class Predicted:
+    """What the diagnostics predict for one experiment, and why a prediction is missing."""
+    init: pd.Series | None               # predictions.stability_at_init row (the gradient-descent optimizer)
+    cmp: pd.DataFrame | None             # predictions.compare_boundary
+    missing_boundary: str                # why there is no boundary prediction ("" when there is)
+    missing_noise: str                   # why there is no B_simple ("" when there is)
+    eos: pd.DataFrame                    # predictions.edge_of_stability
+    every: int | None                    # steps between diagnostic measurements
+    critical: dict = field(default_factory=dict)  # target -> (near, headline row or None, CriticalFits)
+
+    @property
+    def lr_mark(self) -> tuple[float, str] | None:
+        if self.init is None:
+            return None
+        return self.init["stability_lr"], f"{bound_labels(self.init['factor'])[0]}(0) = {self.init['stability_lr']:.3g}"
+
+    def bracket(self, full: int | None) -> tuple[float, float, str] | None:
+        """The measured full-batch divergence boundary (highest stable, lowest diverged η), when closed."""
+        if self.cmp is None or full is None or not (self.cmp["batch_size"] == full).any():
+            return None
+        r = self.cmp[self.cmp["batch_size"] == full].iloc[0]
+        if not (np.isfinite(r["lowest_diverged"]) and np.isfinite(r["highest_stable"])):
+            return None
+        return r["highest_stable"], r["lowest_diverged"], \
+            f"measured boundary, full batch: ({r['highest_stable']:.3g}, {r['lowest_diverged']:.3g}]"
+
+    def marks(self, target: float) -> list[tuple[str, float]]:
+        """Vertical lines for the scaling plot: B_simple near the target, B_crit, B_noise."""
+        if target not in self.critical:
+            return []
+        _, head, fits = self.critical[target]
+        out = [("B_simple near target", head["b_simple"] if head is not None else np.nan),
+               ("B_crit (S–E fit)", fits.steps_examples.b_crit), ("B_noise (η fit)", fits.lr_scaling.b_noise)]
+        return [(k, v) for k, v in out if np.isfinite(v)]
+
+
+def _diag_flag(runs: pd.DataFrame, name: str) -> bool:
+    col = f"params.diagnostics.{name}"
+    return col in runs and (runs[col] == "True").any()
+
+
+def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests: dict, full: int | None) -> Predicted:
+    """The three predictions of ``analysis.predictions`` for one experiment, with reasons where missing.
+
+    Args:
+        runs: the runs frame; curves: its curves (with the diagnostic keys).
+        table: ``measures.steps_to_target``; bests: target -> ``measures.best_learning_rate``.
+        full: the full batch size, if any.
+    """
+    gd = runs[runs["optimizer"] != "random_search"]
+    eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
+    if not (_diag_flag(runs, "sharpness") or _diag_flag(runs, "noise_scale")):
+        none = ("no diagnostics were logged (the experiment file has no [diagnostics] section, or it turns both "
+                "sharpness and noise_scale off)")
+        return Predicted(None, None, none, none, P.edge_of_stability(curves.iloc[0:0], runs), None)
+    # The sweep rounds diagnostics.every up to a multiple of eval_every.
+    every = -(-int(runs["params.diagnostics.every"].iloc[0]) // eval_every) * eval_every
+    init = P.stability_at_init(curves, gd)
+    missing_boundary = ""
+    if not _diag_flag(runs, "sharpness"):
+        missing_boundary = "the sharpness was not measured (diagnostics.sharpness = false)"
+    elif init.empty:
+        missing_boundary = "no stable step was logged at step 0 (the optimizer has no stable-step bound, or no run " \
+                           "logged sharpness)"
+    elif init["optimizer"].nunique() > 1:
+        missing_boundary = "several gradient optimizers share this experiment; their bounds differ"
+    init_row = None if missing_boundary else init.iloc[0]
+    cmp = None
+    if init_row is not None:
+        frac = M.diverged_fraction(gd[gd["optimizer"] == init_row["optimizer"]])
+        cmp = P.compare_boundary(P.divergence_bracket(frac), float(init_row["stability_lr"]))
+    eos = P.edge_of_stability(curves, gd, init_row["factor"] if init_row is not None else 2.0)
+    if bests:  # whether each run reached the first target: stable is not the same as converged
+        first = table[table["target"] == next(iter(bests))][["run_id", "reached"]]
+        eos = eos.merge(first, on="run_id", how="left")
+    missing_noise = "" if _diag_flag(runs, "noise_scale") else \
+        "the gradient noise scale was not measured (diagnostics.noise_scale = false)"
+    pred = Predicted(init_row, cmp, missing_boundary, missing_noise, eos, every)
+    for t, best in bests.items():
+        near = P.noise_scale_near_target(curves, table[table["target"] == t], best) if not missing_noise else \
+            pd.DataFrame()
+        pred.critical[t] = (near, P.headline_noise_scale(near), P.critical_fits(best))
+    return pred
+
+
+def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.DataFrame, full: int | None,
+                       targets: list[float], n_bs: int):
+    """The "Predicted versus measured" section: table, edge-of-stability figure, noise scales, fits."""
+    rep.h2("Predicted versus measured")
+    if pred.every is None:
+        rep.p(f"Nothing is predicted: {pred.missing_boundary}. A [diagnostics] section with sharpness = true and "
+              "noise_scale = true predicts the divergence boundary (2/λ_max) and the critical batch size (B_simple).")
+        return
+    rep.p("Measured, on a grid: the divergence boundary lies between the highest learning rate at which no seed "
+          "diverged and the lowest at which some seed did; the table gives that bracket and its geometric midpoint, "
+          "and the prediction is judged by whether it falls inside. Critical batch sizes: B_simple is the exact "
+          "gradient noise scale tr(Σ)/|G|² at the measured step nearest the target; B_crit = E_min/S_min and B_noise "
+          "are fitted to the best learning rate per batch size (McCandlish et al. 2018).")
+    if pred.cmp is not None:
+        findings += findings_boundary(pred.cmp, pred.init, full)
+    else:
+        findings.append(f"The divergence boundary is not predicted: {pred.missing_boundary}.")
+    findings += findings_edge(pred.eos, pred.init, pred.every)
+    critical, critical_missing = [], ""
+    if n_bs < 2:
+        critical_missing = "one batch size was run, so neither B_crit nor B_noise can be fitted"
+        findings.append(f"The critical batch size is not compared: {critical_missing}.")
+    for t in targets if n_bs >= 2 else []:
+        _, head, fits = pred.critical[t]
+        missing = pred.missing_noise or (f"no best run at any batch size reached loss {t:g} with the noise scale "
+                                         f"logged" if head is None else "")
+        critical.append((t, head, fits, missing))
+        findings.append(findings_critical(t, head, fits, full, pred.every, missing))
+    rep.table("Predicted vs measured", predicted_table(pred.cmp, pred.init, full, critical, pred.missing_boundary,
+                                                       critical_missing))
+    _, eta = bound_labels(pred.init["factor"]) if pred.init is not None else ("", "2/η")
+    rep.figure("edge_of_stability", f"Full batch: sharpness over training against {eta} (edge of stability)",
+               lambda: F.edge_of_stability(curves, pred.eos, eta))
+    if not pred.eos.empty:
+        e = pred.eos.groupby("learning_rate").agg(
+            seeds=("seed", "size"), sharpness_0=("sharpness_0", "median"), sharpness_max=("sharpness_max", "median"),
+            sharpness_end=("sharpness_end", "median"), bound=("bound", "first"),
+            end_over_bound=("end_over_bound", "median"), last_step=("last_step", "max")).reset_index()
+        rep.table(f"Sharpness of full-batch runs against {eta} (medians over the seeds measured after step 0)",
+                  e.rename(columns={"learning_rate": "η", "sharpness_0": "λ_max step 0", "sharpness_max": "λ_max max",
+                                    "sharpness_end": "λ_max last", "bound": eta, "end_over_bound": f"last ÷ {eta}",
+                                    "last_step": "last step"}))
+    if n_bs >= 2 and not pred.missing_noise:
+        for t, (near, head, fits) in pred.critical.items():
+            if near.empty:
+                continue
+            rep.table(f"B_simple near loss {t:g}: per batch size, the best run's noise scale at the measured step "
+                      f"closest to the step it reached the target", near.assign(
+                          batch_size=near["batch_size"].map(lambda b: f"full ({b})" if b == full else str(b)))
+                      .drop(columns=["optimizer", "rel_gap"]).rename(columns={
+                          "batch_size": "batch size", "learning_rate": "η", "b_simple": "B_simple (median)",
+                          "b_simple_min": "seeds min", "b_simple_max": "seeds max",
+                          "target_step": "target reached (median step)", "measured_steps": "noise scale taken at step",
+                          "max_gap": "largest gap (steps)", "n": "seeds"}))
+        fit_rows = [{"target": f"{t:g}", "S_min": f.steps_examples.s_min, "E_min": f.steps_examples.e_min,
+                     "B_crit": f.steps_examples.b_crit, "ε_max": f.lr_scaling.eps_max, "B_noise": f.lr_scaling.b_noise,
+                     "points": f.steps_examples.n_points,
+                     "why missing": "; ".join(x for x in (f.steps_examples.reason, f.lr_scaling.reason) if x) or "—"}
+                    for t, (_, _, f) in pred.critical.items()]
+        rep.table("Critical-batch fits (analysis.critical) on the best learning rate per batch size",
+                  pd.DataFrame(fit_rows))
 
 
 def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
@@ -445,8 +821,10 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         rep.figure("loss_curves", "How does the full training loss fall, per learning rate and batch size?",
                    lambda: F.loss_curves(curves, runs, "full_train_loss", targets[0] if targets else None))
 
+    bests = {t: M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t) for t in targets}
+    pred = predict(runs, curves, table, bests, full)
     for t in targets:
-        best = M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t)
+        best = bests[t]
         if not seed_graph:
             findings += findings_best(best, t, budget, full) if t == targets[0] else \
                 [findings_best_short(best, t, full)]
@@ -456,12 +834,12 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         rep.table(f"Outcomes of all runs for loss {t:g}", outcome_table(cell, t, full))
         if n_bs >= 2:
             rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
-                       lambda t=t: F.steps_heatmap(cell, t, full))
+                       lambda t=t: F.steps_heatmap(cell, t, full, pred.lr_mark))
             curve = M.scaling_curve(best)
             if t in (targets[0], targets[-1]):  # the loosest and the tightest target
                 findings += findings_scaling(curve, t, full)
             rep.figure(f"scaling_{M.target_label(t)}", f"Steps and examples to loss {t:g} against batch size",
-                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every))
+                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every, pred.marks(t)))
         if not seed_graph:
             findings += findings_resolution(best, t, eval_every, full)
         if t == targets[0] and not seed_graph:
@@ -480,7 +858,9 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         if not seed_graph:
             findings += findings_sensitivity(sens, full)
         rep.figure("sensitivity", "How much does the final loss depend on the learning rate?",
-                   lambda: F.sensitivity(sens, full))
+                   lambda: F.sensitivity(sens, full, pred.lr_mark, pred.bracket(full)))
+
+    _predicted_section(rep, findings, pred, curves, full, targets, n_bs)
 
     if full is not None and (runs["batch_size"] == 1).any() and full != 1:
         rep.h2("Batch versus stochastic training")
@@ -670,7 +1050,8 @@ def main(args) -> int:
     for name in names:
         t1 = time.perf_counter()
         data = load.load_experiment(uri, name)
-        curves = load.load_curves(uri, data.runs["run_id"]) if not data.runs.empty else load.load_curves(uri, [])
+        keys = load.CURVE_KEYS + P.DIAGNOSTIC_KEYS
+        curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         rep = build(data, curves)
         folder = out / slug(name)

@@ -27,8 +27,9 @@ def store(tmp_path_factory):
     diverging.write_text((EXP / "seed-graph.toml").read_text().replace('name = "seed-graph"', 'name = "all-diverged"'))
     sweeps = [
         [EXP / "seed-graph.toml", "--set", "train.steps=60", "--set", "sweep.learning_rate=[0.01,0.05,0.1,0.12]"],
-        [EXP / "linear-regression.toml", "--set", "train.steps=60", "--set", "sweep.seeds=2",
-         "--set", "sweep.learning_rate=[0.03,0.3,3.0]", "--set", 'sweep.batch_size=[1,8,"full"]'],
+        # 1.4 and 1.7 straddle the exact full-batch boundary 2/λ_max = 1.530 of linear.npz.
+        [EXP / "linear-regression.toml", "--set", "train.steps=100", "--set", "sweep.seeds=2",
+         "--set", "sweep.learning_rate=[0.03,0.056,0.3,1.4,1.7,3.0]", "--set", 'sweep.batch_size=[1,8,"full"]'],
         [EXP / "neuron-random-vs-gd.toml", "--set", "train.steps=30", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[1.0,10.0]"],
         [diverging, "--set", "train.steps=20", "--set", "sweep.learning_rate=[0.5,1.0]"],
@@ -84,13 +85,18 @@ def test_index_links_every_report(store):
 
 
 @pytest.mark.parametrize("name, figures, phrases", [
-    ("seed-graph", ["seed_graph", "seed_graph_curves", "sensitivity"],
-     ["The post's η = 0.1 does not converge", "converged (loss < 1e-06)", "diverged (at step"]),
-    ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic"],
+    ("seed-graph", ["seed_graph", "seed_graph_curves", "sensitivity", "edge_of_stability"],
+     ["The post's η = 0.1 does not converge", "converged (loss < 1e-06)", "diverged (at step",
+      "2/λ_max at initialisation = 0.0461", "below the bracket", "Predicted vs measured"]),
+    ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic",
+                           "edge_of_stability"],
      ["Best learning rate per batch size", "the fastest learning rate was", "perfect scaling",
-      "noisier than the full batch", "Outcomes of all runs"]),
+      "noisier than the full batch", "Outcomes of all runs", "Predicted vs measured",
+      "the prediction is inside the bracket", "Their sharpness stayed at 1.31 throughout",
+      "Critical batch size for loss 0.06: B_simple = "]),
     ("neuron-random-vs-gd", ["loss_curves", "sensitivity", "random_vs_gd"],
-     ["After 30 loss evaluations, random search", "gradient descent with η=10"]),
+     ["After 30 loss evaluations, random search", "gradient descent with η=10",
+      "Nothing is predicted: no diagnostics were logged"]),
 ])
 def test_report_holds_its_figures_tables_and_findings(store, name, figures, phrases):
     _, out = store
@@ -138,7 +144,7 @@ def test_logged_steps_to_target_agree_with_the_curves(store):
     targets = M.targets_of(data.runs)
     a = M.steps_to_target(curves, data.runs, targets)
     b = M.steps_to_target_logged(data.runs, targets)
-    assert len(a) == len(data.runs) == 18
+    assert len(a) == len(data.runs) == 36
     assert np.array_equal(a["steps"].fillna(-1), b["steps"].fillna(-1))
     # The client API (any store) reads the same points as the direct sqlite query.
     some = data.runs["run_id"].iloc[:2]
@@ -200,3 +206,37 @@ def test_runs_without_curves_still_build_and_say_so(store):
     assert "no full_train_loss curves" in reasons["loss_curves"]
     assert all(isinstance(f, Figure) for f in rep.figures) and "heatmap_0.06" not in reasons  # from summaries
     assert "No curves (metric histories) were found" in to_html(rep)
+
+
+def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(store):
+    """Least squares has the constant Hessian XᵀX/N: 2/λ_max is the exact full-batch boundary."""
+    from analysis import figures as F
+    from analysis import predictions as P
+    from analysis.report import predict
+
+    uri, out = store
+    data = load.load_experiment(uri, "linear-regression")
+    curves = load.load_curves(uri, data.runs["run_id"], load.CURVE_KEYS + P.DIAGNOSTIC_KEYS)
+    X = np.load(EXP / "linear.npz")["X"]
+    exact = 2 / np.linalg.eigvalsh(X.T @ X / len(X)).max()
+    table = M.steps_to_target_logged(data.runs, [0.06])
+    cell = M.cells(table)
+    bests = {0.06: M.best_learning_rate(cell, 0.06)}
+    pred = predict(data.runs, curves, table, bests, 256)
+    assert pred.init["stability_lr"] == pytest.approx(exact, rel=1e-3) and round(exact, 3) == 1.530
+    full = pred.cmp.set_index("batch_size").loc[256]
+    assert (full["highest_stable"], full["lowest_diverged"], full["position"]) == (1.4, 1.7, "inside")
+    # The lines in the figures: the prediction on the learning-rate axes, the batch sizes on the scaling plot.
+    heat = F.steps_heatmap(cell, 0.06, 256, pred.lr_mark)
+    rows = sorted(cell["learning_rate"].unique())  # 1.53 lies between the rows of 1.4 and 1.7
+    y = [ln.get_ydata()[0] for ln in heat.axes[0].lines]
+    assert len(y) == 1 and rows.index(1.4) < y[0] < rows.index(1.7)
+    sens = F.sensitivity(M.lr_sensitivity(data.runs), 256, pred.lr_mark, pred.bracket(256))
+    labels = sens.axes[0].get_legend_handles_labels()[1]
+    assert "2/λ_max(0) = 1.53" in labels and "measured boundary, full batch: (1.4, 1.7]" in labels
+    scal = F.scaling(M.scaling_curve(bests[0.06]), 0.06, 256, 1, pred.marks(0.06))
+    labels = " ".join(scal.axes[0].get_legend_handles_labels()[1])
+    assert "B_simple near target" in labels and "B_crit (S–E fit)" in labels and "B_noise (η fit)" in labels
+    md = (out / "linear-regression" / "report.md").read_text()
+    assert "| divergence boundary, full batch (256) | 2/λ_max(0) = 1.53 | in (1.4, 1.7]" in md
+    assert "](edge_of_stability.png)" in md

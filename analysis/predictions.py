@@ -1,0 +1,239 @@
+"""Predicted against measured: what the diagnostics foretell, set beside what the sweep found.
+
+Three predictions, each from a diagnostic the sweep logs (``[diagnostics]``), each compared
+with a measure of ``analysis.measures``:
+
+- the divergence boundary: gradient descent on a quadratic of top curvature λ_max is stable
+  iff η < 2/λ_max ((2 + 2β)/λ_max with heavy-ball momentum β). The logged ``stability_lr``
+  at step 0 (median over seeds) predicts the smallest learning rate at which full-batch runs
+  diverge. On a grid the measured boundary is only bracketed: it lies between the highest
+  stable and the lowest diverged grid value (``divergence_bracket``).
+- the edge of stability (Cohen et al. 2021): in full-batch runs the sharpness λ_max(t) tends
+  to rise until it hovers at 2/η, or falls below 2/η where η started above it
+  (``edge_of_stability``).
+- the critical batch size (McCandlish et al. 2018): the gradient noise scale
+  B_simple = tr(Σ)/|G|² near the target predicts B_crit = E_min/S_min from the
+  steps-against-examples fit and B_noise from the best-learning-rate fit
+  (``noise_scale_near_target``, ``critical_fits``).
+
+Pure functions over the frames of ``analysis.load`` (runs; curves with the keys
+``sharpness``, ``stability_lr``, ``gradient_noise_scale``) and ``analysis.measures``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .critical import CriticalFit, LrScalingFit, fit_lr_scaling, fit_steps_examples
+from .measures import RUN_COLS
+
+DIAGNOSTIC_KEYS = ("sharpness", "stability_lr", "gradient_noise_scale")
+
+
+def _at_step(curves: pd.DataFrame, key: str, step: int) -> pd.DataFrame:
+    c = curves[(curves["key"] == key) & (curves["step"] == step)]
+    return c[["run_id", "value"]]
+
+
+def stability_at_init(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The predicted stable step at initialisation, per optimizer: median over seeds.
+
+    Runs of one seed share their initial params (whatever their learning rate or batch
+    size), so each seed's value is first the median over its runs, then the median is
+    taken over seeds.
+
+    Args:
+        curves: tidy curves holding ``sharpness`` and ``stability_lr``.
+        runs: the runs frame (``RUN_COLS``).
+
+    Returns:
+        ``optimizer, sharpness, stability_lr`` (medians over seeds at step 0),
+        ``stability_lr_min``, ``stability_lr_max`` (over seeds), ``n_seeds`` and ``factor``
+        = stability_lr × sharpness (2 for sgd, 2 + 2β with momentum): the bound on the
+        sharpness at learning rate η is factor/η. Empty when nothing was logged at step 0.
+    """
+    cols = ["optimizer", "sharpness", "stability_lr", "stability_lr_min", "stability_lr_max", "n_seeds", "factor"]
+    lam = _at_step(curves, "sharpness", 0).rename(columns={"value": "sharpness"})
+    eta = _at_step(curves, "stability_lr", 0).rename(columns={"value": "stability_lr"})
+    m = runs[RUN_COLS].merge(lam, on="run_id").merge(eta, on="run_id")
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    per_seed = m.groupby(["optimizer", "seed"])[["sharpness", "stability_lr"]].median().reset_index()
+    rows = []
+    for opt, g in per_seed.groupby("optimizer", sort=True):
+        rows.append({"optimizer": opt, "sharpness": g["sharpness"].median(), "stability_lr": g["stability_lr"].median(),
+                     "stability_lr_min": g["stability_lr"].min(), "stability_lr_max": g["stability_lr"].max(),
+                     "n_seeds": len(g),
+                     "factor": float(np.median(m[m["optimizer"] == opt].eval("stability_lr * sharpness")))})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def divergence_bracket(frac: pd.DataFrame) -> pd.DataFrame:
+    """Where on the learning-rate grid runs begin to diverge, per optimizer × batch size.
+
+    A grid value counts as diverged when any seed diverged there, as stable when none did.
+    The boundary then lies in (highest stable, lowest diverged]: ``highest_stable`` is the
+    largest stable value *below* ``lowest_diverged``. ``largest_stable`` is the largest
+    stable value anywhere, which exceeds ``lowest_diverged`` only on a grid where
+    divergence is not monotone in η (``monotone`` False).
+
+    Args:
+        frac: the output of ``measures.diverged_fraction``.
+
+    Returns:
+        ``optimizer, batch_size, highest_stable, lowest_diverged, largest_stable, midpoint``
+        (geometric mean of the bracket; NaN when a side is open), ``lo``, ``hi`` (the
+        bracket: 0 when the smallest grid value diverged, inf when none did),
+        ``grid_min``, ``grid_max``, ``monotone``.
+    """
+    cols = ["optimizer", "batch_size", "highest_stable", "lowest_diverged", "largest_stable", "midpoint", "lo", "hi",
+            "grid_min", "grid_max", "monotone"]
+    rows = []
+    for (opt, bs), g in frac.groupby(["optimizer", "batch_size"], sort=True):
+        g = g.sort_values("learning_rate")
+        lr, div = g["learning_rate"].to_numpy(float), (g["n_diverged"] > 0).to_numpy()
+        lowest = lr[div].min() if div.any() else np.nan
+        below = lr[~div & (lr < lowest)] if div.any() else lr[~div]
+        highest = below.max() if below.size else np.nan
+        largest = lr[~div].max() if (~div).any() else np.nan
+        lo = highest if np.isfinite(highest) else 0.0
+        hi = lowest if np.isfinite(lowest) else np.inf
+        rows.append({"optimizer": opt, "batch_size": int(bs), "highest_stable": highest, "lowest_diverged": lowest,
+                     "largest_stable": largest,
+                     "midpoint": float(np.sqrt(lo * hi)) if 0 < lo and np.isfinite(hi) else np.nan,
+                     "lo": lo, "hi": hi, "grid_min": lr.min(), "grid_max": lr.max(),
+                     "monotone": not (np.isfinite(largest) and np.isfinite(lowest) and largest > lowest)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def compare_boundary(bracket: pd.DataFrame, predicted: float) -> pd.DataFrame:
+    """The predicted boundary against each measured bracket.
+
+    Returns:
+        ``bracket`` plus ``predicted``, ``ratio`` = predicted / geometric midpoint (NaN where
+        the bracket is open), ``position``: "inside" (lo ≤ predicted ≤ hi), "below" or
+        "above" the bracket, and ``factor_off``: how many times outside the bracket's
+        nearer end the prediction lies (1 inside).
+    """
+    out = bracket.copy()
+    out["predicted"] = predicted
+    out["ratio"] = predicted / out["midpoint"]
+    out["position"] = np.select([predicted < out["lo"], predicted > out["hi"]], ["below", "above"], "inside")
+    with np.errstate(divide="ignore"):
+        out["factor_off"] = np.where(out["position"] == "below", out["lo"] / predicted,
+                                     np.where(out["position"] == "above", predicted / out["hi"], 1.0))
+    return out
+
+
+def edge_of_stability(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 2.0) -> pd.DataFrame:
+    """Sharpness over training against the stability bound factor/η, per full-batch run.
+
+    Args:
+        curves: tidy curves with ``sharpness``.
+        runs: the runs frame (needs ``full_batch``, ``diverged``).
+        factor: 2 for gradient descent, 2 + 2β with momentum (``stability_at_init``).
+
+    Returns:
+        ``RUN_COLS, diverged, bound`` (= factor/η), ``sharpness_0``, ``sharpness_max``,
+        ``sharpness_end`` (the last measurement), ``last_step``, ``n_points``,
+        ``end_over_bound`` and ``max_over_bound``. Runs with fewer than two measurements
+        (no sharpness logged after step 0) are left out.
+    """
+    cols = RUN_COLS + ["diverged", "bound", "sharpness_0", "sharpness_max", "sharpness_end", "last_step",
+                       "n_points", "end_over_bound", "max_over_bound"]
+    if "full_batch" not in runs:
+        return pd.DataFrame(columns=cols)
+    fb = runs[runs["full_batch"]]
+    c = curves[curves["key"] == "sharpness"].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
+    rows = []
+    for run_id, g in c.groupby("run_id", sort=False):
+        if len(g) < 2 or g["step"].iloc[0] != 0:
+            continue
+        r = g.iloc[0]
+        bound = factor / r["learning_rate"]
+        v = g["value"].to_numpy()
+        rows.append({**{k: r[k] for k in RUN_COLS}, "diverged": bool(r["diverged"]), "bound": bound,
+                     "sharpness_0": v[0], "sharpness_max": v.max(), "sharpness_end": v[-1],
+                     "last_step": int(g["step"].iloc[-1]), "n_points": len(v),
+                     "end_over_bound": v[-1] / bound, "max_over_bound": v.max() / bound})
+    return pd.DataFrame(rows, columns=cols).sort_values(["learning_rate", "seed"]).reset_index(drop=True) \
+        if rows else pd.DataFrame(columns=cols)
+
+
+def noise_scale_near_target(curves: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """B_simple near the target, for each batch size's best learning rate.
+
+    For every seed of the best cell that reached the target at step s, the
+    ``gradient_noise_scale`` taken is the one at the measured step closest to s (the
+    earlier on a tie): it is measured only every ``diagnostics.every`` steps, so the
+    step used may differ from s; ``max_gap`` says by how much at most.
+
+    Args:
+        curves: tidy curves with ``gradient_noise_scale``.
+        table: the output of ``measures.steps_to_target`` for the target.
+        best: the output of ``measures.best_learning_rate`` for the same target.
+
+    Returns:
+        ``optimizer, batch_size, learning_rate, b_simple`` (median over the seeds that
+        reached), ``b_simple_min``, ``b_simple_max``, ``target_step`` (median step at which
+        they reached the target), ``measured_steps`` (the steps used, as text), ``max_gap``,
+        ``n``. Batch sizes whose best cell did not reach, or has no noise scale logged, are
+        left out.
+    """
+    cols = ["optimizer", "batch_size", "learning_rate", "b_simple", "b_simple_min", "b_simple_max", "target_step",
+            "measured_steps", "max_gap", "rel_gap", "n"]
+    gns = curves[curves["key"] == "gradient_noise_scale"]
+    rows = []
+    for b in best[best["reached"]].itertuples():
+        cell = table[(table["optimizer"] == b.optimizer) & (table["batch_size"] == b.batch_size)
+                     & (table["learning_rate"] == b.learning_rate) & table["reached"]]
+        picks = []
+        for r in cell.itertuples():
+            g = gns[gns["run_id"] == r.run_id]
+            if g.empty:
+                continue
+            gap = (g["step"] - r.steps).abs().to_numpy()
+            i = int(np.lexsort((g["step"].to_numpy(), gap))[0])  # smallest gap, then the earlier step
+            picks.append((g["value"].iloc[i], int(g["step"].iloc[i]), r.steps, gap[i]))
+        if not picks:
+            continue
+        v = np.array([p[0] for p in picks])
+        rows.append({"optimizer": b.optimizer, "batch_size": int(b.batch_size), "learning_rate": b.learning_rate,
+                     "b_simple": float(np.median(v)), "b_simple_min": v.min(), "b_simple_max": v.max(),
+                     "target_step": float(np.median([p[2] for p in picks])),
+                     "measured_steps": ", ".join(str(s) for s in sorted({p[1] for p in picks})),
+                     "max_gap": float(max(p[3] for p in picks)), "n": len(picks)})
+        rows[-1]["rel_gap"] = rows[-1]["max_gap"] / max(rows[-1]["target_step"], 1.0)
+    return pd.DataFrame(rows, columns=cols)
+
+
+class CriticalFits(NamedTuple):
+    steps_examples: CriticalFit   # S_min, E_min, B_crit = E_min/S_min
+    lr_scaling: LrScalingFit      # ε_max, B_noise
+
+
+def critical_fits(best: pd.DataFrame) -> CriticalFits:
+    """Both fits of ``analysis.critical`` from the best learning rate per batch size.
+
+    Batch sizes where the target was not reached carry NaN and are dropped by the fits.
+    """
+    ok = best[best["reached"]]
+    return CriticalFits(fit_steps_examples(ok["steps"].to_numpy(float), ok["examples"].to_numpy(float)),
+                        fit_lr_scaling(ok["batch_size"].to_numpy(float), ok["learning_rate"].to_numpy(float)))
+
+
+def headline_noise_scale(near: pd.DataFrame) -> pd.Series | None:
+    """The B_simple that stands for "near the target": the batch size measured closest to it.
+
+    B_simple is measured every ``diagnostics.every`` steps, so a fast run (a large batch
+    reaching the target in a few steps) often has only its step-0 value, which is B_simple
+    at initialisation, not near the target. The row kept is the one with the smallest gap
+    relative to the step at which the target was reached (``rel_gap``); ties go to the
+    larger batch size, whose path is closer to the full-batch one the theory describes.
+    """
+    if near.empty:
+        return None
+    return near.sort_values(["rel_gap", "batch_size"], ascending=[True, False]).iloc[0]
