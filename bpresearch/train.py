@@ -17,11 +17,13 @@ Conventions (every curve in the project follows them):
   target, before any divergence; −1 when never reached. In full-batch runs every step's
   loss is the full loss, so every step counts as evaluated (step resolution).
 - Diagnostics (off unless ``diag_every > 0``), at evaluation steps every ``diag_every``
-  steps (rounded up to a multiple of ``eval_every``), step 0 always included:
-  ``sharpness`` (top Hessian eigenvalue of the full training loss, by Lanczos) at step 0
-  in every run and over training in full-batch runs only — a full-set Lanczos costs ~25
-  full-batch gradients, which would dwarf a small-batch run; and the exact gradient noise
-  scale B_simple from per-example gradients (streamed in blocks; about one full pass).
+  steps (rounded up to a multiple of ``eval_every``): ``sharpness`` (top Hessian
+  eigenvalue of the full training loss, by Lanczos) and the exact gradient noise scale
+  B_simple (per-example gradients, streamed in blocks), both properties of the point in
+  parameter space. Measured at step 0 in every run and over training in full-batch runs
+  only: each costs one or more passes over the whole training set, which would multiply
+  the cost of a small-batch run many times (a batch-1 run sees 1,500 examples in 1,500
+  steps; one noise-scale measurement sees 1,437).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
                 out["sharpness"] = measure(on & (full_batch | (c == 0)), lambda p: diagnostics.sharpness(
                     full_loss, p, k_sharp, spec.lanczos_iters).astype(jnp.float32), params)
             if spec.noise_scale:
-                out["noise_scale"] = measure(on, lambda p: diagnostics.noise_scale_streamed(
+                out["noise_scale"] = measure(on & (full_batch | (c == 0)), lambda p: diagnostics.noise_scale_streamed(
                     batch_loss, p, X, y).b_simple.astype(jnp.float32), params)
             return out
 
