@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -72,24 +73,36 @@ def harness_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bpresearch.cli"]
 
 
-def harness(overrides: list[str]) -> dict:
-    """``bpresearch sweep GRID`` in a subprocess: process start, compile, training and tracking."""
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def harness(overrides: list[str], env_extra: dict[str, str] | None = None) -> dict:
+    """``bpresearch sweep GRID`` in a subprocess: process start, compile, training and tracking.
+
+    ``env_extra`` adds environment variables, e.g. ``JAX_COMPILATION_CACHE_DIR`` to measure
+    what a persistent compilation cache would save.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         uri = _store(tmp)
         cmd = harness_command() + ["sweep", str(GRID), "--tracking-uri", uri]
         for o in overrides:
             cmd += ["--set", o]
-        env = {**os.environ, "JAX_LOG_COMPILES": "1"}
+        # cold by default: a fresh, empty persistent compilation cache (the harness keeps one)
+        env = {**os.environ, "JAX_LOG_COMPILES": "1", "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "jax-cache"),
+               **(env_extra or {})}
         env.pop("MLFLOW_TRACKING_URI", None)
-        t0 = time.perf_counter()
+        cpu0, t0 = _children_cpu_s(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         compiles = [(m.group(1), float(m.group(2))) for m in COMPILE_LINE.finditer(proc.stderr)]
         parent, finals = _read_store(uri)
     return {
         "seconds": wall,
+        "cpu_s": cpu,
         "compiles": len(compiles),
         "compile_s": sum(s for _, s in compiles),
         "compiles_by_name": dict(Counter(name for name, _ in compiles)),
@@ -120,7 +133,7 @@ def bare(exp: expmod.Experiment) -> dict:
     """``sweep.run_group`` on every group: compile and training only; no tracking, no process start."""
     finals, compile_s, run_s = {}, 0.0, 0.0
     with _Compiles() as c:
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         for runs in exp.groups().values():
             cfg = runs[0].config
             res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg),
@@ -128,18 +141,18 @@ def bare(exp: expmod.Experiment) -> dict:
             compile_s += res.compile_s
             run_s += res.run_s
             finals.update({key_of(r.config): float(f) for r, f in zip(runs, res.arrays["final_full_train_loss"])})
-        wall = time.perf_counter() - t0
-    return {"seconds": wall, "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": wall, "cpu_s": cpu, "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
             "group_compile_s": compile_s, "group_run_s": run_s, "points": 0, "finals": finals}
 
 
 def naive_loop(exp: expmod.Experiment, batched: bool) -> dict:
     """The naive loop over ``exp``'s runs, logging per point or per run (``batched``)."""
     with tempfile.TemporaryDirectory(prefix="bench-naive-") as tmp, _Compiles() as c:
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         finals, points = naive.run_sweep(_store(tmp), exp, batched)
-        wall = time.perf_counter() - t0
-    return {"seconds": wall, "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": wall, "cpu_s": cpu, "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
             "points": points, "finals": {(int(b), float(lr), int(s)): v for (b, lr, s), v in finals.items()}}
 
 

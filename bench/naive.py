@@ -28,7 +28,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from bpresearch import losses, sweep, train
@@ -141,9 +140,3 @@ def run_sweep(uri: str, exp, batched: bool) -> tuple[dict[tuple, float], int]:
         finals[(t["batch_size"], c["optimizer"]["learning_rate"], t["seed"])] = float(final)
     return finals, points
 
-
-def final_losses_match(a: dict[tuple, float], b: dict[tuple, float]) -> float:
-    """The largest relative difference between two runs' final losses, over shared configurations."""
-    keys = sorted(a.keys() & b.keys())
-    x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
-    return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30)))

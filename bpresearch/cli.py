@@ -62,6 +62,12 @@ def cmd_sweep(args) -> int:
         print(f"dry run: {total} runs in all; nothing trained, nothing logged.")
         return 0
 
+    # Compiled programs persist across sweeps (JAX's persistent cache): a rerun with other
+    # learning rates or seeds, a resume, or the test suite skips XLA compilation.
+    import jax
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache" / "bpresearch" / "jax"))
+
     from .runner import run_experiment
     from .tracking import Tracker, resolve_uri
 

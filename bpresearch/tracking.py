@@ -68,7 +68,7 @@ def client(uri: str | None = None):
 class Tracker:
     """Writes experiments, sweeps and runs to one MLflow store."""
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, bulk: bool = True):
         from mlflow.entities import Metric, Param, RunTag
 
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
@@ -76,6 +76,7 @@ class Tracker:
         self.client = client(self.uri)
         self.seconds = 0.0        # time spent writing, for the tracking share
         self.points = 0           # metric points written
+        self.bulk = bulk          # bulk-insert the metrics of new runs on SQL stores
 
     # ---------------------------------------------------------------- experiments
     def experiment(self, name: str, description: str) -> str:
@@ -110,7 +111,36 @@ class Tracker:
                 return finished, unfinished
 
     # ---------------------------------------------------------------- runs
-    def _write(self, run_id: str, params: dict, tags: dict, metrics: list, summary: dict):
+    def _insert_new_metrics(self, run_id: str, metrics: list) -> bool:
+        """All metric rows of a run that has none yet, in one bulk insert; False if not a SQL store.
+
+        ``log_batch`` builds one ORM object per point (≈ 100–150 µs a point here); a single
+        ``executemany`` writes the same rows about 5× faster. It reaches into MLflow's SQL
+        store (pinned in constraints.txt; tests compare it with ``log_batch``), and is only
+        right for a run without metrics: ``latest_metrics`` is inserted, not merged.
+        """
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is None or not hasattr(store, "sanitize_metric_value"):
+            return False
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+
+        rows, latest = [], {}
+        for m in metrics:
+            is_nan, value = store.sanitize_metric_value(m.value)
+            row = {"run_uuid": run_id, "key": m.key, "value": value, "timestamp": m.timestamp,
+                   "step": m.step, "is_nan": is_nan}
+            rows.append(row)
+            old = latest.get(m.key)  # MLflow's "latest": the largest (step, timestamp, value)
+            if old is None or (row["step"], row["timestamp"], row["value"]) > (old["step"], old["timestamp"], old["value"]):
+                latest[m.key] = row
+        with engine.begin() as conn:
+            conn.execute(SqlMetric.__table__.insert(), rows)
+            conn.execute(SqlLatestMetric.__table__.insert(), list(latest.values()))
+        return True
+
+    def _write(self, run_id: str, params: dict, tags: dict, metrics: list, summary: dict, fresh: bool = False):
+        """Params, tags and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
         now = int(time.time() * 1000)
         P = [self._Param(k, v[:6000]) for k, v in params.items()]
         T = [self._RunTag(k, v) for k, v in tags.items()]
@@ -118,8 +148,9 @@ class Tracker:
             self.client.log_batch(run_id, params=P[i:i + 100], tags=T[i:i + 100], synchronous=True)
         M = [self._Metric(k, v, now, s) for k, v, s in metrics]
         M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
-        for i in range(0, len(M), BATCH):
-            self.client.log_batch(run_id, metrics=M[i:i + BATCH], synchronous=True)
+        if M and not (fresh and self.bulk and self._insert_new_metrics(run_id, M)):
+            for i in range(0, len(M), BATCH):
+                self.client.log_batch(run_id, metrics=M[i:i + BATCH], synchronous=True)
         self.points += len(M)
 
     def start_sweep(self, exp_id: str, name: str, params: dict, tags: dict, artifacts: dict) -> str:
@@ -142,7 +173,7 @@ class Tracker:
         run = self.client.create_run(exp_id, run_name=record.run.name, tags={
             "mlflow.parentRunId": parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
         run_id = run.info.run_id
-        self._write(run_id, record.params, {}, record.metrics, record.summary)
+        self._write(run_id, record.params, {}, record.metrics, record.summary, fresh=True)
         for fname, text in record.artifacts.items():
             self.client.log_text(run_id, text, fname)
         self.client.set_terminated(run_id, "FINISHED")

@@ -167,3 +167,24 @@ def test_two_sweeps_create_a_new_store_at_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     client = MlflowClient(uri)
     assert {e.name for e in client.search_experiments()} >= {"seed-graph", "neuron-random-vs-gd"}
+
+
+def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
+    """The fast path writes exactly what MLflow's own log_batch writes: history and latest values."""
+    from bpresearch.results import RunRecord
+    from bpresearch.tracking import Tracker
+
+    metrics = [(k, float(np.sin(i * (j + 1))), i) for j, k in enumerate(["train_loss", "grad_norm"]) for i in range(1500)]
+    summary = {"final": 0.5, "big": float("inf"), "nan": float("nan"), "diverged": 0.0}
+    rec = RunRecord(experiment.load(linear_example).runs[0], {"p": "1"}, metrics, summary)
+    ids = {}
+    for bulk in (True, False):
+        t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
+        e = t.experiment("x", "d")
+        ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
+    (ta, a), (tb, b) = ids[True], ids[False]
+    for k in ("train_loss", "grad_norm", "final", "big", "nan", "diverged"):
+        ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
+        hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
+        assert str(ha) == str(hb), k
+    assert str(ta.client.get_run(a).data.metrics) == str(tb.client.get_run(b).data.metrics)

@@ -1,0 +1,384 @@
+"""``make bench``: is the harness fast? Measured against the way a sweep is written without it.
+
+On one fixed grid (bench/grid.toml: the digits MLP, 64 configurations in two batch-size
+groups, 1,000 steps) four ways of training the same runs are timed, interleaved and
+repeated, each into its own fresh sqlite store:
+
+- ``naive_s``: a Python loop over steps per configuration, ``mlflow.log_metric`` per point;
+- ``naive_batched_s``: the same loop, each run's curves written once with ``log_batch``;
+- ``harness_s``: ``bpresearch sweep`` as a subprocess, everything included;
+- ``bare_jax_s``: the harness's compiled, vmapped programs alone (``sweep.run_group``).
+
+Their final full training losses must agree, or the comparison is void. Then the harness
+is timed on 1 … 256 configurations and 250 … 4,000 steps to show how its cost grows.
+The first repeat of all four runs first; the per-point naive loop (8–12 minutes) is not
+repeated; the cheap three repeat after the scaling runs while the time budget allows.
+Writes ``bench.json``, ``bench.md`` and ``scaling.png`` into ``--out``.
+
+Usage: ``python -m bench.run --out reports/bench [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bpresearch import experiment as expmod
+from bpresearch.provenance import provenance
+
+from . import measure
+
+# A vmapped program rounds differently from a single run (batched against plain matmuls);
+# over 1,000 float32 steps the final losses of this grid drift apart by up to ≈ 7e-5.
+# A learning rate at the edge of stability amplifies that drift (lr 0.5 at bs 32 gave 1.3e-3),
+# which is why bench/grid.toml stops at 0.3.
+RTOL = 1e-4
+TARGET_NAIVE = 20.0  # naive_s / harness_s at least this
+TARGET_BARE = 1.5    # harness_s / bare_jax_s at most this
+METHODS = ("harness", "bare_jax", "naive_batched", "naive")
+
+
+Plan = dict  # what one benchmark runs: grid overrides, repeats, scaling points (written to bench.json)
+
+
+def plan(quick: bool) -> Plan:
+    """The full benchmark, or a smoke test of every code path in a few minutes."""
+    if quick:
+        return dict(grid=["train.steps=100", "sweep.learning_rate={min = 0.003, max = 0.3, num = 4}", "sweep.seeds=1"],
+                    repeats=1, naive_repeats=1, scaling_bs=32, scaling_configs=[1, 4],
+                    scaling_steps=[50, 100], scaling_steps_configs=4, lr_range=(0.003, 0.3), budget_s=600)
+    # The per-point naive loop costs 3–5 ms a point × 141,000 points ≈ 8–12 minutes, so it
+    # runs once; the rest up to three times, interleaved, as long as the budget (under the
+    # 20 minutes `make bench` may take, with a margin for a busy machine) allows.
+    return dict(grid=[], repeats=3, naive_repeats=1, budget_s=17 * 60,
+                scaling_bs=32, scaling_configs=[1, 4, 16, 64, 256],
+                scaling_steps=[250, 1000, 4000], scaling_steps_configs=64, lr_range=(0.003, 0.3))
+
+
+def scaling_overrides(p: Plan, configs: int, steps: int) -> list[str]:
+    """``--set`` overrides for a grid of ``configs`` runs (≤ 16 learning rates × seeds) at one batch size."""
+    lrs = min(configs, 16)
+    lo, hi = p["lr_range"]
+    return [f"train.steps={steps}", f"sweep.batch_size=[{p['scaling_bs']}]", f"sweep.seeds={configs // lrs}",
+            f"sweep.learning_rate={{min = {lo}, max = {hi}, num = {lrs}}}"]
+
+
+def machine() -> dict:
+    """Date, machine, versions and commit, recorded with the figures."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0)
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem / 2**20, 1),
+            "load_avg_start": os.getloadavg(), "python": platform.python_version(),
+            **{k: v for k, v in provenance(str(measure.ROOT)).items()
+               if k.startswith(("git.", "version.", "jax."))}}
+
+
+def max_rel_diff(a: dict, b: dict) -> float:
+    """Largest relative difference of final losses between two measurements (same keys required)."""
+    if a.keys() != b.keys():
+        raise ValueError(f"different runs: {sorted(a.keys() ^ b.keys())[:3]} …")
+    keys = sorted(a)
+    x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
+    return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30)))
+
+
+def _log(msg: str):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measure_one(method: str, exp: expmod.Experiment, p: Plan) -> dict:
+    """One measurement of ``method`` on the grid."""
+    if method == "harness":
+        return measure.harness(p["grid"])
+    if method == "bare_jax":
+        return measure.bare(exp)
+    return measure.naive_loop(exp, batched=method == "naive_batched")
+
+
+def grid_repeat(exp: expmod.Experiment, p: Plan, rep: int, samples: dict[str, list[dict]]) -> float:
+    """Repeat ``rep`` of the grid's measurements, in an order rotated by ``rep``; returns its seconds."""
+    t0 = time.perf_counter()
+    order = METHODS[rep % len(METHODS):] + METHODS[:rep % len(METHODS)]
+    for m in order:
+        if m == "naive" and rep >= p["naive_repeats"]:
+            continue
+        _log(f"repeat {rep + 1}/{p['repeats']}: {m} on {len(exp.runs)} configurations …")
+        r = measure_one(m, exp, p)
+        _log(f"  {m}: {r['seconds']:.1f}s, {r['compiles']} compilations, {r['points']:,} points")
+        samples[m].append(r)
+    return time.perf_counter() - t0
+
+
+def summarize(exp: expmod.Experiment, p: Plan, samples: dict[str, list[dict]]) -> dict:
+    """Medians, ratios, compilations, the harness's own split of its time, and the agreement check."""
+    reference = samples["bare_jax"][0]["finals"]
+    agreement = {m: max(max_rel_diff(s["finals"], reference) for s in samples[m]) for m in METHODS}
+    med = {m: statistics.median(s["seconds"] for s in samples[m]) for m in METHODS}
+    cpu = {m: statistics.median(s["cpu_s"] for s in samples[m]) for m in METHODS}
+    h = samples["harness"]
+    sweep_metrics = {k: statistics.median(s["sweep"][k] for s in h)
+                     for k in ("wall_time_s", "compile_time_s", "train_time_s", "tracking_time_s",
+                               "tracking_wait_s", "metric_points")}
+    return {
+        "configurations": len(exp.runs),
+        "groups": len(exp.groups()),
+        "steps": exp.runs[0].config["train"]["steps"],
+        "overrides": p["grid"],
+        "repeats": {m: len(samples[m]) for m in METHODS},
+        "median_s": med,
+        "samples_s": {m: [s["seconds"] for s in samples[m]] for m in METHODS},
+        "median_cpu_s": cpu,
+        "ratios": {"naive_over_harness": med["naive"] / med["harness"],
+                   "naive_batched_over_harness": med["naive_batched"] / med["harness"],
+                   "harness_over_bare_jax": med["harness"] / med["bare_jax"]},
+        "compiles": {m: samples[m][0]["compiles"] for m in METHODS},
+        "compiles_by_name": {m: samples[m][0]["compiles_by_name"] for m in METHODS},
+        "compile_s": {m: statistics.median(s["compile_s"] for s in samples[m]) for m in METHODS},
+        "points": {m: samples[m][0]["points"] for m in METHODS},
+        "harness_sweep_metrics": sweep_metrics,
+        "harness_outside_sweep_s": statistics.median(s["seconds"] - s["sweep"]["wall_time_s"] for s in h),
+        "tracking_share": sweep_metrics["tracking_time_s"] / med["harness"],
+        "bare_group_compile_s": statistics.median(s["group_compile_s"] for s in samples["bare_jax"]),
+        "bare_group_run_s": statistics.median(s["group_run_s"] for s in samples["bare_jax"]),
+        "max_rel_diff_vs_bare": agreement,
+        "agree": all(v <= RTOL for v in agreement.values()),
+        "rtol": RTOL,
+    }
+
+
+def compile_cache(p: Plan) -> dict:
+    """The harness twice with a persistent JAX compilation cache: what a second sweep would save."""
+    with tempfile.TemporaryDirectory(prefix="bench-jax-cache-") as cache:
+        env = {"JAX_COMPILATION_CACHE_DIR": cache}
+        _log("harness with a persistent compilation cache, cold then warm …")
+        cold, warm = measure.harness(p["grid"], env), measure.harness(p["grid"], env)
+    _log(f"  cold {cold['seconds']:.1f}s, warm {warm['seconds']:.1f}s")
+    return {"cold_s": cold["seconds"], "warm_s": warm["seconds"],
+            "cold_compile_time_s": cold["sweep"]["compile_time_s"], "warm_compile_time_s": warm["sweep"]["compile_time_s"]}
+
+
+def scaling(p: Plan) -> list[dict]:
+    """The harness (and its compiled programs alone) over configurations × steps."""
+    steps_default = p["scaling_steps"][len(p["scaling_steps"]) // 2]
+    points = [(c, steps_default) for c in p["scaling_configs"]]
+    points += [(p["scaling_steps_configs"], s) for s in p["scaling_steps"]
+               if (p["scaling_steps_configs"], s) not in points]
+    out = []
+    for configs, steps in points:
+        o = scaling_overrides(p, configs, steps)
+        _log(f"scaling: {configs} configurations × {steps} steps …")
+        b = measure.bare(expmod.load(measure.GRID, o))
+        h = measure.harness(o)
+        s = h["sweep"]
+        out.append({"configs": configs, "steps": steps, "harness_s": h["seconds"], "bare_jax_s": b["seconds"],
+                    "compile_s": s["compile_time_s"], "train_s": s["train_time_s"],
+                    "tracking_s": s["tracking_time_s"], "tracking_wait_s": s["tracking_wait_s"],
+                    "sweep_wall_s": s["wall_time_s"], "outside_sweep_s": h["seconds"] - s["wall_time_s"],
+                    "points": h["points"], "compiles": h["compiles"],
+                    "per_config_s": h["seconds"] / configs,
+                    "max_rel_diff_vs_bare": max_rel_diff(h["finals"], b["finals"])})
+        _log(f"  harness {h['seconds']:.1f}s, bare {b['seconds']:.1f}s")
+    return out
+
+
+def plot(rows: list[dict], p: Plan, path: Path):
+    """Two panels: seconds against configurations (fixed steps) and against steps (fixed configurations)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps_default = p["scaling_steps"][len(p["scaling_steps"]) // 2]
+    series = [("harness_s", "harness (bpresearch sweep, all in)", "o-"),
+              ("bare_jax_s", "compiled programs alone (floor)", "s--"),
+              ("train_s", "harness: training", "d:"),
+              ("tracking_s", "harness: tracking (writer thread)", "^:"),
+              ("compile_s", "harness: compilation", "v:"),
+              ("outside_sweep_s", "harness: process start + store", "x:")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, xkey, sel, title in (
+            (axes[0], "configs", lambda r: r["steps"] == steps_default,
+             f"{steps_default:,} steps, batch size {p['scaling_bs']}"),
+            (axes[1], "steps", lambda r: r["configs"] == p["scaling_steps_configs"],
+             f"{p['scaling_steps_configs']} configurations, batch size {p['scaling_bs']}")):
+        rs = sorted((r for r in rows if sel(r)), key=lambda r: r[xkey])
+        for key, label, style in series:
+            ax.plot([r[xkey] for r in rs], [max(r[key], 1e-2) for r in rs], style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([r[xkey] for r in rs], [f"{r[xkey]:,}" for r in rs])
+        ax.minorticks_off()
+        ax.set_xlabel("configurations" if xkey == "configs" else "steps")
+        ax.set_ylabel("seconds")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("bpresearch sweep: wall time against grid size (one fresh sqlite store each)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(res: dict) -> str:
+    """bench.md: the figures, whether the targets are met, and where the time goes."""
+    g, m, sc, t = res["grid"], res["machine"], res["scaling"], res["tracking_costs"]
+    med, rat = g["median_s"], g["ratios"]
+    sm = g["harness_sweep_metrics"]
+    ok = lambda b: "met" if b else "**missed**"  # noqa: E731
+    lines = [
+        "# Benchmark: bpresearch against a sweep written without it",
+        "",
+        f"{m['date']} · {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB · Python {m['python']}, "
+        f"jax {m.get('version.jax')}, jaxlib {m.get('version.jaxlib')}, optax {m.get('version.optax')}, "
+        f"mlflow {m.get('version.mlflow')}, numpy {m.get('version.numpy')} · backend {m.get('jax.backend')} · "
+        f"commit {m.get('git.commit', '?')[:12]} (dirty: {m.get('git.dirty')}) · "
+        f"load average at start {', '.join(f'{x:.2f}' for x in m['load_avg_start'])}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in m.get('load_avg_end', []))}"
+        + (f" (above {m['nproc']}: other work shared the cores; every figure is slower than on an idle machine)"
+           if max(m["load_avg_start"][0], m.get("load_avg_end", [0])[0]) > m["nproc"] else "")
+        + (" · **quick mode: a smoke test, not the benchmark**" if res["quick"] else ""),
+        "",
+        f"Grid: `bench/grid.toml` — digits MLP 64-64-32-10, cross-entropy, SGD, {g['configurations']} "
+        f"configurations in {g['groups']} compiled groups (batch sizes), {g['steps']:,} steps"
+        + (f", overrides {g['overrides']}" if g["overrides"] else "") + ". "
+        "Each measurement writes into its own fresh sqlite store in a temporary folder; measurements "
+        "are interleaved (each repeat rotates the order) and the table gives medians.",
+        "",
+        "| measurement | median s | repeats | samples s | median CPU s | XLA compilations | compile s | "
+        "metric points |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    names = {"naive": "`naive_s`: step loop, `log_metric` per point",
+             "naive_batched": "`naive_batched_s`: step loop, `log_batch` per run",
+             "harness": "`harness_s`: `bpresearch sweep` subprocess, all in",
+             "bare_jax": "`bare_jax_s`: `sweep.run_group` per group, no tracking"}
+    for k in ("naive", "naive_batched", "harness", "bare_jax"):
+        lines.append(f"| {names[k]} | {med[k]:.1f} | {g['repeats'][k]} | "
+                     f"{', '.join(f'{s:.1f}' for s in g['samples_s'][k])} | {g['median_cpu_s'][k]:.1f} | {g['compiles'][k]} | "
+                     f"{g['compile_s'][k]:.1f} | {g['points'][k]:,} |")
+    if g["repeats"]["harness"] < res["plan"]["repeats"] or g["repeats"]["naive"] < g["repeats"]["harness"]:
+        lines += ["", f"The per-point naive loop ran {g['repeats']['naive']} time(s) only: at 3–7 ms a "
+                  "`log_metric` call it alone takes about half of the 20-minute budget. The first repeat of "
+                  "all four ran first; the further repeats ran after the scaling runs, as many as the "
+                  f"{res['plan']['budget_s'] / 60:.0f}-minute budget allowed "
+                  f"({g['repeats']['harness']} of {res['plan']['repeats']})."]
+    lines += [
+        "",
+        "| ratio | value | target | |",
+        "|---|---:|---:|---|",
+        f"| `naive_s / harness_s` | {rat['naive_over_harness']:.1f} | ≥ {TARGET_NAIVE:g} | "
+        f"{ok(rat['naive_over_harness'] >= TARGET_NAIVE)} |",
+        f"| `naive_batched_s / harness_s` | {rat['naive_batched_over_harness']:.1f} | | |",
+        f"| `harness_s / bare_jax_s` | {rat['harness_over_bare_jax']:.2f} | ≤ {TARGET_BARE:g} | "
+        f"{ok(rat['harness_over_bare_jax'] <= TARGET_BARE)} |",
+        "",
+        f"**Agreement** (final full training loss of every configuration against `bare_jax`, largest "
+        f"relative difference over all repeats; tolerance {g['rtol']:g}): "
+        + ", ".join(f"{k} {v:.1e}" for k, v in g["max_rel_diff_vs_bare"].items())
+        + (" — all agree, the comparison holds." if g["agree"] else " — **they disagree: the comparison is void.**"),
+        "",
+        "## Where the harness's time goes (medians of the parent sweep run's metrics)",
+        "",
+        "| part | s | share of `harness_s` |",
+        "|---|---:|---:|",
+    ]
+    parts = [("process start, imports, data, store creation (outside the sweep)", g["harness_outside_sweep_s"]),
+             ("compilation (main thread)", sm["compile_time_s"]),
+             ("training (main thread)", sm["train_time_s"]),
+             ("waiting for the writer thread at the end", sm["tracking_wait_s"]),
+             ("tracking writes in all (writer thread, overlaps training)", sm["tracking_time_s"])]
+    for label, s in parts:
+        lines.append(f"| {label} | {s:.1f} | {100 * s / med['harness']:.0f}% |")
+    lines += [
+        "",
+        f"Tracking writes alone (`Tracker.log_run` of {t['runs']} real records into a fresh store): "
+        f"{t['per_run_s'] * 1000:.0f} ms a run fixed (create_run, params, config artifact, set_terminated) and "
+        f"{t['per_point_us']:.0f} µs a metric point (`log_batch`); with {t['full_points'] // t['runs']:,} points "
+        f"a run the points cost {t['per_point_us'] * t['full_points'] / t['runs'] / 1000:.0f} ms a run.",
+        "",
+        f"The persistent JAX compilation cache (the harness keeps one in `~/.cache/bpresearch/jax`; every measurement above starts with an empty one): "
+        f"the same sweep took {res['compile_cache']['cold_s']:.1f} s cold and {res['compile_cache']['warm_s']:.1f} s "
+        f"warm (compilation {res['compile_cache']['cold_compile_time_s']:.1f} s → "
+        f"{res['compile_cache']['warm_compile_time_s']:.1f} s).",
+        "",
+        "## Scaling",
+        "",
+        "![scaling](scaling.png)",
+        "",
+        "| configurations | steps | harness s | bare s | harness / bare | per configuration s | compile s | "
+        "train s | tracking s | waiting s | outside sweep s | points | compilations |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sc:
+        lines.append(f"| {r['configs']} | {r['steps']:,} | {r['harness_s']:.1f} | {r['bare_jax_s']:.1f} | "
+                     f"{r['harness_s'] / r['bare_jax_s']:.2f} | {r['per_config_s']:.2f} | {r['compile_s']:.1f} | "
+                     f"{r['train_s']:.1f} | {r['tracking_s']:.1f} | {r['tracking_wait_s']:.1f} | "
+                     f"{r['outside_sweep_s']:.1f} | {r['points']:,} | {r['compiles']} |")
+    lines += ["", f"Benchmark wall time: {res['bench_wall_s'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="reports/bench", help="output folder (default reports/bench)")
+    ap.add_argument("--quick", action="store_true", help="a small grid and few steps: a smoke test (a few minutes)")
+    ap.add_argument("--render", action="store_true", help="only rewrite bench.md and scaling.png from bench.json")
+    args = ap.parse_args(argv)
+    import mlflow  # noqa: F401  (imported first: it configures its loggers on import)
+    for name in ("alembic", "mlflow"):  # store creation and run links would drown the progress lines
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        res = json.loads((out / "bench.json").read_text())
+        plot(res["scaling"], res["plan"], out / "scaling.png")
+        (out / "bench.md").write_text(markdown(res))
+        return 0
+    t0 = time.perf_counter()
+    p = plan(args.quick)
+    res = {"quick": args.quick, "plan": dict(p), "machine": machine()}
+    exp = expmod.load(measure.GRID, p["grid"])
+    samples: dict[str, list[dict]] = {m: [] for m in METHODS}
+    first = grid_repeat(exp, p, 0, samples)
+    _log("tracking costs …")
+    res["tracking_costs"] = measure.tracking_costs(exp)
+    res["compile_cache"] = compile_cache(p)
+    res["scaling"] = scaling(p)
+    # Further repeats of the cheap measurements, while the budget allows one more (the
+    # per-point naive loop, most of the first repeat, is not repeated).
+    cheap = first - sum(s["seconds"] for s in samples["naive"])
+    for rep in range(1, p["repeats"]):
+        if time.perf_counter() - t0 + cheap > p["budget_s"]:
+            _log(f"budget: stopping after {rep} repeat(s)")
+            break
+        cheap = grid_repeat(exp, p, rep, samples)
+    res["grid"] = summarize(exp, p, samples)
+    res["targets"] = {"naive_over_harness_min": TARGET_NAIVE, "harness_over_bare_jax_max": TARGET_BARE,
+                      "naive_met": res["grid"]["ratios"]["naive_over_harness"] >= TARGET_NAIVE,
+                      "bare_met": res["grid"]["ratios"]["harness_over_bare_jax"] <= TARGET_BARE}
+    res["machine"]["load_avg_end"] = os.getloadavg()
+    res["bench_wall_s"] = time.perf_counter() - t0
+    (out / "bench.json").write_text(json.dumps(res, indent=2, default=str))  # first: --render can redo the rest
+    plot(res["scaling"], p, out / "scaling.png")
+    (out / "bench.md").write_text(markdown(res))
+    _log(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'scaling.png'} "
+         f"in {res['bench_wall_s'] / 60:.1f} min")
+    print(markdown(res))
+    return 0 if res["grid"]["agree"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
