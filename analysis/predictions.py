@@ -225,6 +225,44 @@ def critical_fits(best: pd.DataFrame) -> CriticalFits:
                         fit_lr_scaling(ok["batch_size"].to_numpy(float), ok["learning_rate"].to_numpy(float)))
 
 
+def noise_scale_at_loss(curves: pd.DataFrame, runs: pd.DataFrame, target: float, tol: float = 1.5) -> pd.Series | None:
+    """B_simple where full-batch gradient descent's loss is near the target (McCandlish et al. 2018).
+
+    B_simple is a property of the point in parameter space, measured over training only in
+    full-batch runs. For every full-batch run, the measurement whose ``full_train_loss`` at
+    the same step is closest to the target (in log ratio) is taken, if within a factor
+    ``tol`` of it; the result is the median over those runs.
+
+    Returns:
+        A row like ``headline_noise_scale``'s with ``kind = "at_loss"``, ``loss_min`` and
+        ``loss_max`` (the losses at the measurements used), or None when no run came close.
+    """
+    full = runs[runs.get("full_batch", False) & (runs["optimizer"] != "random_search")] \
+        if "full_batch" in runs else runs.iloc[:0]
+    if full.empty:
+        return None
+    c = curves[curves["run_id"].isin(full["run_id"])]
+    g = c[c["key"] == "gradient_noise_scale"][["run_id", "step", "value"]]
+    f = c[c["key"] == "full_train_loss"][["run_id", "step", "value"]].rename(columns={"value": "loss"})
+    both = g.merge(f, on=["run_id", "step"])
+    both = both[(both["loss"] > 0) & np.isfinite(both["value"])]
+    if both.empty:
+        return None
+    both["gap"] = np.abs(np.log(both["loss"] / target))
+    pick = both.loc[both.groupby("run_id")["gap"].idxmin()]
+    pick = pick[pick["gap"] <= np.log(tol)]
+    if pick.empty:
+        return None
+    v = pick["value"].to_numpy()
+    lrs = full.set_index("run_id").loc[pick["run_id"], "learning_rate"].to_numpy()
+    return pd.Series({"kind": "at_loss", "optimizer": full["optimizer"].iloc[0], "batch_size": int(full["batch_size"].iloc[0]),
+                      "learning_rate": float(np.median(lrs)), "lr_min": float(lrs.min()), "lr_max": float(lrs.max()),
+                      "b_simple": float(np.median(v)), "b_simple_min": float(v.min()), "b_simple_max": float(v.max()),
+                      "loss_min": float(pick["loss"].min()), "loss_max": float(pick["loss"].max()),
+                      "measured_steps": ", ".join(str(int(s)) for s in sorted(set(pick["step"]))),
+                      "target_step": float(np.median(pick["step"])), "max_gap": 0.0, "rel_gap": 0.0, "n": len(pick)})
+
+
 def headline_noise_scale(near: pd.DataFrame) -> pd.Series | None:
     """The B_simple that stands for "near the target": the batch size measured closest to it.
 

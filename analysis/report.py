@@ -469,6 +469,11 @@ def _ratio_words(r: float) -> str:
 
 def noise_scale_text(head: pd.Series, target: float, full: int | None, every: int | None) -> str:
     """Exactly which B_simple stands for "near the target"."""
+    if head.get("kind") == "at_loss":
+        return (f"B_simple = {head['b_simple']:.3g}: the gradient noise scale of full-batch gradient descent where its "
+                f"full training loss was within 1.5× of {target:g} (losses {span(head['loss_min'], head['loss_max'])}; "
+                f"median over {head['n']} run(s) at η {span(head['lr_min'], head['lr_max'])}, "
+                f"{span(head['b_simple_min'], head['b_simple_max'])}; steps {head['measured_steps']})")
     seeds = "one seed" if head["n"] == 1 else \
         f"median over {head['n']} seeds, {span(head['b_simple_min'], head['b_simple_max'])}"
     at = "step" + ("s " if "," in head["measured_steps"] else " ") + head["measured_steps"] + \
@@ -684,7 +689,12 @@ def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests
     for t, best in bests.items():
         near = P.noise_scale_near_target(curves, table[table["target"] == t], best) if not missing_noise else \
             pd.DataFrame()
-        pred.critical[t] = (near, P.headline_noise_scale(near), P.critical_fits(best))
+        head = P.headline_noise_scale(near)
+        if not missing_noise and (head is None or head["measured_steps"] == "0"):
+            # no run was measured near its target step: take B_simple where full-batch GD's loss ≈ target
+            head = P.noise_scale_at_loss(curves, gd, t) if "full_batch" in gd else None
+            head = head if head is not None else P.headline_noise_scale(near)
+        pred.critical[t] = (near, head, P.critical_fits(best))
     return pred
 
 
@@ -789,6 +799,9 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
     elif not curves.empty:
         check = M.steps_to_target(curves, runs, targets)
         bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(), table["steps"].fillna(-1).to_numpy())
+        if "full_batch" in runs:  # full batch counts every step; the full_train_loss curve only every E
+            fb = table["run_id"].map(runs.set_index("run_id")["full_batch"]).fillna(False).to_numpy(bool)
+            bad &= ~(fb & (table["steps"].fillna(np.inf).to_numpy() <= check["steps"].fillna(np.inf).to_numpy()))
         if bad.any():
             findings.append(f"Warning: on {int(bad.sum())} run×target pairs the logged steps-to-target disagrees "
                             "with the logged full_train_loss curve; the logged summaries are used.")

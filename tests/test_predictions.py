@@ -156,3 +156,21 @@ def test_boundary_finding_and_table_say_inside_or_how_far_outside():
 def test_a_learning_rate_is_placed_between_the_rows_of_a_log_grid(value, y, note):
     pos, text = F._grid_position(value, [0.1, 1.0, 10.0])
     assert pos == pytest.approx(y) and note in text
+
+
+def test_noise_scale_at_loss_takes_the_full_batch_measurement_nearest_the_target():
+    import pandas as pd
+    from analysis.predictions import noise_scale_at_loss
+
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "full_batch": [True, True, False],
+                         "optimizer": ["sgd"] * 3, "batch_size": [100, 100, 8], "learning_rate": [0.1, 0.2, 0.1]})
+    rows = []
+    for rid, losses, gns in (("a", [1.0, 0.52, 0.2], [10, 20, 30]), ("b", [1.0, 0.3, 0.1], [11, 21, 31]),
+                             ("c", [0.5, 0.5, 0.5], [999, 999, 999])):
+        for step, (l, g) in zip((0, 10, 20), zip(losses, gns)):
+            rows += [(rid, "full_train_loss", step, l), (rid, "gradient_noise_scale", step, g)]
+    curves = pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+    head = noise_scale_at_loss(curves, runs, 0.5)
+    # run a: loss 0.52 at step 10 → 20; run b: nearest is 0.3 (within 1.5×? 0.5/0.3 = 1.67: no); c is not full batch
+    assert head["n"] == 1 and head["b_simple"] == 20 and head["measured_steps"] == "10"
+    assert noise_scale_at_loss(curves, runs, 1e-6) is None
