@@ -87,8 +87,23 @@ def chunks(n: int, max_chunk: int) -> tuple[int, int]:
     return n_chunks, -(-n // n_chunks)
 
 
+def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int = 64):
+    """The group's program, compiled for its chunk size: ``(compiled, seconds)``.
+
+    Separate from ``run_group`` so that a caller may compile the next group on another
+    thread while this one trains (XLA compiles without holding the GIL).
+    """
+    data = to_device(config, dataset)
+    program = train.make_group_program(build_run(config, dataset))
+    _, size = chunks(n_members, max_chunk)
+    z = np.zeros(size, np.float32)
+    t0 = time.perf_counter()
+    compiled = program.lower(data, z, z, np.zeros(size, np.int32)).compile()
+    return compiled, time.perf_counter() - t0
+
+
 def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
-              on_chunk=None) -> GroupResult:
+              on_chunk=None, compiled=None) -> GroupResult:
     """Train every member of a group with one compiled program.
 
     Args:
@@ -97,25 +112,22 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
         dataset: the training (and test) arrays.
         max_chunk: the most members per compiled call.
         on_chunk: optional ``on_chunk(done, total)`` progress callback.
+        compiled: ``compile_group``'s result, if the caller compiled ahead.
     Returns:
         ``GroupResult``: arrays stacked over members, in the order given.
     """
+    program, compile_s = compiled or compile_group(config, len(members), dataset, max_chunk)
     data = to_device(config, dataset)
-    program = train.make_group_program(build_run(config, dataset))
     n_chunks, size = chunks(len(members), max_chunk)
     padded = members + [members[-1]] * (n_chunks * size - len(members))
     lr = np.array([m.learning_rate for m in padded], np.float32)
     mom = np.array([m.momentum for m in padded], np.float32)
     seed = np.array([m.seed for m in padded], np.int32)
-
-    t0 = time.perf_counter()
-    compiled = program.lower(data, lr[:size], mom[:size], seed[:size]).compile()
-    compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     parts = []
     for c in range(n_chunks):
         sl = slice(c * size, (c + 1) * size)
-        parts.append(jax.device_get(compiled(data, lr[sl], mom[sl], seed[sl])))
+        parts.append(jax.device_get(program(data, lr[sl], mom[sl], seed[sl])))
         if on_chunk:
             on_chunk(min((c + 1) * size, len(members)), len(members))
     run_s = time.perf_counter() - t0
