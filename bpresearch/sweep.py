@@ -87,13 +87,13 @@ def chunks(n: int, max_chunk: int) -> tuple[int, int]:
     return n_chunks, -(-n // n_chunks)
 
 
-def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int = 64):
+def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int = 64, data=None):
     """The group's program, compiled for its chunk size: ``(compiled, seconds)``.
 
     Separate from ``run_group`` so that a caller may compile the next group on another
     thread while this one trains (XLA compiles without holding the GIL).
     """
-    data = to_device(config, dataset)
+    data = to_device(config, dataset) if data is None else data
     program = train.make_group_program(build_run(config, dataset))
     _, size = chunks(n_members, max_chunk)
     z = np.zeros(size, np.float32)
@@ -116,8 +116,8 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
     Returns:
         ``GroupResult``: arrays stacked over members, in the order given.
     """
-    program, compile_s = compiled or compile_group(config, len(members), dataset, max_chunk)
     data = to_device(config, dataset)
+    program, compile_s = compiled or compile_group(config, len(members), dataset, max_chunk, data)
     n_chunks, size = chunks(len(members), max_chunk)
     padded = members + [members[-1]] * (n_chunks * size - len(members))
     lr = np.array([m.learning_rate for m in padded], np.float32)

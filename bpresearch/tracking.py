@@ -69,9 +69,9 @@ class Tracker:
     """Writes experiments, sweeps and runs to one MLflow store."""
 
     def __init__(self, uri: str | None = None, bulk: bool = True):
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
-        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        self._Metric, self._Param = Metric, Param
         self.uri = resolve_uri(uri)
         self.client = client(self.uri)
         self.seconds = 0.0        # time spent writing, for the tracking share
@@ -139,13 +139,12 @@ class Tracker:
             conn.execute(SqlLatestMetric.__table__.insert(), list(latest.values()))
         return True
 
-    def _write(self, run_id: str, params: dict, tags: dict, metrics: list, summary: dict, fresh: bool = False):
-        """Params, tags and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
+    def _write(self, run_id: str, params: dict, metrics: list, summary: dict, fresh: bool = False):
+        """Params and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
         now = int(time.time() * 1000)
         P = [self._Param(k, v[:6000]) for k, v in params.items()]
-        T = [self._RunTag(k, v) for k, v in tags.items()]
-        for i in range(0, max(len(P), len(T)), 100):
-            self.client.log_batch(run_id, params=P[i:i + 100], tags=T[i:i + 100], synchronous=True)
+        for i in range(0, len(P), 100):  # MLflow's limit of params per log_batch call
+            self.client.log_batch(run_id, params=P[i:i + 100], synchronous=True)
         M = [self._Metric(k, v, now, s) for k, v, s in metrics]
         M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
         if M and not (fresh and self.bulk and self._insert_new_metrics(run_id, M)):
@@ -156,14 +155,14 @@ class Tracker:
     def start_sweep(self, exp_id: str, name: str, params: dict, tags: dict, artifacts: dict) -> str:
         t0 = time.perf_counter()
         run = self.client.create_run(exp_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
-        self._write(run.info.run_id, params, {}, [], {})
+        self._write(run.info.run_id, params, [], {})
         for fname, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, fname)
         self.seconds += time.perf_counter() - t0
         return run.info.run_id
 
     def end_sweep(self, run_id: str, summary: dict, status: str = "FINISHED"):
-        self._write(run_id, {}, {}, [], summary)
+        self._write(run_id, {}, [], summary)
         self.client.set_terminated(run_id, status)
 
     def log_run(self, exp_id: str, parent_id: str, record: RunRecord, tags: dict,
@@ -173,7 +172,7 @@ class Tracker:
         run = self.client.create_run(exp_id, run_name=record.run.name, tags={
             "mlflow.parentRunId": parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
         run_id = run.info.run_id
-        self._write(run_id, record.params, {}, record.metrics, record.summary, fresh=True)
+        self._write(run_id, record.params, record.metrics, record.summary, fresh=True)
         for fname, text in record.artifacts.items():
             self.client.log_text(run_id, text, fname)
         self.client.set_terminated(run_id, "FINISHED")
