@@ -27,10 +27,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from bpresearch.results import DIAGNOSTIC_KEYS  # noqa: F401 - the diagnostic curves, re-exported
+
 from .critical import CriticalFit, LrScalingFit, fit_lr_scaling, fit_steps_examples
 from .measures import RUN_COLS
-
-DIAGNOSTIC_KEYS = ("sharpness", "stability_lr", "gradient_noise_scale")
 
 
 def _at_step(curves: pd.DataFrame, key: str, step: int) -> pd.DataFrame:

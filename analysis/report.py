@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bpresearch import tracking
+
 from . import figures as F
 from . import load
 from . import measures as M
@@ -1019,7 +1021,7 @@ def _attach(uri: str, data: load.ExperimentData, folder: Path):
     if sweep is None:
         return "no sweep run to attach the report to"
     try:
-        load.client(uri).log_artifacts(sweep["run_id"], str(folder), "report")
+        tracking.attach_folder(uri, sweep["run_id"], folder, "report")
     except Exception as e:  # noqa: BLE001 - the files on disk are the report; the copy is a convenience
         return f"could not attach the report to sweep run {sweep['run_id']}: {type(e).__name__}: {e}"
     return None

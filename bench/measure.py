@@ -114,19 +114,17 @@ def harness(overrides: list[str], env_extra: dict[str, str] | None = None) -> di
 
 def _read_store(uri: str) -> tuple[dict, dict]:
     """(the parent sweep run's metrics, {key: final full training loss} of its child runs)."""
-    from mlflow.tracking import MlflowClient
+    from bpresearch import results as R
+    from bpresearch import tracking_read
 
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(expmod.load(GRID).name)
-    runs = client.search_runs([exp.experiment_id], max_results=50000)
-    parent = next(r for r in runs if r.data.tags.get("bpresearch.kind") == "sweep")
+    runs = tracking_read.runs(uri, tracking_read.experiment(uri, expmod.load(GRID).name).experiment_id)
+    parent = next(r for r in runs if r.tags.get(R.KIND_TAG) == R.SWEEP)
     finals = {}
     for r in runs:
-        if r.data.tags.get("bpresearch.kind") == "run":
-            p = r.data.params
-            finals[(int(p["batch_size"]), float(p["learning_rate"]), int(p["seed"]))] = \
-                r.data.metrics["final_full_train_loss"]
-    return dict(parent.data.metrics), finals
+        if r.tags.get(R.KIND_TAG) == R.RUN:
+            p = r.params
+            finals[(int(p[R.BATCH_SIZE]), float(p[R.LEARNING_RATE]), int(p[R.SEED]))] = r.metrics[R.FINAL_LOSS]
+    return dict(parent.metrics), finals
 
 
 def bare(exp: expmod.Experiment) -> dict:

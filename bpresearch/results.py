@@ -1,5 +1,10 @@
 """Result arrays of a group → what is logged for each run (pure; no mlflow here).
 
+This module is the naming contract between the sweep and analysis: every metric name
+(curves, summaries, ``steps_to_loss_<t>`` …), how a config becomes params (``flat_params``
+and its value encoding ``param_text``, the short names), and the tags that mark runs.
+Analysis reads these names from here, never spells them itself.
+
 Logging schedule (keeps the store small, summaries stay exact):
 - ``train_loss`` and ``grad_norm`` at every step below ``log_dense``, then every
   ``log_every`` steps (the raw minibatch value at that step, so stochastic noise stays
@@ -23,6 +28,23 @@ from .sweep import GroupResult, diag_steps
 
 TAIL_POINTS = 800  # with log_dense = 200: about 1,000 points a curve (≈ 270 bytes each in sqlite)
 
+# ---------------------------------------------------------------- tags
+KIND_TAG = "bpresearch.kind"          # "sweep" (parent) or "run" (child)
+HASH_TAG = "bpresearch.config_hash"   # experiment.config_hash of a child run's resolved config
+SWEEP, RUN = "sweep", "run"           # the values of KIND_TAG
+
+# ---------------------------------------------------------------- metric names
+CURVE_KEYS = ("train_loss", "grad_norm", "full_train_loss", "test_loss")   # per logged step
+DIAGNOSTIC_KEYS = ("sharpness", "stability_lr", "gradient_noise_scale")    # per measured step
+FINAL_LOSS = "final_full_train_loss"   # summaries: one value per run (step 0)
+MIN_LOSS = "min_full_train_loss"
+DIVERGED = "diverged"                  # 1.0 or 0.0
+DIVERGED_STEP = "diverged_step"        # -1 when it did not diverge
+
+# ---------------------------------------------------------------- short params (the UI's columns)
+LEARNING_RATE, BATCH_SIZE, SEED, STEPS = "learning_rate", "batch_size", "seed", "steps"
+OPTIMIZER, MODEL, DATASET, LOSS = "optimizer", "model", "dataset", "loss"
+
 
 @dataclass
 class RunRecord:
@@ -43,7 +65,52 @@ def logged_steps(steps: int, log_dense: int, log_every) -> np.ndarray:
 
 
 def target_key(target: float) -> str:
+    """How a loss target is written in metric names and text: ``0.06``, ``1e-06``."""
     return f"{target:g}"
+
+
+def steps_key(target: float) -> str:
+    """Steps to first reach full training loss < target (absent when not reached)."""
+    return f"steps_to_loss_{target_key(target)}"
+
+
+def examples_key(target: float) -> str:
+    """Examples (steps × batch size) to the target (absent when not reached)."""
+    return f"examples_to_loss_{target_key(target)}"
+
+
+def reached_key(target: float) -> str:
+    """1.0 when the target was reached, else 0.0."""
+    return f"reached_loss_{target_key(target)}"
+
+
+# The first target is also logged under these names, so the UI has one column to sort by.
+FIRST_TARGET_KEYS = {"steps": "steps_to_target", "examples": "examples_to_target", "reached": "reached_target"}
+
+
+def param_text(value) -> str:
+    """A config value as a param: lists and dicts as JSON, anything else as ``str``."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def param_key(section: str, key: str) -> str:
+    """The param of one config entry: ``section.key``."""
+    return f"{section}.{key}"
+
+
+def swept_params(sweep: dict) -> set[str]:
+    """The ``section.key`` params that a ``[sweep]`` section varies from run to run.
+
+    Args:
+        sweep: the ``sweep`` table of a resolved config (``learning_rate``, ``batch_size``,
+            ``seeds`` or ``section.key`` entries).
+    """
+    from .experiment import SWEPT_INTO
+
+    out = {SWEPT_INTO.get(k, k) for k in sweep}
+    if SWEPT_INTO["batch_size"] in out:  # "full" among the batch sizes sets train.full_batch too
+        out.add("train.full_batch")
+    return out
 
 
 def flat_params(config: dict) -> dict[str, str]:
@@ -52,18 +119,18 @@ def flat_params(config: dict) -> dict[str, str]:
     for section, values in config.items():
         if isinstance(values, dict) and section != "swept":
             for k, v in values.items():
-                out[f"{section}.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                out[param_key(section, k)] = param_text(v)
     c = config
     out.update({
-        "learning_rate": str(c["optimizer"]["learning_rate"]),
-        "batch_size": str(c["train"]["batch_size"]),
-        "seed": str(c["train"]["seed"]),
-        "optimizer": c["optimizer"]["kind"],
-        "model": c["model"]["kind"] if c["model"]["kind"] != "mlp"
+        LEARNING_RATE: str(c["optimizer"]["learning_rate"]),
+        BATCH_SIZE: str(c["train"]["batch_size"]),
+        SEED: str(c["train"]["seed"]),
+        OPTIMIZER: c["optimizer"]["kind"],
+        MODEL: c["model"]["kind"] if c["model"]["kind"] != "mlp"
         else f"mlp{json.dumps(c['model']['hidden'])}",
-        "dataset": c["data"]["source"] if c["data"]["source"] != "file" else f"file:{c['data']['path']}",
-        "loss": c["loss"]["kind"],
-        "steps": str(c["train"]["steps"]),
+        DATASET: c["data"]["source"] if c["data"]["source"] != "file" else f"file:{c['data']['path']}",
+        LOSS: c["loss"]["kind"],
+        STEPS: str(c["train"]["steps"]),
     })
     return out
 
@@ -72,20 +139,21 @@ def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str,
     """Summary metrics of member i; a target never reached is absent, with reached = 0."""
     diverged = bool(a["diverged"][i])
     out = {
-        "final_full_train_loss": float(a["final_full_train_loss"][i]),
-        "min_full_train_loss": float(a["min_full_train_loss"][i]),
-        "diverged": float(diverged),
-        "diverged_step": float(a["diverged_step"][i]),
+        FINAL_LOSS: float(a["final_full_train_loss"][i]),
+        MIN_LOSS: float(a["min_full_train_loss"][i]),
+        DIVERGED: float(diverged),
+        DIVERGED_STEP: float(a["diverged_step"][i]),
     }
     bs = config["train"]["batch_size"]
     for j, target in enumerate(config["train"]["targets"]):
         s = int(a["steps_to_target"][i, j])
-        names = [f"_loss_{target_key(target)}"] + (["_target"] if j == 0 else [])
-        for suffix in names:
-            out["reached" + suffix] = float(s >= 0)
+        names = [{"reached": reached_key(target), "steps": steps_key(target), "examples": examples_key(target)}]
+        names += [FIRST_TARGET_KEYS] if j == 0 else []
+        for n in names:
+            out[n["reached"]] = float(s >= 0)
             if s >= 0:
-                out["steps_to" + suffix] = float(s)
-                out["examples_to" + suffix] = float(s * bs)
+                out[n["steps"]] = float(s)
+                out[n["examples"]] = float(s * bs)
     return out
 
 

@@ -1,12 +1,17 @@
-"""MLflow at the edge: the only module that imports mlflow.
+"""MLflow at the edge, writing side: with ``tracking_read`` the only modules that import mlflow.
 
 Store: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded
 ``sqlite:///mlflow.db`` in the working folder. A new sqlite store is created under an
 exclusive file lock: two processes running MLflow's schema migration at once crash it.
 
-A child run is created RUNNING, gets its params, tags, metrics (``log_batch``, ≤ 1,000
-points a call) and artifacts, and only then is marked FINISHED. A sweep killed midway
-therefore leaves its unfinished runs RUNNING, and resume skips FINISHED ones only.
+A child run is created RUNNING, gets its params and tags, its metrics and its artifacts,
+and only then is marked FINISHED. A sweep killed midway therefore leaves its unfinished
+runs RUNNING, and resume skips FINISHED ones only. Metrics of a new run go into a SQL
+store in one bulk insert (``_insert_new_metrics``, the default); other stores, and
+``Tracker(bulk=False)``, use ``log_batch`` (≤ 1,000 points a call).
+
+The names written (metric keys, params, the ``KIND_TAG`` and ``HASH_TAG`` tags) are
+defined in ``results``; the reads analysis needs are in ``tracking_read``.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .results import RunRecord
+from .results import HASH_TAG, KIND_TAG, RunRecord
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-HASH_TAG = "bpresearch.config_hash"
-KIND_TAG = "bpresearch.kind"        # "sweep" (parent) or "run" (child)
 BATCH = 1000                        # MLflow's limit of metrics per log_batch call
+PAGE = 5000                         # runs per search_runs page (MLflow allows up to 50,000)
+PARENT_TAG = "mlflow.parentRunId"   # MLflow's own tags: the UI nests child runs and shows the note
+NOTE_TAG = "mlflow.note.content"
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -65,6 +72,42 @@ def client(uri: str | None = None):
     return c
 
 
+def search_all(c, exp_ids: list[str], filter_string: str = "") -> list:
+    """Every run of ``exp_ids`` matching ``filter_string``, one ``search_runs`` page at a time."""
+    out, token = [], None
+    while True:
+        page = c.search_runs(exp_ids, filter_string=filter_string, max_results=PAGE, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def param_value_limit() -> int:
+    """MLflow's limit on the length of a param value (6,000 characters in MLflow 3)."""
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    return MAX_PARAM_VAL_LENGTH
+
+
+def fit_param(run_id: str, key: str, value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, saying so on stderr: MLflow refuses longer values.
+
+    The run's artifacts (``config.json``, a sweep's ``resolved.toml``) keep the full value.
+    """
+    if len(value) <= limit:
+        return value
+    print(f"bpresearch: warning: param {key!r} of run {run_id} is {len(value):,} characters, over MLflow's "
+          f"limit of {limit:,}; it is stored cut to {limit:,} (the run's config artifact has it in full)",
+          file=sys.stderr)
+    return value[:limit]
+
+
+def attach_folder(uri: str, run_id: str, folder: Path, artifact_path: str):
+    """Copy every file of ``folder`` into ``run_id``'s artifacts under ``artifact_path``."""
+    client(uri).log_artifacts(run_id, str(folder), artifact_path)
+
+
 class Tracker:
     """Writes experiments, sweeps and runs to one MLflow store."""
 
@@ -74,6 +117,7 @@ class Tracker:
         self._Metric, self._Param = Metric, Param
         self.uri = resolve_uri(uri)
         self.client = client(self.uri)
+        self.param_limit = param_value_limit()
         self.seconds = 0.0        # time spent writing, for the tracking share
         self.points = 0           # metric points written
         self.bulk = bulk          # bulk-insert the metrics of new runs on SQL stores
@@ -90,25 +134,19 @@ class Tracker:
             exp_id = self.client.create_experiment(name, artifact_location=location)
         else:
             exp_id = exp.experiment_id
-        self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+        self.client.set_experiment_tag(exp_id, NOTE_TAG, description)
         return exp_id
 
     def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]]]:
         """(hashes with a FINISHED child run, hash -> ids of unfinished child runs)."""
         finished, unfinished = set(), {}
-        token = None
-        while True:
-            page = self.client.search_runs([exp_id], filter_string=f"tags.{KIND_TAG} = 'run'",
-                                           max_results=5000, page_token=token)
-            for r in page:
-                h = r.data.tags.get(HASH_TAG)
-                if r.info.status == "FINISHED":
-                    finished.add(h)
-                else:
-                    unfinished.setdefault(h, []).append(r.info.run_id)
-            token = page.token
-            if not token:
-                return finished, unfinished
+        for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = 'run'"):
+            h = r.data.tags.get(HASH_TAG)
+            if r.info.status == "FINISHED":
+                finished.add(h)
+            else:
+                unfinished.setdefault(h, []).append(r.info.run_id)
+        return finished, unfinished
 
     # ---------------------------------------------------------------- runs
     def _insert_new_metrics(self, run_id: str, metrics: list) -> bool:
@@ -142,7 +180,7 @@ class Tracker:
     def _write(self, run_id: str, params: dict, metrics: list, summary: dict, fresh: bool = False):
         """Params and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
         now = int(time.time() * 1000)
-        P = [self._Param(k, v[:6000]) for k, v in params.items()]
+        P = [self._Param(k, fit_param(run_id, k, v, self.param_limit)) for k, v in params.items()]
         for i in range(0, len(P), 100):  # MLflow's limit of params per log_batch call
             self.client.log_batch(run_id, params=P[i:i + 100], synchronous=True)
         M = [self._Metric(k, v, now, s) for k, v, s in metrics]
@@ -170,7 +208,7 @@ class Tracker:
         """Write one child run completely, then mark it FINISHED; stale copies become KILLED."""
         t0 = time.perf_counter()
         run = self.client.create_run(exp_id, run_name=record.run.name, tags={
-            "mlflow.parentRunId": parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
+            PARENT_TAG: parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
         run_id = run.info.run_id
         self._write(run_id, record.params, record.metrics, record.summary, fresh=True)
         for fname, text in record.artifacts.items():
@@ -185,9 +223,9 @@ class Tracker:
         """(name, description, finished child runs, sweeps) for every experiment."""
         out = []
         for exp in self.client.search_experiments():
-            runs = self.client.search_runs([exp.experiment_id], max_results=50000)
+            runs = search_all(self.client, [exp.experiment_id])
             kids = [r for r in runs if r.data.tags.get(KIND_TAG) == "run" and r.info.status == "FINISHED"]
             sweeps = [r for r in runs if r.data.tags.get(KIND_TAG) == "sweep"]
             if kids or sweeps:
-                out.append((exp.name, exp.tags.get("mlflow.note.content", ""), len(kids), len(sweeps)))
+                out.append((exp.name, exp.tags.get(NOTE_TAG, ""), len(kids), len(sweeps)))
         return out

@@ -1,0 +1,152 @@
+"""MLflow at the edge, reading side: every read analysis makes of a store.
+
+Analysis never imports mlflow nor reads MLflow's tables: it asks here, and gets plain
+Python values back (``StoredRun``, tuples of curve points). Runs come from
+``search_runs``, one page at a time. Curves are metric histories, which ``search_runs``
+does not return: from a sqlite store they are read with one SQL query per 500 runs
+straight from its ``metrics`` table, read only; any other store falls back to
+``get_metric_history`` per run and metric, one request each and therefore slow for
+hundreds of runs. Reading never creates, migrates or writes to a store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .results import KIND_TAG, RUN
+from .tracking import NOTE_TAG, PARENT_TAG, client, search_all, sqlite_path
+
+SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
+POINT = ("run_id", "key", "step", "value", "timestamp")  # the fields of a curve point, in order
+
+
+class StoreError(LookupError):
+    """The store or the experiment asked for does not exist; the message is one line."""
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One MLflow run as analysis sees it: info, and its params, last metric values and tags."""
+    run_id: str
+    name: str
+    status: str          # RUNNING, FINISHED, FAILED, KILLED
+    start_time: int      # milliseconds since the epoch
+    parent_id: str | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StoredExperiment:
+    experiment_id: str
+    name: str
+    description: str     # the MLflow UI's note
+
+
+def _stored(r) -> StoredRun:
+    return StoredRun(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
+                     r.data.tags.get(PARENT_TAG), dict(r.data.params), dict(r.data.metrics), dict(r.data.tags))
+
+
+def _existing_client(uri: str):
+    """A client on a store that exists; a sqlite file that does not is a ``StoreError``, never created."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise StoreError(f"no MLflow store at {uri} (run `make sweep` first)")
+    return client(uri)
+
+
+def experiment_names(uri: str, finished_only: bool = True) -> list[str]:
+    """Names of the store's experiments with at least one FINISHED child run (else any bpresearch run).
+
+    Raises:
+        StoreError: no store at ``uri`` (a sqlite file that does not exist).
+    """
+    c = _existing_client(uri)
+    query = f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'" if finished_only else \
+        f"tags.{KIND_TAG} != ''"
+    return sorted(exp.name for exp in c.search_experiments()
+                  if len(c.search_runs([exp.experiment_id], filter_string=query, max_results=1)))
+
+
+def experiment(uri: str, name: str) -> StoredExperiment:
+    """The experiment called ``name``.
+
+    Raises:
+        StoreError: no store at ``uri``, or no such experiment in it.
+    """
+    exp = _existing_client(uri).get_experiment_by_name(name)
+    if exp is None:
+        raise StoreError(f"no experiment {name!r} in {uri}")
+    return StoredExperiment(exp.experiment_id, exp.name, exp.tags.get(NOTE_TAG, ""))
+
+
+def runs(uri: str, experiment_id: str) -> list[StoredRun]:
+    """Every run of one experiment (sweeps and child runs, any status)."""
+    return [_stored(r) for r in search_all(client(uri), [experiment_id])]
+
+
+def artifact_text(uri: str, run_id: str, name: str) -> str | None:
+    """The text of one artifact of a run, or None when it is missing or unreadable."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client(uri).download_artifacts(run_id, name, tmp)
+            with open(path, encoding="utf-8") as fh:
+                return fh.read()
+    except Exception:  # noqa: BLE001 - a missing artifact is reported as "not available", never fatal
+        return None
+
+
+def _points_sqlite(db, run_ids: list[str], keys: list[str]) -> list[tuple]:
+    # Read only: a report must never write to (or migrate) the store it reads.
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = []
+        kq = ",".join("?" * len(keys))
+        for i in range(0, len(run_ids), SQL_CHUNK):
+            ids = run_ids[i:i + SQL_CHUNK]
+            q = (f"SELECT run_uuid, key, step, value, timestamp FROM metrics "
+                 f"WHERE run_uuid IN ({','.join('?' * len(ids))}) AND key IN ({kq}) AND is_nan = 0")
+            rows += con.execute(q, [*ids, *keys]).fetchall()
+    finally:
+        con.close()
+    return rows
+
+
+def _points_client(uri: str, run_ids: list[str], keys: list[str]) -> list[tuple]:
+    c = client(uri)
+
+    def one(job):
+        run_id, key = job
+        return [(run_id, key, m.step, m.value, m.timestamp) for m in c.get_metric_history(run_id, key)]
+
+    jobs = [(r, k) for r in run_ids for k in keys]
+    with ThreadPoolExecutor(8) as pool:  # requests wait on I/O; threads overlap them
+        return [row for part in pool.map(one, jobs) for row in part]
+
+
+def metric_points(uri: str, run_ids, keys, sql: bool | None = None) -> list[tuple]:
+    """Every logged point of the metric histories ``keys`` of ``run_ids``.
+
+    Args:
+        uri: MLflow tracking URI.
+        run_ids: the runs to read.
+        keys: metric names.
+        sql: read MLflow's ``metrics`` table directly (None: whenever the store is sqlite);
+            False asks the client API, which works on any store.
+
+    Returns:
+        ``(run_id, key, step, value, timestamp)`` tuples (``POINT``), in no particular
+        order; a point logged twice appears twice.
+    """
+    run_ids, keys = list(run_ids), list(keys)
+    if not run_ids or not keys:
+        return []
+    db = sqlite_path(uri)
+    if sql is None:
+        sql = db is not None
+    return _points_sqlite(db, run_ids, keys) if sql else _points_client(uri, run_ids, keys)
