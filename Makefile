@@ -11,7 +11,7 @@ EXPERIMENTS ?= experiments/seed-graph.toml experiments/neuron-random-vs-gd.toml 
                experiments/digits-mlp.toml
 UI_PORT ?= 5000
 
-.PHONY: install test test-all sweep ui report bench clean
+.PHONY: install test sweep ui report bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Every test, the slow end-to-end ones included (select with -m "not slow" when iterating).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 

@@ -404,7 +404,7 @@ def seed_graph(example: dict) -> plt.Figure:
     """The seed's computational graph f = (x+y)·z with every node's value and gradient.
 
     Args:
-        example: the result of ``bpresearch.graph.seed_example`` (its ``nodes``, ``loss``,
+        example: the result of ``bpresearch.seed.seed_example`` (its ``nodes``, ``loss``,
             ``loss_grads``, ``target``).
 
     Returns:

@@ -898,7 +898,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
 
 
 def _seed_example(runs: pd.DataFrame) -> dict | None:
-    from bpresearch.graph import seed_example
+    from bpresearch.seed import seed_example
 
     try:
         x, y, z = json.loads(runs["params.model.start"].iloc[0])

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bpresearch import losses, sweep, train
+from bpresearch import losses, train, workload
+from bpresearch.data import Dataset
 
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
@@ -43,7 +44,7 @@ class StepFns(NamedTuple):
 
 def make_fns(config: dict, dataset) -> StepFns:
     """The three jitted functions of one batch size (one compilation each)."""
-    model = sweep.build_model(config, dataset)
+    model = workload.build_model(config, dataset)
     loss_fn = losses.LOSSES[config["loss"]["kind"]]
     B = config["train"]["batch_size"]
 
@@ -68,19 +69,19 @@ def make_fns(config: dict, dataset) -> StepFns:
     return StepFns(init, step, full_loss)
 
 
-def train_one(fns: StepFns, data: train.Data, lr: float, seed: int, steps: int, eval_every: int,
+def train_one(fns: StepFns, data: Dataset, lr: float, seed: int, steps: int, eval_every: int,
               log: Callable[[str, jax.Array, int], None]) -> jax.Array:
     """One run, step by step; ``log(key, value, step)`` receives every point. Returns the final full loss."""
     params, k_data = fns.init(seed)
     lr = jnp.float32(lr)
     for k in range(steps):
         if k % eval_every == 0:
-            log("full_train_loss", fns.full_loss(params, data.X, data.y), k)
+            log("full_train_loss", fns.full_loss(params, data.X_train, data.y_train), k)
             log("test_loss", fns.full_loss(params, data.X_test, data.y_test), k)
-        params, loss, gnorm = fns.step(params, k_data, k, lr, data.X, data.y)
+        params, loss, gnorm = fns.step(params, k_data, k, lr, data.X_train, data.y_train)
         log("train_loss", loss, k)
         log("grad_norm", gnorm, k)
-    final = fns.full_loss(params, data.X, data.y)
+    final = fns.full_loss(params, data.X_train, data.y_train)
     log("full_train_loss", final, steps)
     log("test_loss", fns.full_loss(params, data.X_test, data.y_test), steps)
     log("final_full_train_loss", final, 0)
@@ -117,7 +118,7 @@ def run_sweep(uri: str, exp, batched: bool) -> tuple[dict[tuple, float], int]:
         t = c["train"]
         if t["batch_size"] not in fns_by_bs:
             fns_by_bs[t["batch_size"]] = make_fns(c, exp.dataset(c))
-        data = sweep.to_device(c, exp.dataset(c))
+        data = workload.to_device(c, exp.dataset(c))
         pending: list[tuple[str, jax.Array, int]] = []
         with mlflow.start_run(run_name=run.name) as active:
             mlflow.log_params(_params(c))

@@ -21,7 +21,7 @@ def _fail(message: str) -> int:
 
 
 def cmd_seed_example(args) -> int:
-    from .graph import format_seed_example, seed_example
+    from .seed import format_seed_example, seed_example
 
     if args.steps < 1:
         return _fail("--steps: must be ≥ 1")
@@ -45,13 +45,14 @@ def _where_next(uri: str) -> str:
 
 def cmd_sweep(args) -> int:
     from . import experiment as expmod
+    from .config import ExperimentError
 
     # Validate every file before anything trains or is logged.
     exps = []
     for f in args.files:
         try:
             exps.append((expmod.load(f, args.set), Path(f).read_text()))
-        except expmod.ExperimentError as e:
+        except ExperimentError as e:
             return _fail(str(e))
     if args.dry_run:
         from .runner import describe

@@ -13,17 +13,13 @@ import os
 import pickle
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
+import jax
 import numpy as np
 
-ACTIVATIONS = {
-    "identity": lambda a: a,
-    "sigmoid": lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),  # = 1/(1+e^-a), without overflow in exp
-    "tanh": np.tanh,
-    "relu": lambda a: np.maximum(a, 0.0),
-}
+from .activations import ACTIVATIONS
 
 _INT32 = np.iinfo(np.int32)
 _NPZ_KEYS = ("X", "y", "X_test", "y_test")  # the arrays an .npz dataset may hold
@@ -33,19 +29,51 @@ class DataError(ValueError):
     """Bad user data; the message names the file and the problem, one line."""
 
 
-class Dataset(NamedTuple):
-    """Train and optional test arrays.
+@dataclass(frozen=True)
+class Dataset:
+    """Train and optional test arrays: numpy on the host, or device arrays for training.
 
     X_train: float32 (N, d). y_train: float32 (N,) regression targets or int32 (N,)
     class labels. X_test, y_test: the same for M test samples, or both None.
     name: a short description, e.g. "digits", "teacher(d=8,noise=0.1)", "file:linear.npz".
+
+    A JAX pytree whose leaves are the four arrays (``name`` is static), so a device copy
+    (``workload.to_device``) is passed straight into a compiled program.
     """
 
     X_train: np.ndarray
     y_train: np.ndarray
-    X_test: np.ndarray | None
-    y_test: np.ndarray | None
-    name: str
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    name: str = ""
+
+
+jax.tree_util.register_dataclass(Dataset, data_fields=["X_train", "y_train", "X_test", "y_test"],
+                                 meta_fields=["name"])
+
+
+def load(section: dict, base: str | Path) -> Dataset:
+    """The data set a config's ``[data]`` section names.
+
+    Args:
+        section: the resolved ``[data]`` section (``config.SCHEMA``'s keys).
+        base: the folder a relative ``path`` is relative to (the experiment file's).
+    Returns:
+        The ``Dataset``.
+    Raises:
+        DataError: a missing or bad user file, in one line.
+    """
+    d = section
+    if d["source"] == "digits":
+        return digits(d["test_fraction"], d["split_seed"])
+    if d["source"] == "teacher":
+        return teacher(d["n_train"], d["n_test"], d["n_features"], d["noise"],
+                       d["teacher_activation"], d["teacher_bias"], d["seed"])
+    if d["source"] == "seed":
+        return seed_point(d["target"])
+    if d["path"] is None:
+        raise DataError('required when source = "file"')
+    return load_file(Path(base) / d["path"], d["target_column"], d["test_fraction"], d["split_seed"])
 
 
 # --- built-in datasets --------------------------------------------------------------
@@ -87,7 +115,7 @@ def teacher(n_train=256, n_test=0, n_features=8, noise=0.0, activation="identity
     def draw(n):
         # Rows are drawn train-first from each stream, so train never depends on n_test.
         X = x_rng.normal(size=(n, n_features))
-        y = ACTIVATIONS[activation](X @ w + b) + noise * noise_rng.normal(size=n)
+        y = ACTIVATIONS[activation].numpy(X @ w + b) + noise * noise_rng.normal(size=n)
         return X.astype(np.float32), y.astype(np.float32)
 
     X_train, y_train = draw(n_train)

@@ -10,8 +10,8 @@ training scan.
   (Cohen et al. 2021, "Gradient Descent on Neural Networks Typically Occurs at the Edge
   of Stability").
 - ``stability_lr``: that bound for the optimizer at hand.
-- ``noise_scale`` (two batch sizes) / ``noise_scale_streamed``, ``noise_scale_exact``
-  (every per-example gradient): the simple gradient noise scale
+- ``noise_scale_streamed`` (every per-example gradient, in blocks): the simple gradient
+  noise scale
   B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, "An Empirical Model of Large-Batch
   Training", §2 and appendix A.1), the batch size beyond which larger batches stop saving
   steps.
@@ -24,6 +24,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+
+from .optim import optimizer
 
 # Lanczos stops (the rest of the tridiagonal decouples) once a new residual is this small
 # relative to the largest |α| + β seen: the Krylov space is then invariant to float32
@@ -98,10 +100,8 @@ def sharpness(f: Callable, params, key: jax.Array, iters: int = 20) -> jax.Array
 def stability_lr(sharpness: jax.Array, kind: str, momentum: jax.Array | float = 0.0) -> jax.Array:
     """The largest learning rate for which GD is stable on a quadratic of curvature λ_max.
 
-    Plain GD: the top mode is multiplied by 1 − ηλ per step, stable iff η < 2/λ.
-    Heavy ball (optax ``sgd(momentum=β)``: t ← g + βt, p ← p − ηt): the top mode obeys
-    z² − (1 + β − ηλ)z + β = 0, stable iff η < (2 + 2β)/λ (Polyak 1964; Goh 2017,
-    "Why Momentum Really Works", §2). Adam and random search have no such bound: NaN.
+    The bound is c(β)/λ_max with c from ``optim.OPTIMIZERS`` (2 for GD, 2 + 2β for heavy
+    ball); optimizers without such a bound (Adam, random search) give NaN.
 
     Args:
         sharpness: λ_max (any shape); λ_max ≤ 0 gives +inf (no curvature bound).
@@ -111,15 +111,10 @@ def stability_lr(sharpness: jax.Array, kind: str, momentum: jax.Array | float = 
         The bound, shaped like ``sharpness``.
     """
     lam = jnp.asarray(sharpness, jnp.result_type(float))
-    if kind == "sgd":
-        numerator = 2.0
-    elif kind == "momentum":
-        numerator = 2.0 + 2.0 * momentum
-    elif kind in ("adam", "random_search"):
+    numerator = optimizer(kind).stable_numerator
+    if numerator is None:
         return jnp.full(lam.shape, jnp.nan, lam.dtype)
-    else:
-        raise ValueError(f"unknown optimizer {kind!r}; expected sgd, momentum, adam or random_search")
-    return jnp.where(lam > 0, numerator / jnp.where(lam > 0, lam, 1.0), jnp.inf)
+    return jnp.where(lam > 0, numerator(momentum) / jnp.where(lam > 0, lam, 1.0), jnp.inf)
 
 
 class NoiseScale(NamedTuple):
@@ -130,48 +125,6 @@ class NoiseScale(NamedTuple):
 
 def _sq_norm(tree) -> jax.Array:
     return sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree))
-
-
-def noise_scale(batch_loss: Callable, params, X: jax.Array, y: jax.Array, key: jax.Array,
-                b_small: int, b_big: int, n_draws: int) -> NoiseScale:
-    """Unbiased two-batch-size estimate of B_simple (McCandlish et al. 2018, appendix A.1).
-
-    For a batch of B examples drawn with replacement, E|G_B|² = |G|² + tr(Σ)/B, so
-    |G|² ≈ (B_big|G_big|² − B_small|G_small|²)/(B_big − B_small) and
-    tr(Σ) ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big). Both are linear in the
-    measured squared norms, so they are averaged over ``n_draws`` pairs before the
-    ratio is taken (a mean of ratios would be biased). Each pair is nested: the small
-    batch is the first ``b_small`` of the ``b_big`` indices, which is still a
-    with-replacement sample of its size and correlates the two norms, lowering the
-    variance of their difference.
-
-    Args:
-        batch_loss: ``batch_loss(params, Xb, yb) -> scalar`` mean loss over the batch.
-        params: the point.
-        X, y: the training set, (N, ...) and (N, ...).
-        key: PRNG key for the batch indices (``jax.random.randint``, as in training).
-        b_small, b_big: the two batch sizes, static ints, ``b_small < b_big``.
-        n_draws: number of (small, big) pairs, static.
-    Returns:
-        ``NoiseScale(b_simple, grad_sq, trace_sigma)``, the estimates (each may be
-        negative from noise when the true value is small: use more draws).
-    """
-    if not 0 < b_small < b_big:
-        raise ValueError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
-    grad = jax.grad(batch_loss)
-    n = X.shape[0]
-
-    def draw(k):
-        idx = jax.random.randint(k, (b_big,), 0, n)  # (b_big,)
-        small, big = idx[:b_small], idx
-        return _sq_norm(grad(params, X[small], y[small])), _sq_norm(grad(params, X[big], y[big]))
-
-    # lax.map, not vmap: one pair's activations in memory at a time.
-    sq_small, sq_big = jax.lax.map(draw, jax.random.split(key, n_draws))  # (n_draws,) each
-    m_small, m_big = jnp.mean(sq_small), jnp.mean(sq_big)
-    grad_sq = (b_big * m_big - b_small * m_small) / (b_big - b_small)
-    trace_sigma = (m_small - m_big) / (1.0 / b_small - 1.0 / b_big)
-    return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
 
 
 def noise_scale_streamed(batch_loss: Callable, params, X: jax.Array, y: jax.Array,
@@ -208,12 +161,3 @@ def noise_scale_streamed(batch_loss: Callable, params, X: jax.Array, y: jax.Arra
     trace_sigma = jnp.sum(jax.lax.map(block, idx)) / n
     grad_sq = _sq_norm(G)
     return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
-
-
-def noise_scale_exact(batch_loss: Callable, params, X: jax.Array, y: jax.Array) -> NoiseScale:
-    """``noise_scale_streamed`` in one block: all N per-example gradients at once.
-
-    N × P floats (1,437 × 6,570 for the digits MLP: 38 MB); for small sets and as the
-    reference in tests.
-    """
-    return noise_scale_streamed(batch_loss, params, X, y, block_size=X.shape[0])

@@ -1,10 +1,10 @@
-"""Experiment files: parse, validate, expand the grid, hash each configuration.
+"""An experiment: its grid of runs, each run's config hash, and the compiled groups.
 
-One TOML file is one MLflow experiment. Every key has a default (see ``SCHEMA`` and the
-README); an unknown section or key, a wrong type, a value out of range or a bad data
-file raises ``ExperimentError`` whose one-line message names the file, the key and the
-problem. What is swept (``[sweep]``) is data: a learning rate, a batch size, a seed, or
-any other ``section.key`` given as a list.
+``load`` reads a file through ``config.read`` (schema, checks, overrides), expands the
+sweep into one fully resolved config per run, loads each distinct data set once and
+hashes every config. The hash names a run in the store, so a sweep resumes where it
+stopped; the group key names what one compiled program can train (``VMAPPED`` values
+are data inside it, everything else splits groups).
 """
 
 from __future__ import annotations
@@ -13,167 +13,18 @@ import copy
 import hashlib
 import itertools
 import json
-import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
+from . import config
 from . import data as datamod
-from .models import ACTIVATIONS, INITS
-from .optim import OPTIMIZERS
+from .config import SWEPT_INTO, ExperimentError
 
-
-class ExperimentError(ValueError):
-    """A bad experiment file; the message is one line: ``FILE: [section] key: problem``."""
-
-
-# ---------------------------------------------------------------- value checks
-class Invalid(Exception):
-    pass
-
-
-def _int(lo=None):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise Invalid(f"must be an integer, got {v!r}")
-        if lo is not None and v < lo:
-            raise Invalid(f"must be ≥ {lo}, got {v}")
-        return v
-    return check
-
-
-def _float(lo=None, hi=None, lo_open=False, hi_open=False):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise Invalid(f"must be a number, got {v!r}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise Invalid(f"must be finite, got {v}")
-        if lo is not None and (v <= lo if lo_open else v < lo):
-            raise Invalid(f"must be {'>' if lo_open else '≥'} {lo}, got {v:g}")
-        if hi is not None and (v >= hi if hi_open else v > hi):
-            raise Invalid(f"must be {'<' if hi_open else '≤'} {hi}, got {v:g}")
-        return v
-    return check
-
-
-def _str(v):
-    if not isinstance(v, str):
-        raise Invalid(f"must be a string, got {v!r}")
-    return v
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise Invalid(f"must be true or false, got {v!r}")
-    return v
-
-
-def _choice(*options):
-    def check(v):
-        if v not in options:
-            raise Invalid(f"must be one of {', '.join(map(str, options))}; got {v!r}")
-        return v
-    return check
-
-
-def _list(item, min_len=0, exact_len=None):
-    def check(v):
-        if not isinstance(v, list):
-            raise Invalid(f"must be a list, got {v!r}")
-        if exact_len is not None and len(v) != exact_len:
-            raise Invalid(f"must have {exact_len} elements, got {len(v)}")
-        if len(v) < min_len:
-            raise Invalid(f"must have at least {min_len} element(s)")
-        out = []
-        for i, x in enumerate(v):
-            try:
-                out.append(item(x))
-            except Invalid as e:
-                raise Invalid(f"element {i}: {e}") from None
-        return out
-    return check
-
-
-def _optional(check):
-    return lambda v: None if v is None else check(v)
-
-
-_positive_lr = _float(lo=0.0, lo_open=True)
-
-# section -> key -> (default, check). A default of None is resolved from other keys
-# in ``_resolve_defaults`` (for example the loss follows the data set).
-SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
-    "": {
-        "name": (None, _str),
-        "description": ("", _str),
-    },
-    "data": {
-        "source": ("digits", _choice("digits", "teacher", "file", "seed")),
-        "path": (None, _optional(_str)),            # file: .npz (X, y[, X_test, y_test]) or .csv
-        "target_column": ("y", _str),              # file (.csv): the column holding the target
-        "test_fraction": (None, _optional(_float(lo=0.0, hi=1.0, hi_open=True))),  # digits 0.2, file 0
-        "split_seed": (0, _int(lo=0)),             # digits/file: which fixed split
-        "n_train": (256, _int(lo=1)),              # teacher: training examples
-        "n_test": (0, _int(lo=0)),                 # teacher: test examples
-        "n_features": (8, _int(lo=1)),             # teacher: input dimension
-        "noise": (0.0, _float(lo=0.0)),            # teacher: std of the noise on targets
-        "teacher_activation": ("identity", _choice(*ACTIVATIONS)),
-        "teacher_bias": (False, _bool),
-        "seed": (0, _int(lo=0)),                   # teacher: data seed, fixed across runs
-        "target": (-10.0, _float()),               # seed: the worked example's Target
-    },
-    "model": {
-        "kind": ("mlp", _choice("neuron", "mlp", "seed_graph")),
-        "activation": (None, _optional(_choice(*ACTIVATIONS))),  # neuron: identity, mlp: relu
-        "bias": (True, _bool),                     # neuron: false is the seed's b = 0
-        "init": (None, _optional(_choice(*INITS))),  # neuron: zeros, mlp: glorot
-        "init_scale": (1.0, _float(lo=0.0, lo_open=True)),  # std of init = "normal"
-        "hidden": ([64, 32], _list(_int(lo=1))),   # mlp: hidden widths
-        "start": ([-2.0, 5.0, -4.0], _list(_float(), exact_len=3)),  # seed_graph: x, y, z
-    },
-    "loss": {
-        "kind": (None, _optional(_choice("half_mse", "cross_entropy"))),  # digits: cross_entropy
-    },
-    "optimizer": {
-        "kind": ("sgd", _choice(*OPTIMIZERS)),
-        "momentum": (0.9, _float(lo=0.0, hi=1.0, hi_open=True)),  # momentum: heavy-ball β
-        "b1": (0.9, _float(lo=0.0, hi=1.0, hi_open=True)),        # adam
-        "b2": (0.999, _float(lo=0.0, hi=1.0, hi_open=True)),      # adam
-        "eps": (1e-8, _float(lo=0.0, lo_open=True)),              # adam
-        "search_scale": (1.0, _float(lo=0.0, lo_open=True)),      # random_search: std of draws
-    },
-    "train": {
-        "steps": (1000, _int(lo=1)),
-        "eval_every": (10, _int(lo=1)),            # full-set losses every E steps (and the last)
-        "targets": ([], _list(_float(lo=0.0, lo_open=True))),  # full-training-loss targets
-        "divergence_factor": (1e3, _float(lo=1.0, lo_open=True)),  # loss > factor·max(L0,1) diverges
-        "log_dense": (200, _int(lo=0)),            # train_loss/grad_norm logged at every step up to here
-        "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≈ 800 more)
-        "chunk": (64, _int(lo=1)),                 # configurations per compiled call (bounds memory)
-    },
-    "diagnostics": {                               # off unless asked for (they cost compute)
-        "every": (100, _int(lo=1)),                # steps between measurements; step 0 always included
-        "sharpness": (False, _bool),               # top Hessian eigenvalue; over training in full-batch runs
-        "noise_scale": (False, _bool),             # gradient noise scale B_simple (exact, per-example)
-        "lanczos_iters": (20, _int(lo=2)),         # Hessian-vector products per sharpness measurement
-    },
-    "sweep": {
-        "learning_rate": ([0.1], None),            # a list, or {min, max, num, scale = "log"|"linear"}
-        "batch_size": (["full"], None),            # ints and/or "full"
-        "seeds": (1, None),                        # a count (0..n-1) or a list
-    },
-}
-
-SWEPT_INTO = {"learning_rate": "optimizer.learning_rate", "batch_size": "train.batch_size", "seeds": "train.seed"}
 # Values vmapped inside one compiled program; everything else splits groups.
 VMAPPED = ("optimizer.learning_rate", "optimizer.momentum", "train.seed")
 
-
-# ---------------------------------------------------------------- the experiment
 def _short(dotted: str) -> str:
     """``optimizer.kind`` -> ``optimizer``, ``model.activation`` -> ``activation``."""
     section, key = dotted.split(".")
@@ -240,115 +91,6 @@ def group_key(config: dict) -> str:
     return _hash(c)
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``section.key=value``; the value is read as TOML, or as a bare string."""
-    if "=" not in text:
-        raise ExperimentError(f"--set {text}: expected section.key=value")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key, value
-
-
-def _set_dotted(doc: dict, key: str, value, where: str):
-    parts = key.split(".")
-    if len(parts) == 1:
-        doc[key] = value
-        return
-    if len(parts) > 3 or (len(parts) == 3 and parts[0] != "sweep"):
-        raise ExperimentError(f"{where}: {key}: expected section.key")
-    node = doc
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ExperimentError(f"{where}: {key}: {p} is not a section")
-    node[parts[-1]] = value
-
-
-def _flatten(d: dict, prefix="") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and not {"min", "max"} & v.keys():
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _lr_values(v) -> list[float]:
-    if isinstance(v, dict):
-        unknown = set(v) - {"min", "max", "num", "scale"}
-        if unknown:
-            raise Invalid(f"unknown range key {sorted(unknown)[0]!r} (expected min, max, num, scale)")
-        for k in ("min", "max", "num"):
-            if k not in v:
-                raise Invalid(f"range needs {k!r}")
-        lo, hi = _positive_lr(v["min"]), _positive_lr(v["max"])
-        num = _int(lo=1)(v["num"])
-        scale = _choice("log", "linear")(v.get("scale", "log"))
-        if hi < lo:
-            raise Invalid(f"empty range: max {hi:g} < min {lo:g}")
-        if num > 1 and hi == lo:
-            raise Invalid("empty range: min equals max but num > 1")
-        grid = np.geomspace(lo, hi, num) if scale == "log" else np.linspace(lo, hi, num)
-        return [float(f"{x:.6g}") for x in grid]
-    vals = _list(_positive_lr, min_len=1)(v if isinstance(v, list) else [v])
-    return vals
-
-
-def _batch_values(v) -> list:
-    vals = v if isinstance(v, list) else [v]
-    if not vals:
-        raise Invalid("must not be empty")
-    return [x if x == "full" else _int(lo=1)(x) for x in vals]
-
-
-def _seed_values(v) -> list[int]:
-    if isinstance(v, list):
-        return _list(_int(lo=0), min_len=1)(v)
-    return list(range(_int(lo=1)(v)))
-
-
-def _resolve_defaults(cfg: dict) -> dict:
-    d, m, l = cfg["data"], cfg["model"], cfg["loss"]
-    if d["test_fraction"] is None:
-        d["test_fraction"] = 0.2 if d["source"] == "digits" else 0.0
-    if m["activation"] is None:
-        m["activation"] = "relu" if m["kind"] == "mlp" else "identity"
-    if m["init"] is None:
-        m["init"] = "glorot" if m["kind"] == "mlp" else "zeros"
-    if l["kind"] is None:
-        l["kind"] = "cross_entropy" if d["source"] == "digits" else "half_mse"
-    return cfg
-
-
-def _normalize(cfg: dict) -> dict:
-    """Settings an optimizer ignores get one value, so they neither split groups nor mislead."""
-    if cfg["optimizer"]["kind"] != "momentum":
-        cfg["optimizer"]["momentum"] = 0.0
-    return cfg
-
-
-def _load_data(cfg: dict, path: Path, err) -> datamod.Dataset:
-    d = cfg["data"]
-    try:
-        if d["source"] == "digits":
-            return datamod.digits(d["test_fraction"], d["split_seed"])
-        if d["source"] == "teacher":
-            return datamod.teacher(d["n_train"], d["n_test"], d["n_features"], d["noise"],
-                                   d["teacher_activation"], d["teacher_bias"], d["seed"])
-        if d["source"] == "seed":
-            return datamod.seed_point(d["target"])
-        if d["path"] is None:
-            err("data", "path", "required when source = \"file\"")
-        return datamod.load_file(path.parent / d["path"], d["target_column"], d["test_fraction"], d["split_seed"])
-    except datamod.DataError as e:
-        raise ExperimentError(f"{path}: [data] path: {e}") from None
-
-
 def _check_compatible(cfg: dict, ds: datamod.Dataset, err):
     loss, kind = cfg["loss"]["kind"], cfg["model"]["kind"]
     if loss == "cross_entropy":
@@ -371,87 +113,12 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         ExperimentError: one line naming the file, the key and the problem.
     """
     path = Path(path)
-
-    def err(section, key, problem):
-        where = f"[{section}] {key}" if section else key
-        raise ExperimentError(f"{path}: {where}: {problem}")
-
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ExperimentError(f"{path}: is a directory, expected a .toml file") from None
-    except UnicodeDecodeError:
-        raise ExperimentError(f"{path}: not a text file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ExperimentError(f"{path}: invalid TOML: {e}") from None
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(doc, key, value, f"{path}: --set {text}")
-
-    # sections and keys
-    cfg: dict[str, Any] = {}
-    for section, value in doc.items():
-        if isinstance(value, dict):
-            if section not in SCHEMA or section == "":
-                err("", section, f"unknown section [{section}] (expected one of: "
-                    f"{', '.join(s for s in SCHEMA if s)})")
-        elif section not in SCHEMA[""]:
-            err("", section, f"unknown top-level key (expected name, description, or a [section])")
-    for section, keys in SCHEMA.items():
-        if section == "sweep":
-            continue
-        given = doc if section == "" else doc.get(section, {})
-        out = {}
-        for key, (default, check) in keys.items():
-            if key in given:
-                try:
-                    out[key] = check(given[key])
-                except Invalid as e:
-                    err(section, key, str(e))
-            else:
-                out[key] = copy.deepcopy(default)
-        if section:
-            for key in given:
-                if key not in keys:
-                    err(section, key, f"unknown key (expected one of: {', '.join(keys)})")
-        cfg[section] = out
-    top = cfg.pop("")
-    if top["name"] is None:
-        err("", "name", "missing: every experiment needs a name")
-    if not top["name"].strip():
-        err("", "name", "must not be empty")
-
-    # the sweep: learning_rate, batch_size, seeds and any other section.key = [values]
-    axes: dict[str, list] = {}
-    sweep = _flatten(doc.get("sweep", {}))
-    for key, (default, _) in SCHEMA["sweep"].items():
-        sweep.setdefault(key, default)
-    for key, raw in sweep.items():
-        try:
-            if key == "learning_rate":
-                axes[SWEPT_INTO[key]] = _lr_values(raw)
-            elif key == "batch_size":
-                axes[SWEPT_INTO[key]] = _batch_values(raw)
-            elif key == "seeds":
-                axes[SWEPT_INTO[key]] = _seed_values(raw)
-            else:
-                parts = key.split(".")
-                if len(parts) != 2 or parts[0] not in SCHEMA or parts[0] in ("", "sweep") \
-                        or parts[1] not in SCHEMA[parts[0]]:
-                    raise Invalid("unknown swept key (expected learning_rate, batch_size, seeds, "
-                                  "or section.key such as optimizer.kind)")
-                values = raw if isinstance(raw, list) else [raw]
-                if not values:
-                    raise Invalid("must not be empty")
-                check = SCHEMA[parts[0]][parts[1]][1]
-                axes[key] = [check(v) for v in values]
-        except Invalid as e:
-            err("sweep", key, str(e))
+    parsed = config.read(path, overrides)
+    err = config.reporter(path)
+    cfg, axes = parsed.config, parsed.axes
 
     # expand the grid; load each distinct data set once
-    base = _normalize(_resolve_defaults(copy.deepcopy(cfg)))
+    base = config.normalize(config.resolve_defaults(copy.deepcopy(cfg)))
     runs, datasets, seen = [], {}, set()
     keys = list(axes)
     for combo in itertools.product(*(axes[k] for k in keys)):
@@ -459,10 +126,13 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         for k, v in zip(keys, combo):
             s, kk = k.split(".")
             c[s][kk] = v
-        c = _resolve_defaults(c)
+        c = config.resolve_defaults(c)
         dkey = _data_key(c["data"])
         if dkey not in datasets:
-            ds = _load_data(c, path, err)
+            try:
+                ds = datamod.load(c["data"], path.parent)
+            except datamod.DataError as e:
+                raise ExperimentError(f"{path}: [data] path: {e}") from None
             _check_compatible(c, ds, err)
             datasets[dkey] = ds
         ds = datasets[dkey]
@@ -474,40 +144,14 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         c["train"]["batch_size"] = n if bs == "full" else bs
         if c["optimizer"]["kind"] == "random_search":   # η is meaningless: keep one value
             c["optimizer"]["learning_rate"] = axes["optimizer.learning_rate"][0]
-        _normalize(c)
+        config.normalize(c)
         if c["data"]["source"] == "file":
             c["data"]["sha256"] = datamod.file_sha256(path.parent / c["data"]["path"])
-        c["name"] = top["name"]
+        c["name"] = parsed.name
         c["swept"] = {k: v for k, v in zip(keys, combo) if len(axes[k]) > 1}
         h = _hash({k: v for k, v in c.items() if k != "swept"})
         if h in seen:
             continue
         seen.add(h)
         runs.append(Run(c, h))
-    return Experiment(path, top["name"], top["description"], base, axes, runs, datasets)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def to_toml(exp: Experiment) -> str:
-    """The resolved experiment file: every default filled in, overrides applied."""
-    lines = [f"# resolved from {exp.path}", f"name = {_toml_value(exp.name)}",
-             f"description = {_toml_value(exp.description)}"]
-    for section, values in exp.base.items():
-        lines += ["", f"[{section}]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
-    lines += ["", "[sweep]"]
-    for dotted, values in exp.axes.items():
-        key = next((k for k, v in SWEPT_INTO.items() if v == dotted), f'"{dotted}"')
-        lines.append(f"{key} = {_toml_value(values)}")
-    return "\n".join(lines) + "\n"
+    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets)

@@ -16,12 +16,8 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "identity": lambda a: a,
-    "sigmoid": jax.nn.sigmoid,
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-}
+from .activations import ACTIVATIONS
+
 INITS = ("zeros", "normal", "glorot")
 
 
@@ -55,7 +51,7 @@ def neuron(n_in: int, n_out: int = 1, activation: str = "identity", bias: bool =
     Returns:
         ``Model(init, apply)``.
     """
-    F = ACTIVATIONS[activation]
+    F = ACTIVATIONS[activation].jax
     shape = (n_in,) if n_out == 1 else (n_in, n_out)
 
     def init_fn(key):
@@ -85,7 +81,7 @@ def mlp(n_in: int, n_out: int, hidden: Sequence[int] = (64, 32), activation: str
     Returns:
         ``Model(init, apply)``; params are ``{"layers": [{"w": (m, n), "b": (n,)}, ...]}``.
     """
-    F = ACTIVATIONS[activation]
+    F = ACTIVATIONS[activation].jax
     widths = [n_in, *hidden, n_out]
 
     def init_fn(key):

@@ -26,9 +26,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "random_search")
-
-
 class Method(NamedTuple):
     init: Callable[..., Any]
     step: Callable[..., tuple]
@@ -76,6 +73,55 @@ def random_search(scale: float) -> Method:
     return Method(init, step)
 
 
+def _sgd(learning_rate, momentum, hp) -> Method:
+    return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate))
+
+
+def _momentum(learning_rate, momentum, hp) -> Method:
+    return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum))
+
+
+def _adam(learning_rate, momentum, hp) -> Method:
+    return gradient_method(optax.inject_hyperparams(optax.adam)(
+        learning_rate=learning_rate, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"]))
+
+
+def _random_search(learning_rate, momentum, hp) -> Method:
+    return random_search(hp["search_scale"])
+
+
+class Optimizer(NamedTuple):
+    """One row of ``OPTIMIZERS``.
+
+    make: ``make(learning_rate, momentum, hp) -> Method``; ``hp`` holds the constants
+        ``b1``, ``b2``, ``eps``, ``search_scale``; learning rate and momentum may be traced.
+    stable_numerator: ``c(momentum)`` in the stability bound η < c/λ_max on a quadratic of
+        curvature λ_max (``diagnostics.stability_lr``), or None where there is no such bound.
+    """
+    make: Callable[[Any, Any, dict], Method]
+    stable_numerator: Callable[[Any], Any] | None
+
+
+# Every optimizer a config may name. Plain GD multiplies the top mode by 1 − ηλ per step:
+# stable iff η < 2/λ. Heavy ball (optax ``sgd(momentum=β)``: t ← g + βt, p ← p − ηt): the
+# top mode obeys z² − (1 + β − ηλ)z + β = 0, stable iff η < (2 + 2β)/λ (Polyak 1964; Goh
+# 2017, "Why Momentum Really Works", §2). Adam and random search have no such bound.
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(_sgd, lambda momentum: 2.0),
+    "momentum": Optimizer(_momentum, lambda momentum: 2.0 + 2.0 * momentum),
+    "adam": Optimizer(_adam, None),
+    "random_search": Optimizer(_random_search, None),
+}
+
+
+def optimizer(kind: str) -> Optimizer:
+    """The row of ``OPTIMIZERS`` named ``kind``; ValueError naming the choices otherwise."""
+    try:
+        return OPTIMIZERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {kind!r}; expected one of {', '.join(OPTIMIZERS)}") from None
+
+
 def make_method(kind: str, learning_rate: jax.Array, momentum: jax.Array | float = 0.9,
                 b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                 search_scale: float = 1.0) -> Method:
@@ -91,12 +137,5 @@ def make_method(kind: str, learning_rate: jax.Array, momentum: jax.Array | float
     Returns:
         A ``Method``.
     """
-    if kind == "sgd":
-        return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate))
-    if kind == "momentum":
-        return gradient_method(optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum))
-    if kind == "adam":
-        return gradient_method(optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps))
-    if kind == "random_search":
-        return random_search(search_scale)
-    raise ValueError(f"unknown optimizer {kind!r}; expected one of {', '.join(OPTIMIZERS)}")
+    hp = {"b1": b1, "b2": b2, "eps": eps, "search_scale": search_scale}
+    return optimizer(kind).make(learning_rate, momentum, hp)

@@ -24,7 +24,8 @@ import numpy as np
 
 from .diagnostics import stability_lr
 from .experiment import Run
-from .sweep import GroupResult, diag_steps
+from .sweep import GroupResult
+from .workload import diag_steps
 
 TAIL_POINTS = 800  # with log_dense = 200: about 1,000 points a curve (≈ 270 bytes each in sqlite)
 

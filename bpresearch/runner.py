@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from . import config, results, sweep
 from . import experiment as expmod
-from . import results, sweep
 from .progress import Progress
 from .provenance import provenance
 
@@ -76,7 +76,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
         exp_id, f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
         params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(todo)),
                 "groups": str(len(groups)), "overrides": " ".join(overrides) or "none"},
-        tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": expmod.to_toml(exp)})
+        tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)})
     summary.parent_id = parent
 
     bar = Progress(len(todo), exp.name, out)

@@ -7,21 +7,21 @@ size (the last padded) so that one compilation serves them all and memory stays 
 
 ``run_group`` is a pure function from a group description (a resolved config, the
 members' swept values, the data arrays) to numpy arrays, so that a group can run in
-another process or on another machine.
+another process or on another machine. What the config means (model, loss, optimizer,
+static settings) is read by ``workload``.
 """
 
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from . import losses, models, optim, train
+from . import train
 from .data import Dataset
+from .workload import build_run, to_device, train_spec
 
 
 class Member(NamedTuple):
@@ -35,50 +35,6 @@ class GroupResult(NamedTuple):
     eval_steps: np.ndarray          # the steps of full_train_loss / test_loss
     compile_s: float
     run_s: float
-
-
-def n_outputs(config: dict, dataset: Dataset) -> int:
-    if config["loss"]["kind"] != "cross_entropy":
-        return 1
-    ys = [dataset.y_train] + ([dataset.y_test] if dataset.y_test is not None else [])
-    return int(max(int(y.max()) for y in ys)) + 1
-
-
-def build_model(config: dict, dataset: Dataset) -> models.Model:
-    m = config["model"]
-    n_in, n_out = dataset.X_train.shape[1], n_outputs(config, dataset)
-    if m["kind"] == "neuron":
-        return models.neuron(n_in, n_out, m["activation"], m["bias"], m["init"], m["init_scale"])
-    if m["kind"] == "mlp":
-        return models.mlp(n_in, n_out, m["hidden"], m["activation"], m["init"], m["init_scale"])
-    return models.seed_graph(m["start"])
-
-
-def to_device(config: dict, dataset: Dataset) -> train.Data:
-    ydtype = jnp.int32 if config["loss"]["kind"] == "cross_entropy" else jnp.float32
-    test = dataset.X_test is not None and len(dataset.X_test) > 0
-    return train.Data(jnp.asarray(dataset.X_train, jnp.float32), jnp.asarray(dataset.y_train, ydtype),
-                      jnp.asarray(dataset.X_test, jnp.float32) if test else None,
-                      jnp.asarray(dataset.y_test, ydtype) if test else None)
-
-
-def train_spec(config: dict) -> train.TrainSpec:
-    t, d = config["train"], config["diagnostics"]
-    on = d["sharpness"] or d["noise_scale"]
-    return train.TrainSpec(steps=t["steps"], eval_every=min(t["eval_every"], t["steps"]),
-                           batch_size=t["batch_size"], targets=tuple(t["targets"]),
-                           divergence_factor=t["divergence_factor"], diag_every=d["every"] if on else 0,
-                           sharpness=d["sharpness"], noise_scale=d["noise_scale"],
-                           lanczos_iters=d["lanczos_iters"])
-
-
-def build_run(config: dict, dataset: Dataset):
-    """The unjitted ``run(data, lr, momentum, seed)`` of this configuration."""
-    o = config["optimizer"]
-    method_fn = partial(optim.make_method, o["kind"], b1=o["b1"], b2=o["b2"], eps=o["eps"],
-                        search_scale=o["search_scale"])
-    return train.make_run(build_model(config, dataset), losses.LOSSES[config["loss"]["kind"]],
-                          lambda lr, mom: method_fn(lr, mom), train_spec(config))
 
 
 def chunks(n: int, max_chunk: int) -> tuple[int, int]:
@@ -136,11 +92,6 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
     return GroupResult(arrays, train.eval_steps(t.steps, t.eval_every), compile_s, run_s)
 
 
-def diag_steps(config: dict) -> np.ndarray:
-    """The step of each entry of the ``sharpness`` / ``noise_scale`` arrays (one per chunk)."""
-    t = train_spec(config)
-    return train.eval_steps(t.steps, t.eval_every)[:-1]
-
-
 def member_of(config: dict) -> Member:
+    """The values a run contributes to its group's vmapped axes."""
     return Member(config["optimizer"]["learning_rate"], config["optimizer"]["momentum"], config["train"]["seed"])

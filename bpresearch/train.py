@@ -35,15 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import diagnostics
+from .data import Dataset
 from .models import Model
 from .optim import Method
-
-
-class Data(NamedTuple):
-    X: jax.Array
-    y: jax.Array
-    X_test: jax.Array | None = None
-    y_test: jax.Array | None = None
 
 
 class TrainSpec(NamedTuple):
@@ -93,8 +87,8 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
     ev_steps = jnp.asarray(eval_steps(steps, E))
     targets = jnp.asarray(spec.targets, jnp.float32).reshape(-1)
 
-    def run(data: Data, learning_rate, momentum, seed):
-        X, y = data.X, data.y
+    def run(data: Dataset, learning_rate, momentum, seed):
+        X, y = data.X_train, data.y_train
         n = X.shape[0]
         full_batch = B >= n
         k_init, k_data = jax.random.split(jax.random.key(seed))

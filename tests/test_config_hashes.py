@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bpresearch import experiment
+from bpresearch import config, experiment
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -43,7 +43,7 @@ def _digest(items) -> str:
 def fingerprint(path: Path):
     exp = experiment.load(path)
     groups = {experiment.group_key(r.config) for r in exp.runs}
-    toml = experiment.to_toml(exp).split("\n", 1)[1]
+    toml = config.to_toml(exp).split("\n", 1)[1]
     return (len(exp.runs), _digest(sorted(r.hash for r in exp.runs)), _digest(sorted(groups)),
             hashlib.sha256(toml.encode()).hexdigest())
 

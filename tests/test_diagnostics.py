@@ -15,8 +15,61 @@ from jax.flatten_util import ravel_pytree
 
 from analysis.critical import fit_lr_scaling, fit_steps_examples
 from bpresearch import losses, models, optim, train
-from bpresearch.diagnostics import (hvp, noise_scale, noise_scale_exact, noise_scale_streamed, sharpness,
-                                    stability_lr)
+from bpresearch.data import Dataset
+from bpresearch.diagnostics import NoiseScale, hvp, noise_scale_streamed, sharpness, stability_lr
+
+
+# --- oracles for the noise scale -------------------------------------------------------
+
+
+def noise_scale_exact(batch_loss, params, X, y):
+    """``noise_scale_streamed`` in one block: all N per-example gradients at once."""
+    return noise_scale_streamed(batch_loss, params, X, y, block_size=X.shape[0])
+
+
+def _sq_norm(tree):
+    return sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree))
+
+
+def noise_scale(batch_loss, params, X, y, key, b_small, b_big, n_draws):
+    """An independent oracle: the unbiased two-batch-size estimate of B_simple (McCandlish et al. 2018, appendix A.1).
+
+    For a batch of B examples drawn with replacement, E|G_B|² = |G|² + tr(Σ)/B, so
+    |G|² ≈ (B_big|G_big|² − B_small|G_small|²)/(B_big − B_small) and
+    tr(Σ) ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big). Both are linear in the
+    measured squared norms, so they are averaged over ``n_draws`` pairs before the
+    ratio is taken (a mean of ratios would be biased). Each pair is nested: the small
+    batch is the first ``b_small`` of the ``b_big`` indices, which is still a
+    with-replacement sample of its size and correlates the two norms, lowering the
+    variance of their difference.
+
+    Args:
+        batch_loss: ``batch_loss(params, Xb, yb) -> scalar`` mean loss over the batch.
+        params: the point.
+        X, y: the training set, (N, ...) and (N, ...).
+        key: PRNG key for the batch indices (``jax.random.randint``, as in training).
+        b_small, b_big: the two batch sizes, static ints, ``b_small < b_big``.
+        n_draws: number of (small, big) pairs, static.
+    Returns:
+        ``NoiseScale(b_simple, grad_sq, trace_sigma)``, the estimates (each may be
+        negative from noise when the true value is small: use more draws).
+    """
+    if not 0 < b_small < b_big:
+        raise ValueError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    grad = jax.grad(batch_loss)
+    n = X.shape[0]
+
+    def draw(k):
+        idx = jax.random.randint(k, (b_big,), 0, n)  # (b_big,)
+        small, big = idx[:b_small], idx
+        return _sq_norm(grad(params, X[small], y[small])), _sq_norm(grad(params, X[big], y[big]))
+
+    # lax.map, not vmap: one pair's activations in memory at a time.
+    sq_small, sq_big = jax.lax.map(draw, jax.random.split(key, n_draws))  # (n_draws,) each
+    m_small, m_big = jnp.mean(sq_small), jnp.mean(sq_big)
+    grad_sq = (b_big * m_big - b_small * m_small) / (b_big - b_small)
+    trace_sigma = (m_small - m_big) / (1.0 / b_small - 1.0 / b_big)
+    return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
 
 
 def linear_problem(n=200, d=16, seed=0, noise=0.5):
@@ -126,7 +179,7 @@ def test_full_batch_gd_diverges_just_above_the_edge_and_converges_just_below(kin
     model = models.neuron(8, activation="identity", bias=False, init="zeros")
     spec = train.TrainSpec(steps=1500, eval_every=100, batch_size=len(X))
     run = jax.jit(train.make_run(model, losses.half_mse, partial(optim.make_method, kind), spec))
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
 
     above = run(data, jnp.float32(1.02 * edge), jnp.float32(beta), 0)
     below = run(data, jnp.float32(0.98 * edge), jnp.float32(beta), 0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpresearch import experiment
+from bpresearch import config, experiment
 from bpresearch.cli import main
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -77,10 +77,10 @@ def test_swept_optimizer_random_search_has_one_learning_rate():
 def test_to_toml_round_trips(linear_example):
     import tomllib
     exp = experiment.load(linear_example)
-    doc = tomllib.loads(experiment.to_toml(exp))
+    doc = tomllib.loads(config.to_toml(exp))
     assert doc["train"]["steps"] == 300 and doc["model"]["init"] == "zeros"
     again = linear_example.parent / "resolved.toml"
-    again.write_text(experiment.to_toml(exp))
+    again.write_text(config.to_toml(exp))
     assert [r.hash for r in experiment.load(again).runs] == [r.hash for r in exp.runs]
 
 

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpresearch import graph, losses, models, optim, train
+from bpresearch import losses, models, optim, train
+from bpresearch.data import Dataset
+from bpresearch.seed import seed_example
 
 
 def linear_problem(n=64, d=5, seed=0):
@@ -36,7 +38,7 @@ def test_full_batch_gd_matches_numpy_and_reaches_least_squares():
     n, d = X.shape
     steps, lr = 400, 0.3
     run = make(models.neuron(d, bias=False, init="zeros"), train.TrainSpec(steps, 1, n))
-    out = run_one(run, train.Data(jnp.asarray(X), jnp.asarray(y)), lr)
+    out = run_one(run, Dataset(jnp.asarray(X), jnp.asarray(y)), lr)
 
     # the same updates in plain numpy (float64): w ← w − η Xᵀ(Xw − y)/n
     w = np.zeros(d)
@@ -56,7 +58,7 @@ def test_full_batch_gd_matches_numpy_and_reaches_least_squares():
 def test_grad_norm_is_the_gradient_norm():
     X, y = linear_problem(n=16, d=3)
     run = make(models.neuron(3, bias=False, init="zeros"), train.TrainSpec(1, 1, 16))
-    out = run_one(run, train.Data(jnp.asarray(X), jnp.asarray(y)), 0.1)
+    out = run_one(run, Dataset(jnp.asarray(X), jnp.asarray(y)), 0.1)
     g = X.T @ (X @ np.zeros(3) - y) / 16
     assert float(out["grad_norm"][0]) == pytest.approx(np.linalg.norm(g), rel=1e-5)
 
@@ -64,7 +66,7 @@ def test_grad_norm_is_the_gradient_norm():
 def test_same_seed_gives_bitwise_identical_curves():
     X, y = linear_problem()
     run = make(models.mlp(5, 1, (8,), "tanh"), train.TrainSpec(200, 10, 8))
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
     a, b = run_one(run, data, 0.05, seed=3), run_one(run, data, 0.05, seed=3)
     for k in a:
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
@@ -75,7 +77,7 @@ def test_same_seed_gives_bitwise_identical_curves():
 def test_vmapped_group_equals_each_run_alone():
     X, y = linear_problem()
     run = make(models.mlp(5, 1, (8,), "tanh"), train.TrainSpec(100, 10, 8, targets=(0.3,)))
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
     lrs, seeds = jnp.array([0.01, 0.05, 0.2, 5.0]), jnp.array([0, 1, 2, 3])
     group = train.make_group_program(run)(data, lrs, jnp.zeros(4), seeds)
     for i in range(4):
@@ -97,7 +99,7 @@ def test_changing_the_learning_rate_does_not_recompile():
     run = train.make_run(models.neuron(5), counting_loss, partial(optim.make_method, "momentum"),
                          train.TrainSpec(20, 5, 8))
     program = train.make_group_program(run)
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
     program(data, jnp.array([0.1, 0.2]), jnp.array([0.9, 0.5]), jnp.array([0, 1]))
     n = len(traces)
     program(data, jnp.array([0.3, 0.01]), jnp.array([0.0, 0.99]), jnp.array([5, 6]))
@@ -108,10 +110,10 @@ def test_seed_graph_divergence_is_flagged_at_the_right_step():
     # the hand-written graph gives the loss after each update; the first one above
     # divergence_factor × max(L0, 1) = 1000 × 2 is where the compiled run must freeze
     lr, factor = 0.12, 1e3
-    history = graph.seed_example(lr=lr, steps=30)["history"]
+    history = seed_example(lr=lr, steps=30)["history"]
     expected = next(h["step"] for h in history if not np.isfinite(h["loss"]) or h["loss"] > factor * 2.0)
     run = make(models.seed_graph(), train.TrainSpec(30, 1, 1, divergence_factor=factor))
-    out = run_one(run, train.Data(jnp.zeros((1, 0)), jnp.array([-10.0])), lr)
+    out = run_one(run, Dataset(jnp.zeros((1, 0)), jnp.array([-10.0])), lr)
     assert bool(out["diverged"]) and int(out["diverged_step"]) == expected
     # the params froze: every loss from there on is the loss at the frozen point
     frozen = np.asarray(out["full_train_loss"])[expected:]
@@ -119,16 +121,16 @@ def test_seed_graph_divergence_is_flagged_at_the_right_step():
 
 
 def test_seed_graph_curve_matches_hand_written_backprop():
-    history = graph.seed_example(lr=0.03, steps=20)["history"]
+    history = seed_example(lr=0.03, steps=20)["history"]
     run = make(models.seed_graph(), train.TrainSpec(20, 1, 1))
-    out = run_one(run, train.Data(jnp.zeros((1, 0)), jnp.array([-10.0])), 0.03)
+    out = run_one(run, Dataset(jnp.zeros((1, 0)), jnp.array([-10.0])), 0.03)
     np.testing.assert_allclose(out["full_train_loss"], [h["loss"] for h in history], rtol=1e-4, atol=1e-6)
 
 
 def test_steps_to_target_is_first_evaluated_step_below():
     X, y = linear_problem()
     targets = (0.5, 0.1, 1e-9)
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
     # minibatches: only evaluated steps count
     run = make(models.neuron(5, bias=False, init="zeros"), train.TrainSpec(100, 4, 8, targets=targets))
     out = run_one(run, data, 0.1)
@@ -148,7 +150,7 @@ def test_steps_to_target_is_first_evaluated_step_below():
 
 def test_minibatches_are_sampled_and_full_batch_is_not():
     X, y = linear_problem(n=32)
-    data = train.Data(jnp.asarray(X), jnp.asarray(y))
+    data = Dataset(jnp.asarray(X), jnp.asarray(y))
     small = run_one(make(models.neuron(5), train.TrainSpec(50, 5, 1)), data, 0.01)
     full = run_one(make(models.neuron(5), train.TrainSpec(50, 5, 32)), data, 0.01)
     # batch size 1: the minibatch loss jumps around the full loss; full batch: identical
@@ -160,7 +162,7 @@ def test_minibatches_are_sampled_and_full_batch_is_not():
 def test_optimizers_converge_on_least_squares(kind, lr):
     X, y = linear_problem()
     run = make(models.neuron(5, bias=False, init="zeros"), train.TrainSpec(500, 50, 64), kind)
-    out = run_one(run, train.Data(jnp.asarray(X), jnp.asarray(y)), lr, momentum=0.9)
+    out = run_one(run, Dataset(jnp.asarray(X), jnp.asarray(y)), lr, momentum=0.9)
     w_star = np.linalg.lstsq(X, y, rcond=None)[0]
     assert float(out["final_full_train_loss"]) == pytest.approx(0.5 * np.mean((X @ w_star - y) ** 2), rel=1e-3)
 
@@ -169,7 +171,7 @@ def test_random_search_keeps_the_best_draw():
     X, y = linear_problem(n=32, d=2)
     run = train.make_run(models.neuron(2, bias=False, init="normal"), losses.half_mse,
                          partial(optim.make_method, "random_search", search_scale=1.0), train.TrainSpec(100, 1, 32))
-    out = run_one(run, train.Data(jnp.asarray(X), jnp.asarray(y)), 0.1, seed=1)
+    out = run_one(run, Dataset(jnp.asarray(X), jnp.asarray(y)), 0.1, seed=1)
     full = np.asarray(out["full_train_loss"])
     assert np.all(np.diff(full) <= 0), "best-so-far can only go down"
     assert full[-1] < full[0]

@@ -1,0 +1,79 @@
+"""What is trained, read from a resolved config: model, loss, optimizer, train spec, data.
+
+AlgoPerf's separation of a workload (init, model, loss, data) from the optimizer, done
+with plain functions of the config dict: ``sweep`` calls ``build_run`` and ``to_device``
+and never reads a config key itself.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import losses, models, optim, train
+from .data import Dataset
+
+
+def n_outputs(config: dict, dataset: Dataset) -> int:
+    """1 for regression; the number of classes (largest label + 1) for cross-entropy."""
+    if config["loss"]["kind"] != "cross_entropy":
+        return 1
+    ys = [dataset.y_train] + ([dataset.y_test] if dataset.y_test is not None else [])
+    return int(max(int(y.max()) for y in ys)) + 1
+
+
+def build_model(config: dict, dataset: Dataset) -> models.Model:
+    """The ``(init, apply)`` pair of ``[model]``, sized to the data."""
+    m = config["model"]
+    n_in, n_out = dataset.X_train.shape[1], n_outputs(config, dataset)
+    if m["kind"] == "neuron":
+        return models.neuron(n_in, n_out, m["activation"], m["bias"], m["init"], m["init_scale"])
+    if m["kind"] == "mlp":
+        return models.mlp(n_in, n_out, m["hidden"], m["activation"], m["init"], m["init_scale"])
+    return models.seed_graph(m["start"])
+
+
+def loss_fn(config: dict) -> Callable:
+    """``loss(output, target) -> scalar`` of ``[loss]``."""
+    return losses.LOSSES[config["loss"]["kind"]]
+
+
+def method_fn(config: dict) -> Callable[..., optim.Method]:
+    """``method(learning_rate, momentum) -> Method`` of ``[optimizer]``: the two vmapped values are arguments."""
+    o = config["optimizer"]
+    return partial(optim.make_method, o["kind"], b1=o["b1"], b2=o["b2"], eps=o["eps"],
+                   search_scale=o["search_scale"])
+
+
+def train_spec(config: dict) -> train.TrainSpec:
+    """What is static in the compiled program (``[train]`` and ``[diagnostics]``)."""
+    t, d = config["train"], config["diagnostics"]
+    on = d["sharpness"] or d["noise_scale"]
+    return train.TrainSpec(steps=t["steps"], eval_every=min(t["eval_every"], t["steps"]),
+                           batch_size=t["batch_size"], targets=tuple(t["targets"]),
+                           divergence_factor=t["divergence_factor"], diag_every=d["every"] if on else 0,
+                           sharpness=d["sharpness"], noise_scale=d["noise_scale"],
+                           lanczos_iters=d["lanczos_iters"])
+
+
+def diag_steps(config: dict) -> np.ndarray:
+    """The step of each entry of the ``sharpness`` / ``noise_scale`` arrays (one per chunk)."""
+    t = train_spec(config)
+    return train.eval_steps(t.steps, t.eval_every)[:-1]
+
+
+def to_device(config: dict, dataset: Dataset) -> Dataset:
+    """The data as device arrays: float32 inputs; int32 labels for cross-entropy, else float32."""
+    ydtype = jnp.int32 if config["loss"]["kind"] == "cross_entropy" else jnp.float32
+    test = dataset.X_test is not None and len(dataset.X_test) > 0
+    return Dataset(jnp.asarray(dataset.X_train, jnp.float32), jnp.asarray(dataset.y_train, ydtype),
+                   jnp.asarray(dataset.X_test, jnp.float32) if test else None,
+                   jnp.asarray(dataset.y_test, ydtype) if test else None, dataset.name)
+
+
+def build_run(config: dict, dataset: Dataset):
+    """The unjitted ``run(data, lr, momentum, seed)`` of this configuration."""
+    return train.make_run(build_model(config, dataset), loss_fn(config), method_fn(config), train_spec(config))
