@@ -20,6 +20,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
+from bpresearch import results as R  # noqa: E402
+
 from . import measures as M  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -52,7 +54,7 @@ def _lr_colors(lrs):
     return {lr: cmap(0.9 * norm(lr)) if norm else cmap(0.3) for lr in lrs}
 
 
-def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = "full_train_loss",
+def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS,
                 target: float | None = None) -> plt.Figure:
     """How does the loss fall for each learning rate? One panel per batch size.
 
@@ -282,7 +284,7 @@ def edge_of_stability(curves: pd.DataFrame, eos: pd.DataFrame, bound_label: str 
     if eos.empty:
         raise NotApplicable("no full-batch run has sharpness measured after step 0 (it is measured over "
                             "training in full-batch runs only, every diagnostics.every steps)")
-    c = curves[(curves["key"] == "sharpness") & curves["run_id"].isin(eos["run_id"]) & (curves["value"] > 0)]
+    c = curves[(curves["key"] == R.SHARPNESS) & curves["run_id"].isin(eos["run_id"]) & (curves["value"] > 0)]
     c = c.merge(eos[M.RUN_COLS + ["diverged", "bound"]], on="run_id")
     # Colours by rank, not by log η: the lines worth telling apart are neighbours near 2/λ_max,
     # which a log-scaled colormap would paint almost alike. Plasma stops short of its pale yellow.
@@ -333,7 +335,7 @@ def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.Data
     lrs = sorted(set(gd[gd["batch_size"] == 1]["learning_rate"]) & set(gd[gd["batch_size"] == full]["learning_rate"]))
     if not lrs:
         raise NotApplicable("no learning rate was run at both batch size 1 and the full batch")
-    if curves[curves["key"] == "train_loss"].empty:
+    if curves[curves["key"] == R.TRAIN_LOSS].empty:
         raise NotApplicable("no train_loss curves were logged for these runs")
     seed = int(gd["seed"].min())
     pair = gd[(gd["seed"] == seed) & gd["batch_size"].isin([1, full])]
@@ -350,7 +352,7 @@ def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.Data
             if r.empty:
                 continue
             rid = r["run_id"].iloc[0]
-            c = curves[(curves["run_id"] == rid) & (curves["key"] == "train_loss") & (curves["value"] > 0)]
+            c = curves[(curves["run_id"] == rid) & (curves["key"] == R.TRAIN_LOSS) & (curves["value"] > 0)]
             lw = 0.7 if bs == 1 else 2.0
             n = nz.get(rid, np.nan)
             ax.plot(c["step"], c["value"], color=color, lw=lw, label=f"{name} (noise {n:.3g})")
@@ -443,7 +445,7 @@ def seed_graph_curves(curves: pd.DataFrame, verdict: pd.DataFrame, target: float
     Full training loss per η (log y), coloured by verdict: converged (reached the target),
     slow (still falling at the end), oscillates (neither), diverged (stopped early).
     """
-    c = curves[(curves["key"] == "full_train_loss") & (curves["value"] > 0)]
+    c = curves[(curves["key"] == R.FULL_TRAIN_LOSS) & (curves["value"] > 0)]
     if c.empty:
         raise NotApplicable("no full_train_loss curves were logged")
     v = verdict.sort_values("learning_rate")

@@ -16,7 +16,6 @@ import pandas as pd
 
 from bpresearch import results as R
 from bpresearch import tracking_read as store
-from bpresearch.results import CURVE_KEYS  # noqa: F401 - the default curves, re-exported for callers
 from bpresearch.tracking_read import StoreError, experiment_names  # noqa: F401 - part of this module's API
 
 

@@ -10,17 +10,18 @@ slow in medians and never dropped, so "not reached" can never look fast.
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from bpresearch import results as R
 
 RUN_COLS = ["run_id", "optimizer", "batch_size", "learning_rate", "seed"]
 CELL = ["optimizer", "batch_size", "learning_rate"]
 
 
-def target_label(target: float) -> str:
-    """How a target is written in metric names and text (``bpresearch.results.target_key``)."""
-    return f"{target:g}"
+target_label = R.target_key  # how a target is written in metric names, figure names and text
 
 
 def targets_of(runs: pd.DataFrame) -> list[float]:
@@ -47,7 +48,7 @@ def _with_outcome(runs: pd.DataFrame, targets, first: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str = "full_train_loss") -> pd.DataFrame:
+def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str = R.FULL_TRAIN_LOSS) -> pd.DataFrame:
     """Steps and examples to each target, from the curves: the first step with loss < target.
 
     Args:
@@ -78,13 +79,45 @@ def steps_to_target_logged(runs: pd.DataFrame, targets) -> pd.DataFrame:
     """
     first = {}
     for t in targets:
-        col = f"metrics.steps_to_loss_{target_label(t)}"
+        col = f"metrics.{R.steps_key(t)}"
         if col not in runs:
             continue
         for run_id, s in zip(runs["run_id"], runs[col]):
             if pd.notna(s) and s >= 0:
                 first[(run_id, t)] = int(s)
     return _with_outcome(runs, targets, first)
+
+
+class StepsToTargets(NamedTuple):
+    table: pd.DataFrame   # steps_to_target's columns, one row per run × target
+    from_curves: bool     # the runs lack the logged summaries: computed from the curves
+    disagree: int         # run × target pairs where the logged summary and the curve disagree
+
+
+def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame, targets) -> StepsToTargets:
+    """Steps and examples to each target: the one function analysis uses for them.
+
+    The sweep logs them (``steps_to_target_logged``), counted in the compiled program at
+    every evaluation, or at every step in full-batch runs; they are checked against the
+    ``full_train_loss`` curves (``steps_to_target``), which are used instead when the
+    summaries are missing. A full-batch run may reach a target before the curve's next
+    evaluation shows it: that is not a disagreement.
+
+    Args:
+        runs: the runs frame; curves: its curves (may be empty); targets: loss values.
+    """
+    logged = all(f"metrics.{R.reached_key(t)}" in runs for t in targets)
+    if not logged:
+        return StepsToTargets(steps_to_target(curves, runs, targets), True, 0)
+    table = steps_to_target_logged(runs, targets)
+    if curves.empty:
+        return StepsToTargets(table, False, 0)
+    check = steps_to_target(curves, runs, targets)
+    bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(), table["steps"].fillna(-1).to_numpy())
+    if "full_batch" in runs:  # full batch counts every step; the full_train_loss curve only every E
+        fb = table["run_id"].map(runs.set_index("run_id")["full_batch"]).fillna(False).to_numpy(bool)
+        bad &= ~(fb & (table["steps"].fillna(np.inf).to_numpy() <= check["steps"].fillna(np.inf).to_numpy()))
+    return StepsToTargets(table, False, int(bad.sum()))
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
@@ -201,7 +234,7 @@ def divergence_threshold(frac: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["optimizer", "batch_size", "lr_all_diverged", "lr_any_diverged"])
 
 
-def lr_sensitivity(runs: pd.DataFrame, metric: str = "metrics.final_full_train_loss") -> pd.DataFrame:
+def lr_sensitivity(runs: pd.DataFrame, metric: str = f"metrics.{R.FINAL_LOSS}") -> pd.DataFrame:
     """Final loss against learning rate, relative to the best, per batch size (DeepOBS).
 
     Schneider et al. 2019 (DeepOBS) judge an optimizer also by how much its result depends
@@ -225,7 +258,7 @@ def lr_sensitivity(runs: pd.DataFrame, metric: str = "metrics.final_full_train_l
     return out[CELL + ["loss", "relative", "diverged_fraction"]]
 
 
-def curve_noise(curves: pd.DataFrame, key: str = "train_loss") -> pd.DataFrame:
+def curve_noise(curves: pd.DataFrame, key: str = R.TRAIN_LOSS) -> pd.DataFrame:
     """Noise of each run's curve: the standard deviation of step-to-step changes of log loss.
 
     Only pairs of consecutive steps (k, k+1) count, so the sparse tail of a long run does not
@@ -252,7 +285,7 @@ def noise_by_batch_size(noise: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame({"noise": g.median(), "n": g.count()}).reset_index()
 
 
-def best_so_far(curves: pd.DataFrame, runs: pd.DataFrame, key: str = "full_train_loss") -> pd.DataFrame:
+def best_so_far(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS) -> pd.DataFrame:
     """Best loss so far against the number of loss evaluations.
 
     Random search evaluates one draw per step and keeps the best; gradient descent makes one
@@ -273,7 +306,7 @@ def band(frame: pd.DataFrame, by: list[str], x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame({"median": g.median(), "lo": g.min(), "hi": g.max(), "n": g.count()}).reset_index()
 
 
-def oscillation(curves: pd.DataFrame, key: str = "full_train_loss") -> pd.DataFrame:
+def oscillation(curves: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS) -> pd.DataFrame:
     """Share of steps on which the loss rose, over the second half of each curve.
 
     Separates "still falling slowly" (near 0) from "jumping without converging" (large).

@@ -22,14 +22,16 @@ Pure functions over the frames of ``analysis.load`` (runs; curves with the keys
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from bpresearch.results import DIAGNOSTIC_KEYS  # noqa: F401 - the diagnostic curves, re-exported
+from bpresearch import results as R
 
 from .critical import CriticalFit, LrScalingFit, fit_lr_scaling, fit_steps_examples
+from . import measures as M
 from .measures import RUN_COLS
 
 
@@ -56,8 +58,8 @@ def stability_at_init(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         sharpness at learning rate η is factor/η. Empty when nothing was logged at step 0.
     """
     cols = ["optimizer", "sharpness", "stability_lr", "stability_lr_min", "stability_lr_max", "n_seeds", "factor"]
-    lam = _at_step(curves, "sharpness", 0).rename(columns={"value": "sharpness"})
-    eta = _at_step(curves, "stability_lr", 0).rename(columns={"value": "stability_lr"})
+    lam = _at_step(curves, R.SHARPNESS, 0).rename(columns={"value": "sharpness"})
+    eta = _at_step(curves, R.STABILITY_LR, 0).rename(columns={"value": "stability_lr"})
     m = runs[RUN_COLS].merge(lam, on="run_id").merge(eta, on="run_id")
     if m.empty:
         return pd.DataFrame(columns=cols)
@@ -147,7 +149,7 @@ def edge_of_stability(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 
     if "full_batch" not in runs:
         return pd.DataFrame(columns=cols)
     fb = runs[runs["full_batch"]]
-    c = curves[curves["key"] == "sharpness"].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
+    c = curves[curves["key"] == R.SHARPNESS].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
     rows = []
     for run_id, g in c.groupby("run_id", sort=False):
         if len(g) < 2 or g["step"].iloc[0] != 0:
@@ -185,7 +187,7 @@ def noise_scale_near_target(curves: pd.DataFrame, table: pd.DataFrame, best: pd.
     """
     cols = ["optimizer", "batch_size", "learning_rate", "b_simple", "b_simple_min", "b_simple_max", "target_step",
             "measured_steps", "max_gap", "rel_gap", "n"]
-    gns = curves[curves["key"] == "gradient_noise_scale"]
+    gns = curves[curves["key"] == R.NOISE_SCALE]
     rows = []
     for b in best[best["reached"]].itertuples():
         cell = table[(table["optimizer"] == b.optimizer) & (table["batch_size"] == b.batch_size)
@@ -242,8 +244,8 @@ def noise_scale_at_loss(curves: pd.DataFrame, runs: pd.DataFrame, target: float,
     if full.empty:
         return None
     c = curves[curves["run_id"].isin(full["run_id"])]
-    g = c[c["key"] == "gradient_noise_scale"][["run_id", "step", "value"]]
-    f = c[c["key"] == "full_train_loss"][["run_id", "step", "value"]].rename(columns={"value": "loss"})
+    g = c[c["key"] == R.NOISE_SCALE][["run_id", "step", "value"]]
+    f = c[c["key"] == R.FULL_TRAIN_LOSS][["run_id", "step", "value"]].rename(columns={"value": "loss"})
     both = g.merge(f, on=["run_id", "step"])
     both = both[(both["loss"] > 0) & np.isfinite(both["value"])]
     if both.empty:
@@ -275,3 +277,100 @@ def headline_noise_scale(near: pd.DataFrame) -> pd.Series | None:
     if near.empty:
         return None
     return near.sort_values(["rel_gap", "batch_size"], ascending=[True, False]).iloc[0]
+
+
+# ---------------------------------------------------------------- one experiment's predictions
+def bound_labels(factor: float) -> tuple[str, str]:
+    """How the stability bound reads: ("2/λ_max", "2/η") for gradient descent, else with momentum."""
+    return ("2/λ_max", "2/η") if np.isclose(factor, 2.0) else ("(2+2β)/λ_max", "(2+2β)/η")
+
+
+@dataclass
+class Predicted:
+    """What the diagnostics predict for one experiment, and why a prediction is missing."""
+    init: pd.Series | None               # predictions.stability_at_init row (the gradient-descent optimizer)
+    cmp: pd.DataFrame | None             # predictions.compare_boundary
+    missing_boundary: str                # why there is no boundary prediction ("" when there is)
+    missing_noise: str                   # why there is no B_simple ("" when there is)
+    eos: pd.DataFrame                    # predictions.edge_of_stability
+    every: int | None                    # steps between diagnostic measurements
+    critical: dict = field(default_factory=dict)  # target -> (near, headline row or None, CriticalFits)
+
+    @property
+    def lr_mark(self) -> tuple[float, str] | None:
+        if self.init is None:
+            return None
+        return self.init["stability_lr"], f"{bound_labels(self.init['factor'])[0]}(0) = {self.init['stability_lr']:.3g}"
+
+    def bracket(self, full: int | None) -> tuple[float, float, str] | None:
+        """The measured full-batch divergence boundary (highest stable, lowest diverged η), when closed."""
+        if self.cmp is None or full is None or not (self.cmp["batch_size"] == full).any():
+            return None
+        r = self.cmp[self.cmp["batch_size"] == full].iloc[0]
+        if not (np.isfinite(r["lowest_diverged"]) and np.isfinite(r["highest_stable"])):
+            return None
+        return r["highest_stable"], r["lowest_diverged"], \
+            f"measured boundary, full batch: ({r['highest_stable']:.3g}, {r['lowest_diverged']:.3g}]"
+
+    def marks(self, target: float) -> list[tuple[str, float]]:
+        """Vertical lines for the scaling plot: B_simple near the target, B_crit, B_noise."""
+        if target not in self.critical:
+            return []
+        _, head, fits = self.critical[target]
+        out = [("B_simple near target", head["b_simple"] if head is not None else np.nan),
+               ("B_crit (S–E fit)", fits.steps_examples.b_crit), ("B_noise (η fit)", fits.lr_scaling.b_noise)]
+        return [(k, v) for k, v in out if np.isfinite(v)]
+
+
+def _diag_flag(runs: pd.DataFrame, name: str) -> bool:
+    col = f"params.diagnostics.{name}"
+    return col in runs and (runs[col] == "True").any()
+
+
+def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests: dict, full: int | None) -> Predicted:
+    """The three predictions of ``analysis.predictions`` for one experiment, with reasons where missing.
+
+    Args:
+        runs: the runs frame; curves: its curves (with the diagnostic keys).
+        table: ``measures.steps_to_target``; bests: target -> ``measures.best_learning_rate``.
+        full: the full batch size, if any.
+    """
+    gd = runs[runs["optimizer"] != "random_search"]
+    eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
+    if not (_diag_flag(runs, "sharpness") or _diag_flag(runs, "noise_scale")):
+        none = ("no diagnostics were logged (the experiment file has no [diagnostics] section, or it turns both "
+                "sharpness and noise_scale off)")
+        return Predicted(None, None, none, none, edge_of_stability(curves.iloc[0:0], runs), None)
+    # The sweep rounds diagnostics.every up to a multiple of eval_every.
+    every = -(-int(runs["params.diagnostics.every"].iloc[0]) // eval_every) * eval_every
+    init = stability_at_init(curves, gd)
+    missing_boundary = ""
+    if not _diag_flag(runs, "sharpness"):
+        missing_boundary = "the sharpness was not measured (diagnostics.sharpness = false)"
+    elif init.empty:
+        missing_boundary = "no stable step was logged at step 0 (the optimizer has no stable-step bound, or no run " \
+                           "logged sharpness)"
+    elif init["optimizer"].nunique() > 1:
+        missing_boundary = "several gradient optimizers share this experiment; their bounds differ"
+    init_row = None if missing_boundary else init.iloc[0]
+    cmp = None
+    if init_row is not None:
+        frac = M.diverged_fraction(gd[gd["optimizer"] == init_row["optimizer"]])
+        cmp = compare_boundary(divergence_bracket(frac), float(init_row["stability_lr"]))
+    eos = edge_of_stability(curves, gd, init_row["factor"] if init_row is not None else 2.0)
+    if bests:  # whether each run reached the first target: stable is not the same as converged
+        first = table[table["target"] == next(iter(bests))][["run_id", "reached"]]
+        eos = eos.merge(first, on="run_id", how="left")
+    missing_noise = "" if _diag_flag(runs, "noise_scale") else \
+        "the gradient noise scale was not measured (diagnostics.noise_scale = false)"
+    pred = Predicted(init_row, cmp, missing_boundary, missing_noise, eos, every)
+    for t, best in bests.items():
+        near = noise_scale_near_target(curves, table[table["target"] == t], best) if not missing_noise else \
+            pd.DataFrame()
+        head = headline_noise_scale(near)
+        if not missing_noise and (head is None or head["measured_steps"] == "0"):
+            # no run was measured near its target step: take B_simple where full-batch GD's loss ≈ target
+            head = noise_scale_at_loss(curves, gd, t) if "full_batch" in gd else None
+            head = head if head is not None else headline_noise_scale(near)
+        pred.critical[t] = (near, head, critical_fits(best))
+    return pred

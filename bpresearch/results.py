@@ -35,8 +35,15 @@ HASH_TAG = "bpresearch.config_hash"   # experiment.config_hash of a child run's 
 SWEEP, RUN = "sweep", "run"           # the values of KIND_TAG
 
 # ---------------------------------------------------------------- metric names
-CURVE_KEYS = ("train_loss", "grad_norm", "full_train_loss", "test_loss")   # per logged step
-DIAGNOSTIC_KEYS = ("sharpness", "stability_lr", "gradient_noise_scale")    # per measured step
+TRAIN_LOSS = "train_loss"              # curves: the minibatch loss and gradient norm at logged steps,
+GRAD_NORM = "grad_norm"
+FULL_TRAIN_LOSS = "full_train_loss"    # the full training and test losses at evaluated steps
+TEST_LOSS = "test_loss"
+CURVE_KEYS = (TRAIN_LOSS, GRAD_NORM, FULL_TRAIN_LOSS, TEST_LOSS)
+SHARPNESS = "sharpness"                # diagnostics at measured steps: λ_max of the Hessian,
+STABILITY_LR = "stability_lr"          # the learning rate it makes unstable,
+NOISE_SCALE = "gradient_noise_scale"   # and B_simple = tr(Σ)/|G|²
+DIAGNOSTIC_KEYS = (SHARPNESS, STABILITY_LR, NOISE_SCALE)
 FINAL_LOSS = "final_full_train_loss"   # summaries: one value per run (step 0)
 MIN_LOSS = "min_full_train_loss"
 DIVERGED = "diverged"                  # 1.0 or 0.0
@@ -168,11 +175,11 @@ def diagnostic_metrics(config: dict, a: dict[str, np.ndarray], i: int, stop: int
         bound = np.asarray(stability_lr(lam, o["kind"], o["momentum"]))
         for s, l, b in zip(steps, lam, bound):
             if s <= stop and np.isfinite(l):
-                out.append(("sharpness", float(l), int(s)))
+                out.append((SHARPNESS, float(l), int(s)))
                 if np.isfinite(b):
-                    out.append(("stability_lr", float(b), int(s)))
+                    out.append((STABILITY_LR, float(b), int(s)))
     if "noise_scale" in a:
-        out += [("gradient_noise_scale", float(v), int(s)) for s, v in zip(steps, a["noise_scale"][i])
+        out += [(NOISE_SCALE, float(v), int(s)) for s, v in zip(steps, a["noise_scale"][i])
                 if s <= stop and np.isfinite(v)]
     return out
 
@@ -188,12 +195,12 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         metrics: list[tuple[str, float, int]] = []
         steps = logged_steps(t["steps"], t["log_dense"], t["log_every"])
         steps = steps[steps <= stop]
-        for key in ("train_loss", "grad_norm"):
+        for key in (TRAIN_LOSS, GRAD_NORM):
             vals = a[key][i][steps]
             metrics += [(key, float(v), int(s)) for s, v in zip(steps, vals) if np.isfinite(v)]
         ev = result.eval_steps
         keep = ev <= stop
-        for key in ("full_train_loss", "test_loss"):
+        for key in (FULL_TRAIN_LOSS, TEST_LOSS):
             vals = a[key][i]
             metrics += [(key, float(v), int(s)) for s, v, k in zip(ev, vals, keep) if k and np.isfinite(v)]
         if "sharpness" in a or "noise_scale" in a:

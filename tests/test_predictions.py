@@ -8,7 +8,8 @@ import pytest
 
 from analysis import figures as F
 from analysis import predictions as P
-from analysis.report import findings_boundary, findings_edge, predicted_table
+from analysis.prose import findings_boundary, findings_edge
+from analysis.tables import predicted_table
 
 
 def frac_frame(lrs, n_diverged, n=3, bs=8):

@@ -11,6 +11,7 @@ import pytest
 from analysis import load
 from analysis import measures as M
 from analysis.report import main as report_main
+from bpresearch import results as R
 from bpresearch import tracking
 from bpresearch.cli import main as cli_main
 
@@ -147,6 +148,10 @@ def test_logged_steps_to_target_agree_with_the_curves(store):
     b = M.steps_to_target_logged(data.runs, targets)
     assert len(a) == len(data.runs) == 36
     assert np.array_equal(a["steps"].fillna(-1), b["steps"].fillna(-1))
+    used = M.steps_to_targets(data.runs, curves, targets)  # what the report uses: the summaries, checked
+    assert not used.from_curves and used.disagree == 0 and used.table.equals(b)
+    assert M.steps_to_targets(data.runs.drop(columns=[f"metrics.{R.reached_key(t)}" for t in targets]), curves,
+                              targets).table.equals(a)
     # The client API (any store) reads the same points as the direct sqlite query.
     some = data.runs["run_id"].iloc[:2]
     via_client = load.load_curves(uri, some, ["train_loss"], sql=False)
@@ -198,7 +203,8 @@ def test_experiment_without_finished_runs_says_so(store, tmp_path, capsys):
 
 
 def test_runs_without_curves_still_build_and_say_so(store):
-    from analysis.report import Figure, build, to_html
+    from analysis.build import build
+    from analysis.render import Figure, to_html
 
     uri, _ = store
     data = load.load_experiment(uri, "linear-regression")
@@ -212,12 +218,11 @@ def test_runs_without_curves_still_build_and_say_so(store):
 def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(store):
     """Least squares has the constant Hessian XᵀX/N: 2/λ_max is the exact full-batch boundary."""
     from analysis import figures as F
-    from analysis import predictions as P
-    from analysis.report import predict
+    from analysis.predictions import predict
 
     uri, out = store
     data = load.load_experiment(uri, "linear-regression")
-    curves = load.load_curves(uri, data.runs["run_id"], load.CURVE_KEYS + P.DIAGNOSTIC_KEYS)
+    curves = load.load_curves(uri, data.runs["run_id"], R.CURVE_KEYS + R.DIAGNOSTIC_KEYS)
     X = np.load(EXP / "linear.npz")["X"]
     exact = 2 / np.linalg.eigvalsh(X.T @ X / len(X)).max()
     table = M.steps_to_target_logged(data.runs, [0.06])

@@ -1,0 +1,453 @@
+"""The findings in words: one function per kind of finding, from the frames of ``measures``
+and ``predictions`` to sentences with their numbers.
+
+Pure: numbers in, strings out. Which findings a report holds, and in which order, is
+decided in ``build``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bpresearch import results as R
+
+from . import measures as M
+from .predictions import bound_labels
+
+
+# ---------------------------------------------------------------- number formatting
+def fmt_steps(s) -> str:
+    """A step or example count; a median of an even number of seeds may end in .5."""
+    if s is None or not np.isfinite(s):
+        return "not reached"
+    return f"{s:,.0f}" if float(s).is_integer() else f"{s:,.1f}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{fmt_steps(n)} {word}" + ("" if n == 1 else "s")
+
+
+def lr_list(subset, grid) -> str:
+    """Learning rates as ranges of the grid: ``0.005–0.06, 0.1``; one value alone stays alone."""
+    grid = sorted(grid)
+    subset = set(subset)
+    parts, run = [], []
+    for lr in grid + [None]:
+        if lr is not None and lr in subset:
+            run.append(lr)
+            continue
+        if run:
+            parts.append(f"{run[0]:.3g}" if len(run) == 1 else
+                         f"{run[0]:.3g}, {run[1]:.3g}" if len(run) == 2 else f"{run[0]:.3g}–{run[-1]:.3g}")
+        run = []
+    return ", ".join(parts)
+
+
+def bs_text(bs: int, full: int | None) -> str:
+    return f"full batch ({bs})" if full is not None and bs == full else f"batch size {bs}"
+
+
+# ---------------------------------------------------------------- findings from numbers
+def findings_steps_source(steps: M.StepsToTargets) -> list[str]:
+    """Where steps to target came from, when not from the logged summaries, or when those disagree."""
+    if steps.from_curves:
+        return ["The runs lack the logged steps-to-target summaries; they were computed from the "
+                "full_train_loss curves instead."]
+    if steps.disagree:
+        return [f"Warning: on {steps.disagree} run×target pairs the logged steps-to-target disagrees "
+                "with the logged full_train_loss curve; the logged summaries are used."]
+    return []
+
+
+def findings_best(best: pd.DataFrame, target: float, budget: int, full: int | None) -> list[str]:
+    """One sentence per batch size: the fastest learning rate and its steps (seed spread)."""
+    out = []
+    for r in best.itertuples():
+        where = bs_text(r.batch_size, full)
+        if not r.reached:
+            out.append(f"At {where} no learning rate reached loss {target:g} within {budget:,} steps "
+                       f"(median over seeds; {r.n_lrs} learning rates tried).")
+            continue
+        spread = f"seeds: {r.steps_min:,.0f}–{r.steps_max:,.0f}" if np.isfinite(r.steps_max) else \
+            f"only {r.n_reached} of {r.n} seeds reached it; fastest {r.steps_min:,.0f}"
+        if r.n == 1:
+            spread = "one seed"
+        out.append(f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {plural(r.steps, 'step')} "
+                   f"({plural(r.examples, 'example')}) to loss {target:g} ({spread}).")
+    return out
+
+
+def findings_best_short(best: pd.DataFrame, target: float, full: int | None) -> str:
+    """One sentence for a further target: the best learning rate and steps at every batch size."""
+    parts = [f"{'full' if r.batch_size == full else r.batch_size}: "
+             + (f"η={r.learning_rate:.3g}, {fmt_steps(r.steps)}" if r.reached else "not reached")
+             for r in best.itertuples()]
+    return f"To loss {target:g}, best learning rate and median steps per batch size — {'; '.join(parts)}."
+
+
+def findings_resolution(best: pd.DataFrame, target: float, eval_every: int, full: int | None) -> list[str]:
+    """Warn where the best steps-to-target is the first evaluation: the true value may be lower.
+
+    Steps to target are counted at evaluations every ``eval_every`` steps, so a target met at
+    the first evaluation is an upper bound, and the scaling curve flattens there by construction.
+    """
+    if eval_every <= 1:
+        return []
+    first = best[best["reached"] & (best["steps"] <= eval_every)]
+    if first.empty:
+        return []
+    where = ", ".join("full" if b == full else str(b) for b in first["batch_size"])
+    return [f"Resolution limit: at batch size {where} loss {target:g} was already reached at the first evaluation "
+            f"(step {eval_every}; the loss is evaluated every {eval_every} steps), so those step counts are upper "
+            f"bounds and the scaling curve there is flat by construction; a smaller train.eval_every would "
+            f"resolve them."]
+
+
+def findings_divergence(frac: pd.DataFrame, full: int | None) -> list[str]:
+    """Where the grid diverged: the learning rate from which every run diverged, per batch size."""
+    gd = frac[frac["optimizer"] != "random_search"]
+    if gd["n_diverged"].sum() == 0:
+        return [f"No run diverged ({len(gd)} learning rate × batch size cells)."]
+    thr = M.divergence_threshold(gd)
+    grid = sorted(gd["learning_rate"].unique())
+    out = []
+    for r in thr.itertuples():
+        where = bs_text(r.batch_size, full)
+        cell = gd[gd["batch_size"] == r.batch_size]
+        if np.isfinite(r.lr_all_diverged):
+            above = [lr for lr in grid if lr >= r.lr_all_diverged]
+            every = " in every seed" if cell["n"].max() > 1 else ""
+            s = (f"At {where} every learning rate ≥ {r.lr_all_diverged:.3g} diverged{every}"
+                 if len(above) > 1 else f"At {where} learning rate {r.lr_all_diverged:.3g} diverged{every}")
+            partial = cell[(cell["n_diverged"] > 0) & (cell["fraction"] < 1)]
+            if not partial.empty:
+                s += f"; some seeds diverged also at {lr_list(partial['learning_rate'], grid)}"
+            out.append(s + ".")
+        elif np.isfinite(r.lr_any_diverged):
+            partial = cell[cell["n_diverged"] > 0]
+            out.append(f"At {where} some runs diverged at learning rate {lr_list(partial['learning_rate'], grid)} "
+                       f"({int(partial['n_diverged'].sum())} of {int(partial['n'].sum())} runs there).")
+        else:
+            out.append(f"At {where} no run diverged.")
+    return out
+
+
+def findings_not_reached(cell: pd.DataFrame, target: float, budget: int, full: int | None) -> list[str]:
+    """Learning rates that neither reached the target nor diverged, per batch size."""
+    out = []
+    c = cell[(cell["target"] == target) & (cell["optimizer"] != "random_search")]
+    grid = sorted(c["learning_rate"].unique())
+    for bs, g in c.groupby("batch_size"):
+        nr = g[g["status"] == "not reached"]
+        if not nr.empty:
+            lrs = "learning rate" + ("s" if len(nr) > 1 else "")
+            out.append(f"At {bs_text(bs, full)} {lrs} {lr_list(nr['learning_rate'], grid)} did not reach "
+                       f"loss {target:g} within {budget:,} steps and did not diverge (median seed).")
+    return out
+
+
+def findings_scaling(curve: pd.DataFrame, target: float, full: int | None) -> list[str]:
+    """How steps and examples to the target change from the smallest to the largest batch size."""
+    ok = curve[curve["reached"]].sort_values("batch_size")
+    if len(ok) < 2:
+        return []
+    a, b = ok.iloc[0], ok.iloc[-1]
+    ratio = a["steps"] / b["steps"]
+    ideal = b["batch_size"] / a["batch_size"]
+    s = (f"Going from {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)}, "
+         f"{ideal:,.0f}× larger, cut the steps to loss {target:g} from {fmt_steps(a['steps'])} to "
+         f"{fmt_steps(b['steps'])}, {ratio:,.1f}× fewer (perfect scaling: {ideal:,.0f}× fewer); the examples "
+         f"went from {fmt_steps(a['examples'])} to {fmt_steps(b['examples'])}.")
+    good = ok[ok["efficiency"] >= 0.5]
+    tail = ""
+    if len(good) < len(ok):
+        last = good["batch_size"].max()
+        tail = (f" The largest batch size within 2× of perfect scaling was {last:,.0f}; beyond it, larger batches "
+                f"saved far fewer steps than perfect scaling would.")
+    else:
+        tail = " Every batch size stayed within 2× of perfect scaling."
+    missing = curve[~curve["reached"]]
+    if not missing.empty:
+        tail += f" Not reached at all at batch size {', '.join(map(str, missing['batch_size']))}."
+    return [s + tail]
+
+
+def findings_sensitivity(sens: pd.DataFrame, full: int | None) -> list[str]:
+    """Per batch size: the learning rates whose final loss is within 2× of the best."""
+    out = []
+    s = sens[sens["optimizer"] != "random_search"]
+    grid = sorted(s["learning_rate"].unique())
+    for bs, g in s.groupby("batch_size"):
+        if not np.isfinite(g["loss"]).any():
+            out.append(f"At {bs_text(bs, full)} every learning rate diverged (median seed).")
+            continue
+        near = g[g["relative"] <= 2]
+        best = g.loc[g["loss"].idxmin()]
+        out.append(f"At {bs_text(bs, full)} the lowest final loss was {best['loss']:.3g} "
+                   f"(η={best['learning_rate']:.3g}); {len(near)} of {len(g)} learning rates ended within 2× of it "
+                   f"({lr_list(near['learning_rate'], grid)}).")
+    return out
+
+
+def findings_noise(nb: pd.DataFrame, full: int) -> list[str]:
+    """How much noisier batch size 1 is than the full batch: per learning rate, or as a range.
+
+    ``nb`` (``measures.noise_by_batch_size``) should hold runs that did not diverge only: a
+    diverging curve is not noise.
+    """
+    rows = []
+    for lr, g in nb.groupby("learning_rate"):
+        one, whole = g[g["batch_size"] == 1]["noise"], g[g["batch_size"] == full]["noise"]
+        if one.empty or whole.empty or not np.isfinite(one.iloc[0]) or not np.isfinite(whole.iloc[0]):
+            continue
+        rows.append((lr, one.iloc[0], whole.iloc[0]))
+    if not rows:
+        return ["No learning rate has stable runs at both batch size 1 and the full batch to compare their noise."]
+    what = "std of step-to-step change of log training loss, median over seeds"
+    if len(rows) <= 3:
+        return [f"At learning rate {lr:.3g} the batch size 1 curve is "
+                + (f"{o / w:,.0f}× noisier than the full batch's" if w > 0 else
+                   "noisy where the full batch's is perfectly smooth") + f" ({what}: {o:.3g} vs {w:.3g})."
+                for lr, o, w in rows]
+    ratios = [(o / w if w > 0 else np.inf, lr, o, w) for lr, o, w in rows]
+    lo, hi = min(ratios), max(ratios)
+    return [f"The batch size 1 curve is {lo[0]:,.0f}× (η={lo[1]:.3g}) to {hi[0]:,.0f}× (η={hi[1]:.3g}) noisier "
+            f"than the full batch's at the {len(rows)} learning rates where neither diverged ({what}: "
+            f"{lo[2]:.3g} vs {lo[3]:.3g} and {hi[2]:.3g} vs {hi[3]:.3g}); the table below has every learning rate."]
+
+
+def findings_random(bsf: pd.DataFrame, table: pd.DataFrame, target: float) -> list[str]:
+    """Random search against gradient descent at the common budget of loss evaluations."""
+    out = []
+    last = bsf.groupby("run_id")["evaluations"].transform("max") == bsf["evaluations"]
+    end = bsf[last]
+    n_eval = int(end["evaluations"].min()) if not end.empty else 0
+    for (opt, lr), g in end.groupby(["optimizer", "learning_rate"]):
+        name = "random search" if opt == "random_search" else f"gradient descent with η={lr:g}"
+        t = table[(table["optimizer"] == opt) & (table["learning_rate"] == lr) & (table["target"] == target)]
+        k, n = int(t["reached"].sum()), len(t)
+        reach = f"reached loss {target:g} in {k} of {n} seeds" + (
+            f" (median {fmt_steps(t['steps'].median())} evaluations)" if k else "")
+        out.append(f"After {n_eval} loss evaluations, {name}: best loss median {g['best'].median():.3g} "
+                   f"(seeds: {g['best'].min():.3g}–{g['best'].max():.3g}); {reach}.")
+    return out
+
+
+def findings_seed_graph(v: pd.DataFrame, curves: pd.DataFrame, target: float, budget: int) -> list[str]:
+    """Which η converge, which fall too slowly, which oscillate, which diverge; and η = 0.1."""
+    grid = sorted(v["learning_rate"])
+    out = []
+    last = curves[curves["key"] == R.FULL_TRAIN_LOSS].sort_values("step").groupby("run_id")["value"].last()
+    conv = v[v["verdict"] == "converged"]
+    if not conv.empty:
+        fast = conv.loc[conv["steps"].idxmin()]
+        slow = conv.loc[conv["steps"].idxmax()]
+        out.append(f"η = {lr_list(conv['learning_rate'], grid)} converged (loss < {target:g}); fastest "
+                   f"η = {fast['learning_rate']:g} in {fast['steps']:.0f} steps, slowest η = {slow['learning_rate']:g} "
+                   f"in {slow['steps']:.0f} steps.")
+    for verdict, words in (("slow", f"still falling at step {budget}, converging too slowly to reach {target:g}"),
+                           ("oscillates", "kept jumping without converging and without diverging")):
+        g = v[v["verdict"] == verdict]
+        if not g.empty:
+            finals = sorted(x for x in (last.get(r) for r in g["run_id"]) if x is not None)
+            end = "" if not finals else f" (final loss {finals[0]:.3g})" if len(finals) == 1 else \
+                f" (final loss {finals[0]:.3g}–{finals[-1]:.3g})"
+            verb = "was " if verdict == "slow" and len(g) == 1 else "were " if verdict == "slow" else ""
+            out.append(f"η = {lr_list(g['learning_rate'], grid)} {verb}{words}{end}.")
+    d = v[v["verdict"] == "diverged"]
+    if not d.empty:
+        at = [str(int(s)) for s in d["diverged_step"]] if "diverged_step" in d else []
+        where = "" if not at else f" (at step {at[0]})" if len(at) == 1 else f" (at steps {', '.join(at)})"
+        out.append(f"η = {lr_list(d['learning_rate'], grid)} diverged{where}.")
+    post = v[np.isclose(v["learning_rate"], 0.1)]
+    if not post.empty:
+        r = post.iloc[0]
+        words = {"converged": f"converges, in {r['steps']:.0f} steps",
+                 "slow": "does not converge: it is still falling at the end",
+                 "oscillates": "does not converge: the loss keeps jumping",
+                 "diverged": "does not converge: it diverges"}[r["verdict"]]
+        out.append(f"The post's η = 0.1 {words}.")
+    return out
+
+
+# ---------------------------------------------------------------- predicted against measured
+def span(lo: float, hi: float, fmt: str = ".3g") -> str:
+    """``lo–hi``, or one number when they agree to the digits shown."""
+    a, b = format(lo, fmt), format(hi, fmt)
+    return a if a == b else f"{a}–{b}"
+
+
+def _init_text(init: pd.Series) -> str:
+    """``2/λ_max at initialisation = 1.53 (λ_max = 1.31; one seed)``."""
+    lam, _ = bound_labels(init["factor"])
+    seeds = "one seed" if init["n_seeds"] == 1 else \
+        f"median over {init['n_seeds']} seeds, {span(init['stability_lr_min'], init['stability_lr_max'])}"
+    return f"{lam} at initialisation = {init['stability_lr']:.3g} (λ_max = {init['sharpness']:.3g}; {seeds})"
+
+
+def bracket_text(r) -> str:
+    """The measured divergence boundary of one batch size, as a bracket in words."""
+    if not np.isfinite(r.lowest_diverged):
+        return f"no run diverged up to η = {r.grid_max:.3g} (boundary > {r.grid_max:.3g})"
+    if not np.isfinite(r.highest_stable):
+        return f"diverged already at the smallest η = {r.lowest_diverged:.3g} (boundary ≤ {r.lowest_diverged:.3g})"
+    s = (f"in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}]: highest stable η = {r.highest_stable:.3g}, "
+         f"lowest diverged η = {r.lowest_diverged:.3g}; geometric midpoint {r.midpoint:.3g}")
+    if not r.monotone:
+        s += f" (not monotone: η = {r.largest_stable:.3g} did not diverge)"
+    return s
+
+
+def position_text(r) -> str:
+    """Where the prediction falls against one measured bracket."""
+    if r.position == "inside":
+        return "inside the bracket" if np.isfinite(r.hi) else "consistent (no divergence up to the grid's end)"
+    side = "below" if r.position == "below" else "above"
+    return f"{r.factor_off:.2g}× {side} the bracket"
+
+
+def findings_boundary(cmp: pd.DataFrame, init: pd.Series, full: int | None) -> list[str]:
+    """The predicted divergence boundary against the measured one: full batch, then the others."""
+    lam, _ = bound_labels(init["factor"])
+    pred = init["stability_lr"]
+    ref = cmp[cmp["batch_size"] == full] if full is not None else cmp.iloc[0:0]
+    where = bs_text(full, full) if not ref.empty else None
+    if ref.empty:
+        ref = cmp.sort_values("batch_size").iloc[-1:]
+        where = (f"batch size {int(ref['batch_size'].iloc[0])} (the largest; no full-batch runs, for which the "
+                 f"bound is derived)")
+    r = next(ref.itertuples())
+    head = _init_text(init)
+    if not np.isfinite(r.lowest_diverged):
+        if pred > r.grid_max:
+            s = (f"{head} lies beyond the grid: at {where} no run diverged up to η = {r.grid_max:.3g}, consistent "
+                 f"with it, but the boundary itself was not reached.")
+        else:
+            s = (f"{head} predicts divergence above it, yet at {where} no run diverged up to η = {r.grid_max:.3g}, "
+                 f"{r.grid_max / pred:.2g}× the prediction.")
+    else:
+        verb = {"inside": "predicts", "below": "underestimates", "above": "overestimates"}[r.position]
+        stable = (f"did not diverge at η ≤ {r.highest_stable:.3g}" if np.isfinite(r.highest_stable)
+                  else "diverged already at the smallest η of the grid")
+        s = (f"{head} {verb} the divergence boundary at {where}: runs diverged at η ≥ {r.lowest_diverged:.3g} "
+             f"and {stable}")
+        if np.isfinite(r.midpoint):
+            s += (f", so the boundary lies in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}] (geometric midpoint "
+                  f"{r.midpoint:.3g}; prediction ÷ midpoint = {r.ratio:.2g})")
+        s += {"inside": " — the prediction is inside the bracket.",
+              "below": f" — the prediction lies {r.factor_off:.2g}× below the bracket: training stayed stable well "
+                       f"beyond {lam} at initialisation (see the sharpness over training below).",
+              "above": f" — the prediction lies {r.factor_off:.2g}× above the bracket: runs diverged before reaching "
+                       f"the bound."}[r.position]
+        if not r.monotone:
+            s += f" Divergence was not monotone in η: η = {r.largest_stable:.3g} did not diverge."
+    out = [s]
+    others = cmp[cmp["batch_size"] != r.batch_size]
+    if not others.empty:
+        parts = [f"{b.batch_size}: " + (f"({b.highest_stable:.3g}, {b.lowest_diverged:.3g}]"
+                                        if np.isfinite(b.midpoint) else bracket_text(b)) + f", {position_text(b)}"
+                 for b in others.itertuples()]
+        out.append(f"At the other batch sizes the measured boundary (highest stable, lowest diverged η] was — "
+                   f"{'; '.join(parts)}. The bound {lam} is derived for full-batch gradient descent; with minibatches "
+                   f"the sampling noise and the per-batch curvature move the boundary.")
+    return out
+
+
+def findings_edge(eos: pd.DataFrame, init: pd.Series | None, every: int | None) -> list[str]:
+    """What the sharpness of full-batch runs did against 2/η: fell below it, rose to it, or stayed below."""
+    if eos.empty:
+        return []
+    factor = init["factor"] if init is not None else 2.0
+    lam, eta = bound_labels(factor)
+    ok = eos[~eos["diverged"]]
+    grid = sorted(eos["learning_rate"].unique())
+    cadence = f", measured every {every} steps" if every else ""
+    out = []
+    above = ok[ok["sharpness_0"] > ok["bound"]]
+    if not above.empty:
+        fell = above[above["end_over_bound"] < 1]
+        edge = above[(above["end_over_bound"] >= 0.9) & (above["end_over_bound"] < 1.1)]
+        s = (f"Full-batch runs that started above the stability bound (λ_max(0) > {eta}) yet did not diverge, "
+             f"at η = {lr_list(above['learning_rate'], grid)}: their sharpness went from "
+             f"{span(above['sharpness_0'].min(), above['sharpness_0'].max())} at step 0 to "
+             f"{span(above['sharpness_end'].min(), above['sharpness_end'].max())} at the end{cadence}, "
+             f"{span(above['end_over_bound'].min(), above['end_over_bound'].max(), '.2f')} × their {eta}; "
+             f"{len(fell)} of {len(above)} ended below it")
+        if not edge.empty:
+            s += f", and η = {lr_list(edge['learning_rate'], grid)} settled within 10% of it (at the edge of stability)"
+        s += (f". Gradient descent moved to flatter regions where its step is stable again (the edge-of-stability "
+              f"effect, Cohen et al. 2021), which is why runs beyond {lam} at initialisation did not diverge.")
+        if "reached" in above:
+            stuck = above[~above["reached"].astype(bool)]
+            if not stuck.empty:
+                last = span(stuck["sharpness_end"].min(), stuck["sharpness_end"].max())
+                s += (f" Not diverging is not converging: η = {lr_list(stuck['learning_rate'], grid)} did not reach "
+                      f"the first target (last sharpness {last}).")
+        out.append(s)
+    below = ok[ok["sharpness_0"] <= ok["bound"]]
+    if not below.empty:
+        edge = below[below["max_over_bound"] >= 0.9]
+        m = below.loc[below["max_over_bound"].idxmax()]
+        s = (f"Full-batch runs that started below their bound (η = {lr_list(below['learning_rate'], grid)}): the "
+             f"largest sharpness relative to {eta} was {m['max_over_bound']:.2f} (η = {m['learning_rate']:.3g})")
+        s += (f"; {len(edge)} of {len(below)} came within 10% of {eta} or beyond (edge of stability) at "
+              f"η = {lr_list(edge['learning_rate'], grid)}" if not edge.empty else
+              f"; none came within 10% of {eta}")
+        change = below["sharpness_end"] / below["sharpness_0"]
+        if np.allclose(change, 1.0, rtol=0.01) and np.allclose(below["sharpness_max"], below["sharpness_0"], rtol=0.01):
+            s += f". Their sharpness stayed at {span(below['sharpness_0'].min(), below['sharpness_0'].max())} " \
+                 "throughout."
+        else:
+            rose = below[below["sharpness_max"] > 1.1 * below["sharpness_0"]]
+            s += (f"; sharpness rose by more than 10% at some point (progressive sharpening) in {len(rose)} of "
+                  f"{len(below)} runs, and went from {span(below['sharpness_0'].min(), below['sharpness_0'].max())} "
+                  f"at step 0 to {span(below['sharpness_end'].min(), below['sharpness_end'].max())} at the end.")
+        out.append(s)
+    return out
+
+
+def ratio_words(r: float) -> str:
+    if not np.isfinite(r):
+        return "—"
+    f = max(r, 1 / r)
+    return "agree within 2×" if f <= 2 else f"differ by {f:.2g}×"
+
+
+def noise_scale_text(head: pd.Series, target: float, full: int | None, every: int | None) -> str:
+    """Exactly which B_simple stands for "near the target"."""
+    if head.get("kind") == "at_loss":
+        return (f"B_simple = {head['b_simple']:.3g}: the gradient noise scale of full-batch gradient descent where its "
+                f"full training loss was within 1.5× of {target:g} (losses {span(head['loss_min'], head['loss_max'])}; "
+                f"median over {head['n']} run(s) at η {span(head['lr_min'], head['lr_max'])}, "
+                f"{span(head['b_simple_min'], head['b_simple_max'])}; steps {head['measured_steps']})")
+    seeds = "one seed" if head["n"] == 1 else \
+        f"median over {head['n']} seeds, {span(head['b_simple_min'], head['b_simple_max'])}"
+    at = "step" + ("s " if "," in head["measured_steps"] else " ") + head["measured_steps"] + \
+        (" (per seed," if head["n"] > 1 else " (")
+    note = " — that is B_simple at initialisation, not near the target" if head["measured_steps"] == "0" else ""
+    cadence = f"; measured every {every} steps" if every else ""
+    return (f"B_simple = {head['b_simple']:.3g}: the gradient noise scale of the best run at "
+            f"{bs_text(int(head['batch_size']), full)} (η = {head['learning_rate']:.3g}; {seeds}) at {at} the measured "
+            f"step closest to where it first reached loss {target:g}; median step {fmt_steps(head['target_step'])}"
+            f"{cadence}){note}")
+
+
+def findings_critical(target: float, head: pd.Series | None, fits, full: int | None, every: int | None,
+                      missing: str) -> str:
+    """B_simple near the target against B_crit (steps–examples fit) and B_noise (learning-rate fit)."""
+    ce, lr = fits.steps_examples, fits.lr_scaling
+    parts = [f"Critical batch size for loss {target:g}:"]
+    parts.append(noise_scale_text(head, target, full, every) + "." if head is not None else
+                 f"B_simple is not available ({missing}).")
+    parts.append(f"The fit S = S_min + E_min/B gives B_crit = E_min/S_min = {ce.b_crit:.3g} (S_min = {ce.s_min:.3g} "
+                 f"steps, E_min = {ce.e_min:.3g} examples, {ce.n_points} batch sizes)." if not ce.reason else
+                 f"B_crit could not be fitted: {ce.reason}.")
+    parts.append(f"The fit ε_opt = ε_max/(1 + B_noise/B) gives B_noise = {lr.b_noise:.3g} (ε_max = {lr.eps_max:.3g})."
+                 if not lr.reason else f"B_noise could not be fitted: {lr.reason}.")
+    if head is not None:
+        ratios = [f"B_simple/{n} = {head['b_simple'] / v:.2g} ({ratio_words(head['b_simple'] / v)})"
+                  for n, v in (("B_crit", ce.b_crit), ("B_noise", lr.b_noise)) if np.isfinite(v)]
+        if ratios:
+            parts.append("; ".join(ratios) + ".")
+    return " ".join(parts)

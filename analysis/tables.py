@@ -1,0 +1,79 @@
+"""The report's tables: frames of ``measures`` and ``predictions`` → rows a reader reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .predictions import bound_labels
+from .prose import bracket_text, bs_text, fmt_steps, position_text, ratio_words
+
+
+def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int | None, critical: list,
+                    missing_boundary: str, missing_critical: str = "") -> pd.DataFrame:
+    """Rows "quantity, predicted, measured, predicted ÷ measured, agreement" for every prediction.
+
+    Args:
+        cmp: ``predictions.compare_boundary`` (None: no prediction of the boundary).
+        init: ``predictions.stability_at_init`` row (None likewise).
+        full: the full batch size, if any.
+        critical: (target, headline B_simple row or None, ``CriticalFits``, why B_simple is missing).
+        missing_boundary: why the boundary is not predicted, when ``cmp`` is None.
+        missing_critical: why the critical batch size is not compared at all ("" when it is).
+    """
+    rows = []
+    if cmp is None:
+        rows.append(["divergence boundary", f"not available: {missing_boundary}", "—", "—", "—"])
+    else:
+        lam, _ = bound_labels(init["factor"])
+        for r in sorted(cmp.itertuples(), key=lambda r: r.batch_size != full):
+            where = "full batch" + f" ({r.batch_size})" if r.batch_size == full else \
+                f"batch size {r.batch_size} (bound derived for full batch)"
+            rows.append([f"divergence boundary, {where}", f"{lam}(0) = {init['stability_lr']:.3g}", bracket_text(r),
+                         f"{r.ratio:.2g}" if np.isfinite(r.ratio) else "— (bracket open)", position_text(r)])
+    if missing_critical:
+        rows.append(["critical batch size", "—", "—", "—", f"not compared: {missing_critical}"])
+    for target, head, fits, missing in critical:
+        ce, lr = fits.steps_examples, fits.lr_scaling
+        b_simple = (f"B_simple = {head['b_simple']:.3g} ({bs_text(int(head['batch_size']), full)}, step"
+                    f"{'s' if ',' in head['measured_steps'] else ''} {head['measured_steps']}; target reached at "
+                    f"{fmt_steps(head['target_step'])})"
+                    if head is not None else f"B_simple not available: {missing}")
+        b_crit = f"B_crit = E_min/S_min = {ce.b_crit:.3g} ({ce.n_points} batch sizes)" if not ce.reason else \
+            f"B_crit not fitted: {ce.reason}"
+        b_noise = f"B_noise = {lr.b_noise:.3g} (learning-rate fit)" if not lr.reason else \
+            f"B_noise not fitted: {lr.reason}"
+        bs = head["b_simple"] if head is not None else np.nan
+        for name, pred, meas, a, b in (("B_simple vs B_crit", b_simple, b_crit, bs, ce.b_crit),
+                                       ("B_simple vs B_noise", b_simple, b_noise, bs, lr.b_noise),
+                                       ("B_noise vs B_crit", b_noise, b_crit, lr.b_noise, ce.b_crit)):
+            r = a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else np.nan
+            rows.append([f"critical batch size, loss {target:g}: {name}", pred, meas,
+                         f"{r:.2g}" if np.isfinite(r) else "—", ratio_words(r)])
+    return pd.DataFrame(rows, columns=["quantity", "predicted", "measured", "predicted ÷ measured", "agreement"])
+
+
+# ---------------------------------------------------------------- tables for display
+def best_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
+    rows = []
+    for r in best.itertuples():
+        rows.append({"batch size": "full (%d)" % r.batch_size if r.batch_size == full else str(r.batch_size),
+                     "best learning rate": f"{r.learning_rate:.3g}" if r.reached else "—",
+                     "steps to target (median)": fmt_steps(r.steps),
+                     "seeds min–max": (f"{r.steps_min:,.0f}–{fmt_steps(r.steps_max)}" if r.reached else "—"),
+                     "examples (median)": fmt_steps(r.examples),
+                     "seeds reached": f"{r.n_reached}/{r.n}",
+                     "learning rates tried": str(r.n_lrs)})
+    return pd.DataFrame(rows)
+
+
+def outcome_table(cell: pd.DataFrame, target: float, full: int | None) -> pd.DataFrame:
+    """Per batch size: how many runs reached the target, did not, and diverged."""
+    c = cell[cell["target"] == target]
+    rows = []
+    for (opt, bs), g in c.groupby(["optimizer", "batch_size"]):
+        n = int(g["n"].sum())
+        reached, div = int(g["n_reached"].sum()), int(g["n_diverged"].sum())
+        rows.append({"optimizer": opt, "batch size": f"full ({bs})" if bs == full else str(bs), "runs": n,
+                     "reached": reached, "not reached (no divergence)": n - reached - div, "diverged": div})
+    return pd.DataFrame(rows)
