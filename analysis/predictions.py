@@ -17,7 +17,9 @@ with a measure of ``analysis.measures``:
   (``noise_scale_near_target``, ``critical_fits``).
 
 Pure functions over the frames of ``analysis.load`` (runs; curves with the keys
-``sharpness``, ``stability_lr``, ``gradient_noise_scale``) and ``analysis.measures``.
+``sharpness``, ``stability_lr``, ``gradient_noise_scale``) and ``analysis.measures``;
+``predict`` gathers all three for one experiment into a ``Predicted``, with the reason
+for each prediction that cannot be made.
 """
 
 from __future__ import annotations

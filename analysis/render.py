@@ -22,6 +22,7 @@ import pandas as pd
 from . import figures as F
 
 
+# ---------------------------------------------------------------- the report as blocks
 @dataclass
 class Figure:
     name: str          # file stem of the PNG
@@ -63,7 +64,7 @@ class Report:
         return [b for b in self.blocks if isinstance(b, Figure)]
 
 
-# ---------------------------------------------------------------- rendering
+# ---------------------------------------------------------------- HTML, Markdown, files
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
 margin-top:1.6em}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;

@@ -9,6 +9,7 @@ from .predictions import bound_labels
 from .prose import bracket_text, bs_text, fmt_steps, position_text, ratio_words
 
 
+# ---------------------------------------------------------------- predicted against measured
 def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int | None, critical: list,
                     missing_boundary: str, missing_critical: str = "") -> pd.DataFrame:
     """Rows "quantity, predicted, measured, predicted ÷ measured, agreement" for every prediction.
@@ -53,7 +54,7 @@ def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int 
     return pd.DataFrame(rows, columns=["quantity", "predicted", "measured", "predicted ÷ measured", "agreement"])
 
 
-# ---------------------------------------------------------------- tables for display
+# ---------------------------------------------------------------- steps to target
 def best_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
     rows = []
     for r in best.itertuples():
