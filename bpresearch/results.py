@@ -113,7 +113,7 @@ def swept_params(sweep: dict) -> set[str]:
         sweep: the ``sweep`` table of a resolved config (``learning_rate``, ``batch_size``,
             ``seeds`` or ``section.key`` entries).
     """
-    from .experiment import SWEPT_INTO
+    from .config import SWEPT_INTO
 
     out = {SWEPT_INTO.get(k, k) for k in sweep}
     if SWEPT_INTO["batch_size"] in out:  # "full" among the batch sizes sets train.full_batch too
