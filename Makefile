@@ -11,7 +11,7 @@ EXPERIMENTS ?= experiments/seed-graph.toml experiments/neuron-random-vs-gd.toml 
                experiments/digits-mlp.toml
 UI_PORT ?= 5000
 
-.PHONY: install test sweep ui report bench clean
+.PHONY: install test test-ui sweep ui report bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 # Every test, the slow end-to-end ones included (select with -m "not slow" when iterating).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
+test-ui: $(STAMP)
+	$(BIN)/python -m pytest -q -m ui
 
 sweep: $(STAMP)
 	$(BIN)/bpresearch sweep $(EXPERIMENTS)

@@ -1,0 +1,190 @@
+"""The MLflow UI as a researcher meets it, in a real headless Chromium (issue 14).
+
+A small sweep goes into a temp sqlite store; ``mlflow server`` serves it on 127.0.0.1 on a
+free port; Debian's Chromium, driven by Playwright, opens the link ``make ui`` prints and
+checks what a person sees: the run table (not the GenAI overview), child runs by name, a
+filter on a swept param, the run page's loss chart and the dataset input. Each check saves
+a screenshot when it fails (and always, with ``BPRESEARCH_UI_SHOTS=DIR``).
+
+Nothing is downloaded: the browser is the system's (``apt-get install chromium``; `.ci/run`
+installs it). Without it the tests skip locally and fail under CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bpresearch.cli import main
+from bpresearch.tracking import KIND_TAG
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Headless and offline: no GPU, no sandbox (root in CI), no background fetches, a fresh profile.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+GRID = ["--set", "train.steps=20", "--set", "train.eval_every=5", "--set", "sweep.seeds=1",
+        "--set", "sweep.learning_rate=[0.03, 0.3]", "--set", 'sweep.batch_size=[8, "full"]']
+WAIT_MS = 30_000  # the UI's first load compiles nothing but fetches a few MB of JS
+
+
+def _need_browser():
+    reason = None
+    if CHROMIUM is None:
+        reason = "no chromium on PATH (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright package is not installed (make install)"
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser test: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(uri: str, folder: Path):
+    """``mlflow server`` on a free port of 127.0.0.1; stopped through its PID (its process group)."""
+    port = _free_port()
+    log = open(folder / "server.log", "w")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", uri,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"mlflow server exited ({proc.returncode}): {(folder / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("mlflow server did not answer /health within 120 s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """(page, base URL, experiment id, client, screenshot folder) over a served small sweep."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    tmp = tmp_path_factory.mktemp("ui")
+    shutil.copy(ROOT / "experiments" / "linear.npz", tmp)
+    shutil.copy(ROOT / "experiments" / "linear-regression.toml", tmp)
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    assert main(["sweep", str(tmp / "linear-regression.toml"), "--tracking-uri", uri, *GRID]) == 0
+    client = MlflowClient(uri)
+    exp_id = client.get_experiment_by_name("linear-regression").experiment_id
+    shots = Path(os.environ.get("BPRESEARCH_UI_SHOTS") or tmp / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with mlflow_server(uri, tmp) as base, sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=CHROMIUM, headless=True,
+                                                    args=CHROMIUM_ARGS, viewport={"width": 1600, "height": 1000})
+        ctx.set_default_timeout(WAIT_MS)
+        page = ctx.new_page()
+        try:
+            yield page, base, exp_id, client, shots
+        finally:
+            ctx.close()
+
+
+@contextmanager
+def shot(page, shots: Path, name: str):
+    """Screenshot ``name`` when the block fails (always with BPRESEARCH_UI_SHOTS set)."""
+    try:
+        yield
+    except BaseException:
+        page.screenshot(path=str(shots / f"{name}-FAILED.png"), full_page=True)
+        print(f"screenshot: {shots / f'{name}-FAILED.png'}", file=sys.stderr)
+        raise
+    if os.environ.get("BPRESEARCH_UI_SHOTS"):
+        page.screenshot(path=str(shots / f"{name}.png"))
+
+
+def children(client, exp_id):
+    return client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'")
+
+
+def runs_link(base: str, exp_id: str) -> str:
+    """The experiment's run table in model-training mode, every child run listed flat."""
+    return (f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+            "&orderByKey=metrics.%60final_full_train_loss%60&orderByAsc=true")
+
+
+def test_experiment_opens_on_the_run_table_with_child_runs(ui):
+    page, base, exp_id, client, shots = ui
+    kids = children(client, exp_id)
+    with shot(page, shots, "experiment"):
+        page.goto(runs_link(base, exp_id))
+        page.get_by_role("columnheader", name="Run Name").first.wait_for()
+        for k in kids:  # every child run, without expanding its parent
+            page.get_by_role("link", name=k.info.run_name, exact=True).wait_for()
+        body = page.inner_text("body")
+        assert "No data available" not in body and "Latency" not in body, "the GenAI overview opened"
+        assert f"{len(kids) + 1} matching runs" in body
+
+
+def test_a_filter_on_a_swept_param_finds_child_runs(ui):
+    page, base, exp_id, client, shots = ui
+    kids = children(client, exp_id)
+    want = sorted(k.info.run_name for k in kids if k.data.params["batch_size"] == "8")
+    other = sorted(k.info.run_name for k in kids if k.data.params["batch_size"] != "8")
+    assert want and other
+    with shot(page, shots, "filtered"):
+        page.goto(runs_link(base, exp_id))
+        box = page.get_by_placeholder("metrics.rmse", exact=False)
+        box.fill('params.batch_size = "8"')
+        box.press("Enter")
+        page.get_by_text(f"{len(want)} matching runs").wait_for()
+        for name in want:
+            page.get_by_role("link", name=name, exact=True).wait_for()
+        for name in other:
+            assert page.get_by_role("link", name=name, exact=True).count() == 0, name
+
+
+def test_the_run_page_shows_the_loss_chart(ui):
+    page, base, exp_id, client, shots = ui
+    kid = children(client, exp_id)[0]
+    with shot(page, shots, "run-charts"):
+        page.goto(f"{base}/#/experiments/{exp_id}/runs/{kid.info.run_id}/model-metrics?workflowType=machine_learning")
+        page.get_by_role("heading", name=kid.info.run_name).wait_for()
+        title = page.get_by_text("full_train_loss", exact=True).first
+        title.wait_for()
+        title.scroll_into_view_if_needed()
+        page.locator(".js-plotly-plot").first.wait_for()  # a chart was drawn, not just its title
