@@ -27,7 +27,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bpresearch.cli import main
-from bpresearch.tracking import KIND_TAG
+from bpresearch.results import KIND_TAG
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
