@@ -65,3 +65,14 @@ def test_losses_known_values():
     logits = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
     expected = -(np.log(0.5) + np.log(0.8)) / 2
     assert float(losses.cross_entropy(logits, jnp.array([0, 1]))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_each_activation_has_matching_jax_and_numpy_forms():
+    # The teacher labels data with the numpy form and a model fits them with the jax form:
+    # the two must be one function.
+    from bpresearch.activations import ACTIVATIONS
+
+    a = np.linspace(-30.0, 30.0, 601)
+    for name, act in ACTIVATIONS.items():
+        np.testing.assert_allclose(np.asarray(act.jax(jnp.asarray(a, jnp.float32))), act.numpy(a),
+                                   rtol=1e-6, atol=1e-7, err_msg=name)
