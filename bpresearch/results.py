@@ -58,7 +58,7 @@ OPTIMIZER, MODEL, DATASET, LOSS = "optimizer", "model", "dataset", "loss"
 class RunRecord:
     run: Run
     params: dict[str, str]
-    metrics: list[tuple[str, float, int]]   # (key, value, step)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps int64, values float64), finite values
     summary: dict[str, float]
     artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text
 
@@ -165,22 +165,26 @@ def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str,
     return out
 
 
-def diagnostic_metrics(config: dict, a: dict[str, np.ndarray], i: int, stop: int) -> list[tuple[str, float, int]]:
+def kept(steps: np.ndarray, values: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (steps, values) of a curve where ``keep`` holds and the value is finite, as int64 / float64."""
+    keep = keep & np.isfinite(values)
+    return steps[keep].astype(np.int64), values[keep].astype(np.float64)
+
+
+def diagnostic_curves(config: dict, a: dict[str, np.ndarray], i: int, stop: int) -> dict[str, tuple]:
     """``sharpness``, ``stability_lr`` and ``gradient_noise_scale`` at the steps they were measured."""
     steps = diag_steps(config)
-    out = []
+    out = {}
     o = config["optimizer"]
     if "sharpness" in a:
-        lam = a["sharpness"][i]
+        lam = a["sharpness"][i][:len(steps)]
         bound = np.asarray(stability_lr(lam, o["kind"], o["momentum"]))
-        for s, l, b in zip(steps, lam, bound):
-            if s <= stop and np.isfinite(l):
-                out.append((SHARPNESS, float(l), int(s)))
-                if np.isfinite(b):
-                    out.append((STABILITY_LR, float(b), int(s)))
+        measured = (steps[:len(lam)] <= stop) & np.isfinite(lam)
+        out[SHARPNESS] = kept(steps[:len(lam)], lam, measured)
+        out[STABILITY_LR] = kept(steps[:len(lam)], bound, measured)  # only where sharpness was measured
     if "noise_scale" in a:
-        out += [(NOISE_SCALE, float(v), int(s)) for s, v in zip(steps, a["noise_scale"][i])
-                if s <= stop and np.isfinite(v)]
+        v = a["noise_scale"][i][:len(steps)]
+        out[NOISE_SCALE] = kept(steps[:len(v)], v, steps[:len(v)] <= stop)
     return out
 
 
@@ -192,21 +196,17 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         c = run.config
         t = c["train"]
         stop = int(a["diverged_step"][i]) if a["diverged"][i] else t["steps"]
-        metrics: list[tuple[str, float, int]] = []
+        # Vectorised: a run's curve is two arrays, never a Python object per point.
         steps = logged_steps(t["steps"], t["log_dense"], t["log_every"])
         steps = steps[steps <= stop]
-        for key in (TRAIN_LOSS, GRAD_NORM):
-            vals = a[key][i][steps]
-            metrics += [(key, float(v), int(s)) for s, v in zip(steps, vals) if np.isfinite(v)]
+        curves = {key: kept(steps, a[key][i][steps], True) for key in (TRAIN_LOSS, GRAD_NORM)}
         ev = result.eval_steps
-        keep = ev <= stop
-        for key in (FULL_TRAIN_LOSS, TEST_LOSS):
-            vals = a[key][i]
-            metrics += [(key, float(v), int(s)) for s, v, k in zip(ev, vals, keep) if k and np.isfinite(v)]
+        curves.update({key: kept(ev, a[key][i], ev <= stop) for key in (FULL_TRAIN_LOSS, TEST_LOSS)})
         if "sharpness" in a or "noise_scale" in a:
-            metrics += diagnostic_metrics(c, a, i, stop)
+            curves.update(diagnostic_curves(c, a, i, stop))
+        curves = {k: v for k, v in curves.items() if len(v[0])}
         summary = summary_metrics(c, a, i)
         artifacts = {"config.json": json.dumps(c, indent=2, sort_keys=True)}
-        out.append(RunRecord(run, flat_params(c), metrics, summary, artifacts))
+        out.append(RunRecord(run, flat_params(c), curves, summary, artifacts))
     return out
 

@@ -4,11 +4,14 @@ Store: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded
 ``sqlite:///mlflow.db`` in the working folder. A new sqlite store is created under an
 exclusive file lock: two processes running MLflow's schema migration at once crash it.
 
-A child run is created RUNNING, gets its params and tags, its metrics and its artifacts,
-and only then is marked FINISHED. A sweep killed midway therefore leaves its unfinished
-runs RUNNING, and resume skips FINISHED ones only. Metrics of a new run go into a SQL
-store in one bulk insert (``_insert_new_metrics``, the default); other stores, and
-``Tracker(bulk=False)``, use ``log_batch`` (≤ 1,000 points a call).
+Finished child runs go into a sqlite store with a local artifact folder (the default)
+through ``sqlstore``: a group's runs, their tags, params and every metric point in one
+transaction of one ``executemany`` per table, FINISHED when it commits; a sweep killed
+midway leaves none of an uncommitted transaction's runs. Elsewhere (a server, another
+SQL database, ``Tracker(bulk=False)``) a child run is created RUNNING through MLflow's
+client, gets its params and tags, its metrics (one bulk insert on SQL stores, else
+``log_batch`` of ≤ 1,000 points a call) and artifacts, and only then is marked FINISHED.
+Either way resume skips FINISHED runs only.
 
 The names written (metric keys, params, the ``KIND_TAG`` and ``HASH_TAG`` tags) are
 defined in ``results``; the reads analysis needs are in ``tracking_read``.
@@ -24,6 +27,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import sqlstore
 from .results import HASH_TAG, KIND_TAG, RunRecord
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -121,6 +125,8 @@ class Tracker:
         self.seconds = 0.0        # time spent writing, for the tracking share
         self.points = 0           # metric points written
         self.bulk = bulk          # bulk-insert the metrics of new runs on SQL stores
+        self._sqlite = None       # sqlstore's connection, opened on first use
+        self._locations = {}      # experiment id -> artifact location
 
     # ---------------------------------------------------------------- experiments
     def experiment(self, name: str, description: str) -> str:
@@ -177,13 +183,14 @@ class Tracker:
             conn.execute(SqlLatestMetric.__table__.insert(), list(latest.values()))
         return True
 
-    def _write(self, run_id: str, params: dict, metrics: list, summary: dict, fresh: bool = False):
+    def _write(self, run_id: str, params: dict, curves: dict, summary: dict, fresh: bool = False):
         """Params and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
         now = int(time.time() * 1000)
         P = [self._Param(k, fit_param(run_id, k, v, self.param_limit)) for k, v in params.items()]
         for i in range(0, len(P), 100):  # MLflow's limit of params per log_batch call
             self.client.log_batch(run_id, params=P[i:i + 100], synchronous=True)
-        M = [self._Metric(k, v, now, s) for k, v, s in metrics]
+        M = [self._Metric(k, v, now, s) for k, (steps, values) in curves.items()
+             for s, v in zip(steps.tolist(), values.tolist())]
         M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
         if M and not (fresh and self.bulk and self._insert_new_metrics(run_id, M)):
             for i in range(0, len(M), BATCH):
@@ -193,30 +200,81 @@ class Tracker:
     def start_sweep(self, exp_id: str, name: str, params: dict, tags: dict, artifacts: dict) -> str:
         t0 = time.perf_counter()
         run = self.client.create_run(exp_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
-        self._write(run.info.run_id, params, [], {})
+        self._write(run.info.run_id, params, {}, {})
         for fname, text in artifacts.items():
             self.client.log_text(run.info.run_id, text, fname)
         self.seconds += time.perf_counter() - t0
         return run.info.run_id
 
     def end_sweep(self, run_id: str, summary: dict, status: str = "FINISHED"):
-        self._write(run_id, {}, [], summary)
+        self._write(run_id, {}, {}, summary)
         self.client.set_terminated(run_id, status)
 
     def log_run(self, exp_id: str, parent_id: str, record: RunRecord, tags: dict,
                 replaces: list[str] = ()) -> str:
         """Write one child run completely, then mark it FINISHED; stale copies become KILLED."""
+        return self.log_runs(exp_id, parent_id, [record], tags, {record.run.hash: list(replaces)})[0]
+
+    def log_runs(self, exp_id: str, parent_id: str, records: list[RunRecord], tags: dict,
+                 replaces: dict[str, list[str]] | None = None) -> list[str]:
+        """Write finished child runs completely; their stale copies (``replaces``: hash -> run ids) become KILLED.
+
+        On a sqlite store with a local artifact folder (the default) the runs go in by
+        ``sqlstore``: many runs per transaction, FINISHED when it commits. Elsewhere each run
+        goes through MLflow's client: created RUNNING, written, then marked FINISHED.
+        """
         t0 = time.perf_counter()
-        run = self.client.create_run(exp_id, run_name=record.run.name, tags={
-            PARENT_TAG: parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags})
+        replaces = replaces or {}
+        location = self._location(exp_id)
+        db = sqlite_path(self.uri)
+        if self.bulk and db is not None and location.startswith("file:"):
+            ids = self._bulk_runs(exp_id, location, db, parent_id, records, tags, replaces)
+        else:
+            ids = [self._client_run(exp_id, parent_id, rec, tags, replaces.get(rec.run.hash, ())) for rec in records]
+        self.seconds += time.perf_counter() - t0
+        return ids
+
+    def _location(self, exp_id: str) -> str:
+        if exp_id not in self._locations:
+            self._locations[exp_id] = self.client.get_experiment(exp_id).artifact_location
+        return self._locations[exp_id]
+
+    def _child_tags(self, parent_id: str, record: RunRecord, tags: dict) -> dict:
+        return {PARENT_TAG: parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags}
+
+    def _bulk_runs(self, exp_id, location, db, parent_id, records, tags, replaces) -> list[str]:
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import append_to_uri_path
+
+        now = int(time.time() * 1000)
+        runs = []
+        for rec in records:
+            run_id = sqlstore.new_run_id()
+            uri = append_to_uri_path(location, run_id, "artifacts")
+            folder = Path(local_file_uri_to_path(uri))  # artifacts first: the commit makes the run visible
+            for fname, text in rec.artifacts.items():
+                (folder / fname).parent.mkdir(parents=True, exist_ok=True)
+                (folder / fname).write_text(text)
+            runs.append(sqlstore.NewRun(
+                run_id, rec.run.name, int(exp_id), uri, now,
+                {**self._child_tags(parent_id, rec, tags), "mlflow.runName": rec.run.name},
+                {k: fit_param(run_id, k, v, self.param_limit) for k, v in rec.params.items()}, rec.curves, rec.summary))
+        stale = {run.run_id: replaces.get(rec.run.hash, ()) for rec, run in zip(records, runs)}
+        if self._sqlite is None:
+            self._sqlite = sqlstore.connect(db)
+        for part in sqlstore.transactions(runs):  # a stale copy is killed with its replacement
+            self.points += sqlstore.insert(self._sqlite, part, [(old, now) for r in part for old in stale[r.run_id]])
+        return [r.run_id for r in runs]
+
+    def _client_run(self, exp_id, parent_id, record: RunRecord, tags: dict, replaces) -> str:
+        run = self.client.create_run(exp_id, run_name=record.run.name, tags=self._child_tags(parent_id, record, tags))
         run_id = run.info.run_id
-        self._write(run_id, record.params, record.metrics, record.summary, fresh=True)
+        self._write(run_id, record.params, record.curves, record.summary, fresh=True)
         for fname, text in record.artifacts.items():
             self.client.log_text(run_id, text, fname)
         self.client.set_terminated(run_id, "FINISHED")
         for old in replaces:
             self.client.set_terminated(old, "KILLED")
-        self.seconds += time.perf_counter() - t0
         return run_id
 
     def experiments(self) -> list[tuple[str, str, int, int]]:

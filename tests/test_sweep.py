@@ -89,10 +89,10 @@ def test_curves_are_complete_point_by_point(swept):
             k = by_hash[rec.run.hash]
             n_diverged += int(k.data.metrics["diverged"])
             for key in ("train_loss", "grad_norm", "full_train_loss"):
-                want = [(s, v) for kk, v, s in rec.metrics if kk == key]
+                want = list(zip(*map(np.ndarray.tolist, rec.curves[key])))
                 got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, key))
                 assert got == want, (rec.run.name, key)
-            assert len([1 for kk, _, _ in rec.metrics if kk == "full_train_loss"]) > 0
+            assert len(rec.curves["full_train_loss"][0]) > 0
             for key, value in rec.summary.items():
                 assert k.data.metrics[key] == pytest.approx(value, nan_ok=True), key
             if not k.data.metrics["diverged"]:
@@ -174,9 +174,10 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
     from bpresearch.results import RunRecord
     from bpresearch.tracking import Tracker
 
-    metrics = [(k, float(np.sin(i * (j + 1))), i) for j, k in enumerate(["train_loss", "grad_norm"]) for i in range(1500)]
+    steps = np.arange(1500)
+    curves = {k: (steps, np.sin(steps * (j + 1.0))) for j, k in enumerate(["train_loss", "grad_norm"])}
     summary = {"final": 0.5, "big": float("inf"), "nan": float("nan"), "diverged": 0.0}
-    rec = RunRecord(experiment.load(linear_example).runs[0], {"p": "1"}, metrics, summary)
+    rec = RunRecord(experiment.load(linear_example).runs[0], {"p": "1"}, curves, summary)
     ids = {}
     for bulk in (True, False):
         t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)

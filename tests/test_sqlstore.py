@@ -1,0 +1,106 @@
+"""The bulk path (bpresearch.sqlstore) writes what MLflow's own client writes, read back through MLflow."""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpresearch import experiment, sqlstore
+from bpresearch.results import RunRecord
+from bpresearch.tracking import HASH_TAG, KIND_TAG, Tracker
+
+KEYS = ("train_loss", "grad_norm", "full_train_loss")
+
+
+def _records(linear_example, n=3):
+    runs = experiment.load(linear_example).runs[:n]
+    out = []
+    for i, run in enumerate(runs):
+        steps = np.arange(0, 1200 + 100 * i)
+        vals = np.sin(steps * (i + 1.0)) * (i + 1)
+        vals[7] = np.inf      # log_batch stores ±inf as ±max float, NaN as 0 with is_nan
+        vals[8] = -np.inf
+        vals[9] = np.nan
+        curves = {"train_loss": (steps, vals), "grad_norm": (steps[::3], np.cos(steps[::3] * 1.0)),
+                  # the latest point of this curve is NaN, the largest value of its step decides nothing
+                  "full_train_loss": (np.array([0, 10, 20]), np.array([1.0, 0.5, np.nan]))}
+        summary = {"final": 0.5 + i, "big": float("inf"), "nan": float("nan"), "diverged": 0.0}
+        out.append(RunRecord(run, {"p": str(i), "learning_rate": str(run.config["optimizer"]["learning_rate"])},
+                             curves, summary, {"config.json": f'{{"i": {i}}}'}))
+    return out
+
+
+def _log(tmp_path, recs, bulk, replaces=None):
+    t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
+    e = t.experiment("x", "d")
+    parent = t.start_sweep(e, "s", {}, {}, {})
+    return t, e, t.log_runs(e, parent, recs, {"bpresearch.group": "g1"}, replaces)
+
+
+def test_bulk_runs_read_back_like_client_runs(tmp_path, linear_example):
+    recs = _records(linear_example)
+    (ta, ea, ia), (tb, eb, ib) = _log(tmp_path, recs, True), _log(tmp_path, recs, False)
+    assert ta.points == tb.points == sum(len(s) for r in recs for s, _ in r.curves.values()) + 4 * len(recs)
+    for rec, a, b in zip(recs, ia, ib):
+        ra, rb = ta.client.get_run(a), tb.client.get_run(b)
+        for f in ("status", "run_name", "lifecycle_stage", "user_id", "experiment_id"):
+            assert getattr(ra.info, f) == getattr(rb.info, f), f
+        assert ra.info.status == "FINISHED" and ra.info.end_time >= ra.info.start_time
+        assert ra.info.artifact_uri.endswith(f"/{a}/artifacts") and rb.info.artifact_uri.endswith(f"/{b}/artifacts")
+        strip = lambda tags: {k: v for k, v in tags.items() if k != "mlflow.parentRunId"}  # noqa: E731
+        assert strip(ra.data.tags) == strip(rb.data.tags)
+        assert ra.data.params == rb.data.params
+        assert str(ra.data.metrics) == str(rb.data.metrics)  # latest_metrics, NaN and inf included
+        for k in (*KEYS, "final", "big", "nan"):
+            ha = [(m.step, m.value, m.timestamp > 0) for m in ta.client.get_metric_history(a, k)]
+            hb = [(m.step, m.value, m.timestamp > 0) for m in tb.client.get_metric_history(b, k)]
+            assert str(sorted(ha)) == str(sorted(hb)), k
+        for t, i in ((ta, a), (tb, b)):
+            (tmp_path / i).mkdir()
+            assert Path(t.client.download_artifacts(i, "config.json", str(tmp_path / i))).read_text() == \
+                rec.artifacts["config.json"]
+        assert [f.path for f in ta.client.list_artifacts(a)] == [f.path for f in tb.client.list_artifacts(b)]
+    # MLflow's searches see them: by tag, by status, by metric, nested under the parent
+    for t, e in ((ta, ea), (tb, eb)):
+        found = t.client.search_runs([e], f"tags.`{KIND_TAG}` = 'run' and attributes.status = 'FINISHED' "
+                                          "and metrics.final >= 1.5")
+        assert sorted(r.data.tags[HASH_TAG] for r in found) == sorted(r.run.hash for r in recs[1:])
+
+
+def test_stale_copies_are_killed_with_their_replacement(tmp_path, linear_example):
+    recs = _records(linear_example, 2)
+    t = Tracker(f"sqlite:///{tmp_path}/m.db")
+    e = t.experiment("x", "d")
+    parent = t.start_sweep(e, "s", {}, {}, {})
+    stale = t.client.create_run(e, tags={KIND_TAG: "run", HASH_TAG: recs[0].run.hash}).info.run_id
+    new = t.log_runs(e, parent, recs, {}, {recs[0].run.hash: [stale]})
+    assert t.client.get_run(stale).info.status == "KILLED"
+    assert [t.client.get_run(i).info.status for i in new] == ["FINISHED", "FINISHED"]
+
+
+def test_runs_are_cut_into_transactions_and_each_is_atomic(tmp_path, linear_example, monkeypatch):
+    recs = _records(linear_example, 3)
+    sizes = [sum(len(s) for s, _ in r.curves.values()) + len(r.summary) for r in recs]
+    runs = [sqlstore.NewRun(sqlstore.new_run_id(), "r", 0, "file:///x", 1, {}, {}, r.curves, r.summary) for r in recs]
+    assert [len(p) for p in sqlstore.transactions(runs, sizes[0] + sizes[1])] == [2, 1]
+    assert [len(p) for p in sqlstore.transactions(runs, 1)] == [1, 1, 1]
+    # a failing transaction leaves nothing of itself behind
+    t, e, ids = _log(tmp_path, recs[:1], True)
+    runs[1].run_id = ids[0]  # a run id that exists: the runs insert fails
+    runs[1].experiment_id = runs[0].experiment_id = int(e)
+    con = sqlstore.connect(tmp_path / "True.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        sqlstore.insert(con, runs[:2])
+    assert con.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (runs[0].run_id,)).fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM metrics WHERE run_uuid = ?", (runs[0].run_id,)).fetchone() == (0,)
+    assert not con.in_transaction
+
+
+def test_sanitize_matches_mlflow():
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    x = np.array([1.5, -0.0, np.inf, -np.inf, np.nan, 3e38], np.float32)
+    values, is_nan = sqlstore.sanitize(x)
+    want = [SqlAlchemyStore.sanitize_metric_value(None, float(v)) for v in x]
+    assert [(bool(n), v) for n, v in zip(is_nan, values.tolist())] == [(bool(n), float(v)) for n, v in want]
