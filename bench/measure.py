@@ -174,7 +174,7 @@ def tracking_costs(exp: expmod.Experiment) -> dict:
             t0 = time.perf_counter()
             for rec in recs:
                 if strip:
-                    rec = results.RunRecord(rec.run, rec.params, [], rec.summary, rec.artifacts)
+                    rec = results.RunRecord(rec.run, rec.params, {}, rec.summary, rec.artifacts)
                 tracker.log_run(exp_id, parent, rec, {})
             out[f"{label}_s"] = time.perf_counter() - t0
             out[f"{label}_points"] = tracker.points
