@@ -189,7 +189,7 @@ class Tracker:
         P = [self._Param(k, fit_param(run_id, k, v, self.param_limit)) for k, v in params.items()]
         for i in range(0, len(P), 100):  # MLflow's limit of params per log_batch call
             self.client.log_batch(run_id, params=P[i:i + 100], synchronous=True)
-        M = [self._Metric(k, v, now, s) for k, (steps, values) in curves.items()
+        M = [self._Metric(k, v, now, s) for k, (steps, values) in dict(curves or {}).items()
              for s, v in zip(steps.tolist(), values.tolist())]
         M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
         if M and not (fresh and self.bulk and self._insert_new_metrics(run_id, M)):
