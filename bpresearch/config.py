@@ -158,6 +158,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "sharpness": (False, _bool),               # top Hessian eigenvalue; over training in full-batch runs
         "noise_scale": (False, _bool),             # gradient noise scale B_simple (exact, per-example)
         "lanczos_iters": (20, _int(lo=2)),         # Hessian-vector products per sharpness measurement
+        "hessian_noise_scale": (False, _bool),     # B_noise = tr(HΣ)/(GᵀHG), exact: N HVPs per measurement
     },
     "sweep": {
         "learning_rate": ([0.1], None),            # a list, or {min, max, num, scale = "log"|"linear"}

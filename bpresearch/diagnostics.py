@@ -161,3 +161,64 @@ def noise_scale_streamed(batch_loss: Callable, params, X: jax.Array, y: jax.Arra
     trace_sigma = jnp.sum(jax.lax.map(block, idx)) / n
     grad_sq = _sq_norm(G)
     return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma)
+class NoiseScales(NamedTuple):
+    b_simple: jax.Array       # tr(Σ)/|G|², in examples
+    b_noise: jax.Array        # tr(HΣ)/(GᵀHG), in examples: the Hessian-aware noise scale
+    grad_sq: jax.Array        # |G|²
+    trace_sigma: jax.Array    # tr(Σ)
+    g_h_g: jax.Array          # GᵀHG, the curvature along the gradient (times |G|²)
+    trace_h_sigma: jax.Array  # tr(HΣ)
+
+
+def _vdot(a, b) -> jax.Array:
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def noise_scale_hessian(batch_loss: Callable, params, X: jax.Array, y: jax.Array,
+                        block_size: int = 64) -> NoiseScales:
+    """B_noise = tr(HΣ)/(GᵀHG), exactly, with B_simple from the same per-example gradients.
+
+    McCandlish et al. 2018 (§2.2 and appendix A): for a step of the optimal size along a
+    batch-B gradient estimate on the local quadratic, the expected loss improvement is
+    ΔL_max/(1 + B_noise/B) with B_noise = tr(HΣ)/(GᵀHG). B_simple = tr(Σ)/|G|² is the
+    same quantity with H replaced by a multiple of the identity; the two agree only then.
+    Here Σ = (1/N) Σ_i d_i d_iᵀ with d_i = g_i − G, so
+    tr(HΣ) = (1/N) Σ_i d_iᵀ H d_i: one Hessian-vector product of the full loss per example
+    (N passes over the set; use it on small sets or sparsely). Streamed: ``block_size``
+    per-example gradients and their Hessian-vector products at a time, never N × P.
+
+    Args:
+        batch_loss: ``batch_loss(params, Xb, yb) -> scalar``, the *mean* loss over the batch.
+        params: the point.
+        X, y: the training set, (N, ...) and (N, ...).
+        block_size: examples per block, static; the last block is padded and masked.
+    Returns:
+        ``NoiseScales``; b_noise is negative or infinite where GᵀHG ≤ 0 (negative curvature
+        along the gradient: the quadratic model has no optimal step there).
+    """
+    n = X.shape[0]
+    block_size = min(block_size, n)
+    n_blocks = -(-n // block_size)
+
+    def full(p):
+        return batch_loss(p, X, y)
+
+    G = jax.grad(full)(params)
+    g_h_g = _vdot(G, hvp(full, params, G))
+
+    def deviation(xi, yi):  # d_i = g_i − G, a params-shaped pytree
+        return jax.tree.map(jnp.subtract, jax.grad(batch_loss)(params, xi[None], yi[None]), G)
+
+    def block(idx):  # idx (block_size,), past n in the last block
+        safe = jnp.minimum(idx, n - 1)
+        D = jax.vmap(deviation)(X[safe], y[safe])           # block_size × params
+        HD = jax.vmap(lambda d: hvp(full, params, d))(D)    # block_size × params
+        keep = idx < n
+        return (jnp.sum(jnp.where(keep, jax.vmap(_sq_norm)(D), 0.0)),
+                jnp.sum(jnp.where(keep, jax.vmap(_vdot)(D, HD), 0.0)))
+
+    idx = jnp.arange(n_blocks * block_size).reshape(n_blocks, block_size)
+    sq, quad = jax.lax.map(block, idx)
+    trace_sigma, trace_h_sigma = jnp.sum(sq) / n, jnp.sum(quad) / n
+    grad_sq = _sq_norm(G)
+    return NoiseScales(trace_sigma / grad_sq, trace_h_sigma / g_h_g, grad_sq, trace_sigma, g_h_g, trace_h_sigma)

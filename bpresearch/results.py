@@ -42,8 +42,9 @@ TEST_LOSS = "test_loss"
 CURVE_KEYS = (TRAIN_LOSS, GRAD_NORM, FULL_TRAIN_LOSS, TEST_LOSS)
 SHARPNESS = "sharpness"                # diagnostics at measured steps: λ_max of the Hessian,
 STABILITY_LR = "stability_lr"          # the learning rate it makes unstable,
-NOISE_SCALE = "gradient_noise_scale"   # and B_simple = tr(Σ)/|G|²
-DIAGNOSTIC_KEYS = (SHARPNESS, STABILITY_LR, NOISE_SCALE)
+NOISE_SCALE = "gradient_noise_scale"   # B_simple = tr(Σ)/|G|²,
+HESSIAN_NOISE_SCALE = "hessian_noise_scale"  # and B_noise = tr(HΣ)/(GᵀHG)
+DIAGNOSTIC_KEYS = (SHARPNESS, STABILITY_LR, NOISE_SCALE, HESSIAN_NOISE_SCALE)
 FINAL_LOSS = "final_full_train_loss"   # summaries: one value per run (step 0)
 MIN_LOSS = "min_full_train_loss"
 DIVERGED = "diverged"                  # 1.0 or 0.0
@@ -87,13 +88,23 @@ def examples_key(target: float) -> str:
     return f"examples_to_loss_{target_key(target)}"
 
 
+def above_key(target: float) -> str:
+    """The last evaluated step whose full training loss was above the target, before the first below.
+
+    Steps-to-target is the interval (above, steps]: every step at full batch, every
+    ``eval_every`` steps otherwise. When not reached: the last evaluated step (censored there).
+    """
+    return f"steps_above_loss_{target_key(target)}"
+
+
 def reached_key(target: float) -> str:
     """1.0 when the target was reached, else 0.0."""
     return f"reached_loss_{target_key(target)}"
 
 
 # The first target is also logged under these names, so the UI has one column to sort by.
-FIRST_TARGET_KEYS = {"steps": "steps_to_target", "examples": "examples_to_target", "reached": "reached_target"}
+FIRST_TARGET_KEYS = {"steps": "steps_to_target", "examples": "examples_to_target", "reached": "reached_target",
+                     "above": "steps_above_target"}
 
 
 def param_text(value) -> str:
@@ -155,10 +166,14 @@ def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str,
     bs = config["train"]["batch_size"]
     for j, target in enumerate(config["train"]["targets"]):
         s = int(a["steps_to_target"][i, j])
-        names = [{"reached": reached_key(target), "steps": steps_key(target), "examples": examples_key(target)}]
+        above = int(a["steps_above_target"][i, j]) if "steps_above_target" in a else -1
+        names = [{"reached": reached_key(target), "steps": steps_key(target), "examples": examples_key(target),
+                  "above": above_key(target)}]
         names += [FIRST_TARGET_KEYS] if j == 0 else []
         for n in names:
             out[n["reached"]] = float(s >= 0)
+            # the first crossing lies in (above, steps]; not reached: censored after the last evaluation, above
+            out[n["above"]] = float(above)
             if s >= 0:
                 out[n["steps"]] = float(s)
                 out[n["examples"]] = float(s * bs)
@@ -172,7 +187,8 @@ def kept(steps: np.ndarray, values: np.ndarray, keep: np.ndarray) -> tuple[np.nd
 
 
 def diagnostic_curves(config: dict, a: dict[str, np.ndarray], i: int, stop: int) -> dict[str, tuple]:
-    """``sharpness``, ``stability_lr`` and ``gradient_noise_scale`` at the steps they were measured."""
+    """``sharpness``, ``stability_lr``, ``gradient_noise_scale`` (B_simple) and ``hessian_noise_scale``
+    (B_noise) at the steps they were measured."""
     steps = diag_steps(config)
     out = {}
     o = config["optimizer"]
@@ -185,6 +201,9 @@ def diagnostic_curves(config: dict, a: dict[str, np.ndarray], i: int, stop: int)
     if "noise_scale" in a:
         v = a["noise_scale"][i][:len(steps)]
         out[NOISE_SCALE] = kept(steps[:len(v)], v, steps[:len(v)] <= stop)
+    if "hessian_noise_scale" in a:
+        v = a["hessian_noise_scale"][i][:len(steps)]
+        out[HESSIAN_NOISE_SCALE] = kept(steps[:len(v)], v, steps[:len(v)] <= stop)
     return out
 
 
@@ -202,7 +221,7 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         curves = {key: kept(steps, a[key][i][steps], True) for key in (TRAIN_LOSS, GRAD_NORM)}
         ev = result.eval_steps
         curves.update({key: kept(ev, a[key][i], ev <= stop) for key in (FULL_TRAIN_LOSS, TEST_LOSS)})
-        if "sharpness" in a or "noise_scale" in a:
+        if "sharpness" in a or "noise_scale" in a or "hessian_noise_scale" in a:
             curves.update(diagnostic_curves(c, a, i, stop))
         curves = {k: v for k, v in curves.items() if len(v[0])}
         summary = summary_metrics(c, a, i)

@@ -10,24 +10,36 @@ Conventions (every curve in the project follows them):
 - Minibatches are drawn *with replacement* (``jax.random.randint``), independently at
   every step. ``batch_size == n_train`` is batch training: the whole set at every step,
   no sampling, exact gradient descent (SEED.md §6).
-- Divergence: a loss that is non-finite or above ``divergence_factor × max(L0, 1)``
-  (L0 the full training loss at step 0), on the minibatch or at an evaluation, freezes
-  the run at that step: its params stop changing and ``diverged_step`` records the step.
-- Steps-to-target: the first evaluated step whose full training loss is below the
-  target, before any divergence; −1 when never reached. In full-batch runs every step's
-  loss is the full loss, so every step counts as evaluated (step resolution).
-- Diagnostics (off unless ``diag_every > 0``), at evaluation steps every ``diag_every``
-  steps (rounded up to a multiple of ``eval_every``): ``sharpness`` (top Hessian
-  eigenvalue of the full training loss, by Lanczos) and the exact gradient noise scale
-  B_simple (per-example gradients, streamed in blocks), both properties of the point in
-  parameter space. Measured at step 0 in every run and over training in full-batch runs
-  only: each costs one or more passes over the whole training set, which would multiply
-  the cost of a small-batch run many times (a batch-1 run sees 1,500 examples in 1,500
-  steps; one noise-scale measurement sees 1,437).
+- Divergence is decided on the *full* training loss or on non-finite values, never on one
+  minibatch: a run diverges at step k when its minibatch loss is non-finite, or when its
+  full training loss is non-finite or above ``divergence_factor × max(L0, 1)`` (L0 the
+  full training loss at step 0). A minibatch loss above that limit only triggers an
+  immediate evaluation of the full loss (one outlier label at batch size 1 is not a
+  divergence); in full-batch runs the minibatch loss is the full loss. Divergence freezes
+  the run: its params stop changing and ``diverged_step`` records the step. Padded steps
+  past the budget (the last chunk is padded to ``eval_every``) never count.
+- Steps-to-target is an interval: ``steps_to_target`` is the first evaluated step whose
+  full training loss is below the target, before any divergence (−1 when never reached),
+  and ``steps_above_target`` the last evaluated step before it whose loss was above, so
+  the first crossing lies in (steps_above_target, steps_to_target]. Full-batch runs are
+  evaluated at every step (every step's minibatch loss is the full loss): an interval of
+  one step; minibatch runs every ``eval_every`` steps. Never reached: steps_above_target
+  is the last evaluated step (the run is censored there).
+- Diagnostics (off unless ``diag_every > 0``) at ``diag_schedule(steps, diag_every)``:
+  steps 0, 1, 2, 4, 8, … below ``diag_every``, then every ``diag_every`` steps, so the
+  rapid early changes (a catapult-like drop of sharpness in the first steps) are caught:
+  ``sharpness`` (top Hessian eigenvalue of the full training loss, by Lanczos), the exact
+  gradient noise scale B_simple (per-example gradients, streamed in blocks) and, when
+  asked, the Hessian-aware noise scale B_noise = tr(HΣ)/(GᵀHG) (per-example gradients and
+  Hessian-vector products, streamed), all properties of the point in parameter space.
+  Measured at step 0 in every run and over training in full-batch runs only: each costs
+  one or more passes over the whole training set (B_noise: N of them), which would
+  multiply the cost of a small-batch run many times.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -51,11 +63,23 @@ class TrainSpec(NamedTuple):
     sharpness: bool = False
     noise_scale: bool = False
     lanczos_iters: int = 20
+    hessian_noise_scale: bool = False  # B_noise = tr(HΣ)/(GᵀHG): N Hessian-vector products each
 
 
-def diag_stride(spec: TrainSpec) -> int:
-    """Diagnostics run at every ``diag_stride``-th evaluation chunk."""
-    return -(-spec.diag_every // spec.eval_every) if spec.diag_every else 0
+GROUP_AXIS = "runs"  # the vmapped axis of a group program (``make_group_program``)
+
+
+def diag_schedule(steps: int, every: int) -> np.ndarray:
+    """The steps at which diagnostics are measured: 0, 1, 2, 4, 8, … below ``every``, then every ``every``.
+
+    Dense early because the curvature changes fastest in the first steps (a large step
+    size can push the sharpness far down within a handful of steps); all below ``steps``.
+    """
+    if every <= 0:
+        return np.zeros(0, np.int64)
+    early = [2 ** j for j in range(every.bit_length()) if 2 ** j < every]
+    a = np.unique(np.concatenate([[0], early, np.arange(0, steps, every)])).astype(np.int64)
+    return a[a < steps]
 
 
 def eval_steps(steps: int, eval_every: int) -> np.ndarray:
@@ -69,7 +93,7 @@ def _select(pred, on_true, on_false):
 
 
 def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], spec: TrainSpec):
-    """Build ``run(data, learning_rate, momentum, seed) -> dict of arrays`` (pure, unjitted).
+    """Build ``run(data, learning_rate, momentum, seed, axis_name=None) -> dict of arrays`` (pure, unjitted).
 
     Args:
         model: the ``(init, apply)`` pair.
@@ -79,15 +103,20 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
     Returns:
         ``run``; its dict holds ``train_loss`` and ``grad_norm`` (steps,),
         ``full_train_loss`` and ``test_loss`` (len(eval_steps),), ``diverged`` (bool),
-        ``diverged_step`` (int, −1 if not), ``steps_to_target`` (len(targets),),
-        ``final_full_train_loss`` and ``min_full_train_loss``.
+        ``diverged_step`` (int, −1 if not), ``steps_to_target`` and ``steps_above_target``
+        (len(targets),), ``final_full_train_loss``, ``min_full_train_loss`` and the
+        diagnostics (len(diag_schedule),). ``axis_name``: the vmapped axis when the run is
+        one member of a group (``make_group_program``): a minibatch loss over the limit in
+        any member then evaluates the full loss once for the group, in a real branch.
     """
     steps, E, B = spec.steps, spec.eval_every, spec.batch_size
     n_chunks = -(-steps // E)
     ev_steps = jnp.asarray(eval_steps(steps, E))
     targets = jnp.asarray(spec.targets, jnp.float32).reshape(-1)
+    schedule = diag_schedule(steps, spec.diag_every)
+    is_diag_step = jnp.asarray(np.isin(np.arange(n_chunks * E), schedule))  # (n_chunks·E,), static
 
-    def run(data: Dataset, learning_rate, momentum, seed):
+    def run(data: Dataset, learning_rate, momentum, seed, axis_name: str | None = None):
         X, y = data.X_train, data.y_train
         n = X.shape[0]
         full_batch = B >= n
@@ -96,6 +125,9 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
 
         def full_loss(p):
             return loss_fn(model.apply(p, X), y)
+
+        def batch_loss(p, Xb, yb):
+            return loss_fn(model.apply(p, Xb), yb)
 
         def test_loss(p):
             if data.X_test is None:
@@ -112,51 +144,63 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
         def mark(div, div_step, bad, k):
             return div | bad, jnp.where(bad & ~div, k, div_step)
 
+        def anyone(flag):  # unbatched across the group, so that a cond on it stays a branch
+            return jax.lax.psum(flag.astype(jnp.int32), axis_name) > 0 if axis_name else flag
+
+        nan = jnp.float32(jnp.nan)
+
+        def measure(on, fn, params):
+            # ``on`` depends only on the step index, not on vmapped values: a real branch
+            return jax.lax.cond(on, fn, lambda p: nan, params)
+
+        def diagnose(params, k):
+            on = is_diag_step[k] & (full_batch | (k == 0))
+            out = {}
+            if spec.sharpness:
+                k_sharp = jax.random.fold_in(k_data, 2**31 - 1)  # a stream no step index uses
+                out["sharpness"] = measure(on, lambda p: diagnostics.sharpness(
+                    full_loss, p, k_sharp, spec.lanczos_iters).astype(jnp.float32), params)
+            if spec.hessian_noise_scale:
+                both = jax.lax.cond(on, lambda p: tuple(v.astype(jnp.float32) for v in diagnostics.noise_scale_hessian(
+                    batch_loss, p, X, y)[:2]), lambda p: (nan, nan), params)
+                if spec.noise_scale:
+                    out["noise_scale"] = both[0]
+                out["hessian_noise_scale"] = both[1]
+            elif spec.noise_scale:
+                out["noise_scale"] = measure(on, lambda p: diagnostics.noise_scale_streamed(
+                    batch_loss, p, X, y).b_simple.astype(jnp.float32), params)
+            return out
+
         def one_step(carry, k):
             params, state, div, div_step = carry
+            live = k < steps  # the last chunk is padded past the budget: those steps never count
             k_batch, k_method = jax.random.split(jax.random.fold_in(k_data, k))
             if full_batch:
                 Xb, yb = X, y
             else:
                 idx = jax.random.randint(k_batch, (B,), 0, n)
                 Xb, yb = X[idx], y[idx]
+            diag = diagnose(params, k) if spec.diag_every else {}
             new_params, new_state, loss, gnorm = method.step(
-                params, state, lambda p: loss_fn(model.apply(p, Xb), yb), k_method)
-            div, div_step = mark(div, div_step, is_bad(loss), k)
-            hold = div | (k >= steps)  # frozen, or padding past the last step
+                params, state, lambda p: batch_loss(p, Xb, yb), k_method)
+            if full_batch:  # the minibatch is the whole set: this is the full loss
+                bad = is_bad(loss)
+            else:  # one minibatch is no verdict: over the limit, look at the full loss now
+                over = live & ~div & (loss > limit)
+                fl = jax.lax.cond(anyone(over), full_loss, lambda p: jnp.float32(0.0), params)
+                bad = ~jnp.isfinite(loss) | (over & is_bad(fl))
+            div, div_step = mark(div, div_step, bad & live, k)
+            hold = div | ~live  # frozen, or padding past the last step
             params = _select(hold, params, new_params)
             state = _select(hold, state, new_state)
-            return (params, state, div, div_step), (loss, gnorm)
-
-        stride = diag_stride(spec)
-        nan = jnp.float32(jnp.nan)
-
-        def measure(on, fn, params):
-            # c is the scan index, not vmapped: this cond stays a real branch under vmap
-            return jax.lax.cond(on, fn, lambda p: nan, params)
-
-        def diagnose(params, c):
-            on = (c % stride == 0) if stride else False
-            out = {}
-            if spec.sharpness:
-                k_sharp = jax.random.fold_in(k_data, 2**31 - 1)  # a stream no step index uses
-                out["sharpness"] = measure(on & (full_batch | (c == 0)), lambda p: diagnostics.sharpness(
-                    full_loss, p, k_sharp, spec.lanczos_iters).astype(jnp.float32), params)
-            if spec.noise_scale:
-                out["noise_scale"] = measure(on & (full_batch | (c == 0)), lambda p: diagnostics.noise_scale_streamed(
-                    batch_loss, p, X, y).b_simple.astype(jnp.float32), params)
-            return out
-
-        def batch_loss(p, Xb, yb):
-            return loss_fn(model.apply(p, Xb), yb)
+            return (params, state, div, div_step), (loss, gnorm, diag)
 
         def chunk(carry, c):
             params, state, div, div_step = carry
             k0 = c * E
             fl, tl = full_loss(params), test_loss(params)
             div, div_step = mark(div, div_step, is_bad(fl), k0)
-            diag = diagnose(params, c)
-            carry, (losses, gnorms) = jax.lax.scan(one_step, (params, state, div, div_step), k0 + jnp.arange(E))
+            carry, (losses, gnorms, diag) = jax.lax.scan(one_step, (params, state, div, div_step), k0 + jnp.arange(E))
             return carry, (fl, tl, losses, gnorms, diag)
 
         init = (params, state, jnp.bool_(False), jnp.int32(-1))
@@ -166,6 +210,7 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
         div, div_step = mark(div, div_step, is_bad(fl_end), steps)
         full = jnp.append(fl, fl_end)
         test = jnp.append(tl, tl_end)
+        diag = {key: v.reshape(-1)[schedule] for key, v in diag.items()}  # (len(schedule),) each
 
         valid = ~div | (ev_steps <= div_step)  # evaluations before the run froze
         train_loss = losses.reshape(-1)[:steps]
@@ -176,6 +221,10 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
         before = ~div | (hit_steps <= div_step)
         reached = before[None, :] & (hit_loss[None, :] < targets[:, None])  # (targets, candidates)
         steps_to_target = jnp.where(reached.any(axis=1), hit_steps[jnp.argmax(reached, axis=1)], -1)
+        # the last evaluated step above the target before the first one below (or before the end)
+        first = jnp.where(steps_to_target >= 0, steps_to_target, steps + 1)
+        above = before[None, :] & (hit_steps[None, :] < first[:, None])
+        steps_above = jnp.max(jnp.where(above, hit_steps[None, :], -1), axis=1)
         return {
             "train_loss": train_loss,
             "grad_norm": gnorms.reshape(-1)[:steps],
@@ -184,9 +233,10 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
             "diverged": div,
             "diverged_step": div_step,
             "steps_to_target": steps_to_target.astype(jnp.int32),
+            "steps_above_target": steps_above.astype(jnp.int32),
             "final_full_train_loss": fl_end,
             "min_full_train_loss": jnp.min(jnp.where(valid & jnp.isfinite(full), full, jnp.inf)),
-            **diag,  # (n_chunks,) each, NaN where not measured
+            **diag,  # NaN where not measured
         }
 
     return run
@@ -194,4 +244,4 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
 
 def make_group_program(run):
     """Jit of ``run`` vmapped over (learning_rate, momentum, seed); data is shared."""
-    return jax.jit(jax.vmap(run, in_axes=(None, 0, 0, 0)))
+    return jax.jit(jax.vmap(partial(run, axis_name=GROUP_AXIS), in_axes=(None, 0, 0, 0), axis_name=GROUP_AXIS))

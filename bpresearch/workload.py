@@ -51,18 +51,18 @@ def method_fn(config: dict) -> Callable[..., optim.Method]:
 def train_spec(config: dict) -> train.TrainSpec:
     """What is static in the compiled program (``[train]`` and ``[diagnostics]``)."""
     t, d = config["train"], config["diagnostics"]
-    on = d["sharpness"] or d["noise_scale"]
+    on = d["sharpness"] or d["noise_scale"] or d["hessian_noise_scale"]
     return train.TrainSpec(steps=t["steps"], eval_every=min(t["eval_every"], t["steps"]),
                            batch_size=t["batch_size"], targets=tuple(t["targets"]),
                            divergence_factor=t["divergence_factor"], diag_every=d["every"] if on else 0,
                            sharpness=d["sharpness"], noise_scale=d["noise_scale"],
-                           lanczos_iters=d["lanczos_iters"])
+                           lanczos_iters=d["lanczos_iters"], hessian_noise_scale=d["hessian_noise_scale"])
 
 
 def diag_steps(config: dict) -> np.ndarray:
-    """The step of each entry of the ``sharpness`` / ``noise_scale`` arrays (one per chunk)."""
+    """The step of each entry of the diagnostic arrays (``train.diag_schedule``)."""
     t = train_spec(config)
-    return train.eval_steps(t.steps, t.eval_every)[:-1]
+    return train.diag_schedule(t.steps, t.diag_every)
 
 
 def to_device(config: dict, dataset: Dataset) -> Dataset:
