@@ -2,8 +2,11 @@
 
 A run's config hash is how a sweep resumes and how the store names a run; the group key
 is logged as ``bpresearch.group``; the resolved TOML is logged with every sweep. The
-digests below were computed before issue 9's refactor (commit 10067b5); a change here
-means old stores would no longer resume or compare, and needs a README note.
+digests below were computed before issue 9's refactor (commit 10067b5) and changed once,
+on purpose, by issue 11 (new key ``diagnostics.hessian_noise_scale``; divergence, steps-to-
+target intervals and the diagnostics schedule follow new rules, so runs of the old rules
+must not be resumed as if they were the same); a change here means old stores would no
+longer resume or compare, and needs a README note.
 """
 
 import hashlib
@@ -18,21 +21,21 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # file -> (runs, sha256 of the sorted run hashes, sha256 of the sorted group keys,
 #          sha256 of the resolved TOML without its "# resolved from <path>" line)
 PINNED = {
-    "seed-graph.toml": (13, "4490e4ba355a73752725e6249201f844859b6483172e2dcff1b002a6f667d848",
-        "36636643b9b387f5ae64346d60a77a85c417c95d881d9da10ec7252f727c67e1",
-        "dcfb54b983b5633c1cb075a3e6b312f698c5c2c8f66f965be44dc10adc7352c1"),
-    "neuron-random-vs-gd.toml": (32, "2437ed237c2e3eacdd97f767b48ec5fb5db11863637e755db68304f8bb54cec8",
-        "c1ad1f1b30dd57c4ae6760af1afaf791b0d70d3a2f79c2a78031f4e3746e2d42",
-        "81e2bf373bf7a70d1d9681d9cad1f1c7386a9d86bb5d4d29da2bbf918c9576bc"),
-    "batch-vs-stochastic.toml": (30, "da6c48138168e4188eb97981520b2cae446eed8f9e23ade54015593fac0fad79",
-        "9700e589c3c387e0cd41cf91a801882345add6b417c0da41b4b5cd2336ed6df7",
-        "a6e9d14dab551a55b33ca2ed84a6a69dea358478e743ca7ef959c35dd79e6639"),
-    "linear-regression.toml": (132, "193ada13370d287212f8442d080c5cb23a0a503db27b9274508f87aced32b6e5",
-        "f9adfed4fbc30e18da3d3f88d47966c587ffa44fb7fed95e417fc720ab7a29cb",
-        "b1b6f2b0e254f18701b64cbe6a29a871e3d3e82b2b3ccde9508d0c8cbad24698"),
-    "digits-mlp.toml": (180, "b46e1460b92b76b1a1cbc94ffd8ba876391d472cc34718efeefee34837a13b40",
-        "6f52a444f004049df4cccc6a3551ca71b821d21b3742a7cf4d6348861b067f1f",
-        "0618378b0cbf4557ef042dcdd211ad51a983a626321e53cbf1588c6efff9f9bb"),
+    "seed-graph.toml": (13, "5b9f320afe324d579e513aad0ebdb4870fa62641e671f853a7faa7c505da5930",
+        "4961e964d24adcf70ecb7b85e1e431fe9ea01f34dc5f68d3dbb470ffaa2c3d57",
+        "b08deca6bdea178a32a6b3bfe8925ac23813c2bba85324862b9a3b23e0d65889"),
+    "neuron-random-vs-gd.toml": (32, "d45f249d2f6b60a5223ac9fa6ec99c9458aec095e1381db43724f7fc61915d39",
+        "ade8adb88b2878de3bb309216da6a5cd17272c2222021b64497ca217c84a879d",
+        "7dfb6ba8e6c12d451ab1c56adb85cc5376bf0557dda93b104dafe4a2142cd397"),
+    "batch-vs-stochastic.toml": (30, "72df7938b3e20e217ac9a73335581e6f5976c50d2617fc01122d301efe792c9d",
+        "82c07f8757d2d0f3063701399218bbb87406aea4bdc6f020c90ceeab01c00cea",
+        "6ac679f75e130617cc322524b2662c980c6d117968e7f4a598125101ced4156e"),
+    "linear-regression.toml": (132, "499219d35ac4e650c19113b359a5f200c37fec6b7ac7eb13420cae122baa5e6d",
+        "2e3544741e2c057499a02dd08eecfabe80f71fc1a19d9c5d30d2ab0a105f4df3",
+        "d5d2b0704dc3e45a085aeff999653e908b0f23963d78b63011cd7bf2841ff864"),
+    "digits-mlp.toml": (180, "ce6c22f17aecf8b04d9d7f38585d23154e65e1a214595300f7d9f75eb289fd65",
+        "9f200869077780312c2dd2e44139a5b2d23dc03507da38327a253a1d98311a62",
+        "4c84dba61098b49948d82fc548c548cec4ec66a67694ca6b1dc0c835dd19394a"),
 }
 
 
