@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,7 @@ from pathlib import Path
 import jax.monitoring
 
 from bpresearch import experiment as expmod
-from bpresearch import results, sweep
+from bpresearch import results, sqlstore, sweep
 from bpresearch.tracking import Tracker
 
 from . import naive
@@ -78,23 +80,27 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def harness(overrides: list[str], env_extra: dict[str, str] | None = None) -> dict:
+def harness(overrides: list[str], env_extra: dict[str, str] | None = None, source: str | None = None) -> dict:
     """``bpresearch sweep GRID`` in a subprocess: process start, compile, training and tracking.
 
     ``env_extra`` adds environment variables, e.g. ``JAX_COMPILATION_CACHE_DIR`` to measure
-    what a persistent compilation cache would save.
+    what a persistent compilation cache would save. ``source``: another checkout of the
+    project (an earlier commit), run with this interpreter's packages, for a before/after.
     """
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         uri = _store(tmp)
-        cmd = harness_command() + ["sweep", str(GRID), "--tracking-uri", uri]
+        cmd = (harness_command() if source is None else [sys.executable, "-m", "bpresearch.cli"]) + \
+            ["sweep", str(GRID), "--tracking-uri", uri]
         for o in overrides:
             cmd += ["--set", o]
         # cold by default: a fresh, empty persistent compilation cache (the harness keeps one)
         env = {**os.environ, "JAX_LOG_COMPILES": "1", "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "jax-cache"),
                **(env_extra or {})}
         env.pop("MLFLOW_TRACKING_URI", None)
+        if source is not None:
+            env["PYTHONPATH"] = source
         cpu0, t0 = _children_cpu_s(), time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=source or ROOT, env=env, capture_output=True, text=True)
         wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -154,31 +160,115 @@ def naive_loop(exp: expmod.Experiment, batched: bool) -> dict:
             "points": points, "finals": {(int(b), float(lr), int(s)): v for (b, lr, s), v in finals.items()}}
 
 
-def tracking_costs(exp: expmod.Experiment) -> dict:
-    """The harness's writes alone, split into a fixed cost per run and a cost per metric point.
+def careful(exp: expmod.Experiment) -> dict:
+    """The careful user's sweep: one compiled ``lax.scan`` per run, ``log_batch`` per run (``naive.careful_sweep``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-careful-") as tmp, _Compiles() as c:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        finals, points = naive.careful_sweep(_store(tmp), exp)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": wall, "cpu_s": cpu, "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
+            "points": points, "finals": {(int(b), float(lr), int(s)): v for (b, lr, s), v in finals.items()}}
 
-    Logs the grid's real records (from one compiled group) twice into fresh stores with
-    ``Tracker.log_run``: once complete, once with no metric points; the difference is
-    the points' share, the rest is create_run, params, the config artifact and set_terminated.
+
+def naive_sampled(exp: expmod.Experiment, per_batch_size: int = 2) -> dict:
+    """The per-point naive loop on the first ``per_batch_size`` runs of each batch size, extrapolated to the grid.
+
+    The loop costs the same for every run of a batch size but the first (which compiles):
+    the estimate is, per batch size, the first run's seconds plus the mean of the others
+    times the remaining runs. Its final losses are those of the runs it trained.
     """
+    by_bs: dict[int, list] = {}
+    for run in exp.runs:
+        by_bs.setdefault(run.config["train"]["batch_size"], []).append(run)
+    sample = [r for runs in by_bs.values() for r in runs[:per_batch_size]]
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-naive-") as tmp, _Compiles() as c:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        finals, points = naive.run_sweep(_store(tmp), exp, False, sample, times)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    est, i = 0.0, 0
+    for runs in by_bs.values():
+        t = times[i:i + min(per_batch_size, len(runs))]
+        i += len(t)
+        rest = sum(t[1:]) / (len(t) - 1) if len(t) > 1 else t[0]
+        est += t[0] + rest * (len(runs) - 1)
+    return {"seconds": est, "measured_s": wall, "sampled_runs": len(sample), "cpu_s": cpu * est / wall,
+            "compiles": c.count, "compile_s": c.seconds, "compiles_by_name": c.by_name,
+            "points": points * len(exp.runs) // len(sample), "sampled_points": points,
+            "finals": {(int(b), float(lr), int(s)): v for (b, lr, s), v in finals.items()}}
+
+
+def _group_records(exp: expmod.Experiment) -> list:
     runs = next(iter(exp.groups().values()))
     cfg = runs[0].config
     res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg), cfg["train"]["chunk"])
-    recs = results.records(runs, res)
-    out = {"runs": len(recs)}
-    for label, strip in (("full", False), ("no_points", True)):
-        with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+    return results.records(runs, res)
+
+
+# bare sqlite3 connection settings of the ceiling: sqlite's defaults (what the issue measured),
+# the settings of the harness's bulk connection (bpresearch.sqlstore), and those with synchronous=OFF
+CEILING_SETTINGS = {"defaults": [], "bulk": [f"cache_size = -{sqlstore.CACHE_KIB}"],
+                    "bulk_sync_off": [f"cache_size = -{sqlstore.CACHE_KIB}", "synchronous = OFF"]}
+
+
+def write_path(exp: expmod.Experiment, copies: int = 8) -> dict:
+    """The harness's write path against sqlite itself, on the same metric rows.
+
+    The grid's first group of real records, ``copies`` times over (one ``Tracker.log_runs``
+    per copy, as the runner calls it per group), is written into a fresh store; then the
+    very same metric rows, built beforehand, go into another fresh store by a bare
+    ``sqlite3`` ``executemany`` into MLflow's ``metrics`` table (its composite primary key
+    and two indexes), one transaction: the ceiling. A second pass writes the records
+    without their curves: the fixed cost per run (runs, tags, params, config artifact).
+    MLflow's own client path (``Tracker(bulk=False)``: create_run, ``log_batch``,
+    set_terminated) writes 4 of the records, for scale.
+    """
+    recs = _group_records(exp)
+    out = {"runs": len(recs) * copies}
+    with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
+        Tracker(_store(tmp))  # a fresh store, created once, copied for every measurement
+        empty = Path(tmp) / "empty.db"
+        shutil.copy(Path(tmp) / "mlflow.db", empty)
+        for label, strip in (("full", False), ("no_points", True)):
+            shutil.copy(empty, Path(tmp) / "mlflow.db")
             tracker = Tracker(_store(tmp))
             exp_id = tracker.experiment(exp.name, exp.description)
             parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
-            t0 = time.perf_counter()
-            for rec in recs:
-                if strip:
-                    rec = results.RunRecord(rec.run, rec.params, {}, rec.summary, rec.artifacts)
-                tracker.log_run(exp_id, parent, rec, {})
+            todo = recs if not strip else [results.RunRecord(r.run, r.params, {}, r.summary, r.artifacts) for r in recs]
+            p0, t0 = tracker.points, time.perf_counter()
+            for _ in range(copies):
+                tracker.log_runs(exp_id, parent, todo, {"bpresearch.group": "bench"})
             out[f"{label}_s"] = time.perf_counter() - t0
-            out[f"{label}_points"] = tracker.points
-    n, pts = out["runs"], out["full_points"] - out["no_points_points"]
-    out["per_run_s"] = out["no_points_s"] / n
+            out[f"{label}_points"] = tracker.points - p0
+        new = [sqlstore.NewRun(sqlstore.new_run_id(), r.run.name, 1, "", 1, {}, {}, r.curves, r.summary)
+               for _ in range(copies) for r in recs]
+        rows = [row for run in new for part in sqlstore.metric_rows(run)[0] for row in part]
+        out["ceiling_points"] = len(rows)
+        for label, pragmas in CEILING_SETTINGS.items():
+            db = Path(tmp) / f"ceiling-{label}.db"
+            shutil.copy(empty, db)
+            con = sqlite3.connect(db, isolation_level=None)
+            for p in pragmas:
+                con.execute(f"PRAGMA {p}")
+            t0 = time.perf_counter()
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            con.execute("COMMIT")
+            out[f"ceiling_{label}_s"] = time.perf_counter() - t0
+            con.close()
+        shutil.copy(empty, Path(tmp) / "mlflow.db")
+        tracker = Tracker(_store(tmp), bulk=False)
+        exp_id = tracker.experiment(exp.name, exp.description)
+        parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
+        t0 = time.perf_counter()
+        tracker.log_runs(exp_id, parent, recs[:4], {})
+        out["mlflow_client_s_per_run"] = (time.perf_counter() - t0) / 4
+        out["mlflow_client_points_per_s"] = tracker.points / (time.perf_counter() - t0)
+    pts = out["full_points"] - out["no_points_points"]
+    out["per_run_s"] = out["no_points_s"] / out["runs"]
     out["per_point_us"] = 1e6 * (out["full_s"] - out["no_points_s"]) / pts
+    out["points_per_s"] = out["full_points"] / out["full_s"]   # all in: runs, tags, params, artifacts too
+    for label in CEILING_SETTINGS:
+        out[f"ceiling_{label}_points_per_s"] = out["ceiling_points"] / out[f"ceiling_{label}_s"]
     return out

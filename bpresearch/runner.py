@@ -92,11 +92,11 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
             if failure:
                 continue
             try:
-                for rec in item:
-                    tracker.log_run(exp_id, parent, rec, {**tags, "bpresearch.group": expmod.group_key(rec.run.config)},
-                                    unfinished.get(rec.run.hash, ()))
-                    state["logged"] += 1
-                    summary.diverged += int(rec.summary["diverged"])
+                # one group, one call: on sqlite a few transactions for all its runs (tracking.log_runs)
+                tracker.log_runs(exp_id, parent, item, {**tags, "bpresearch.group": expmod.group_key(item[0].run.config)},
+                                 {rec.run.hash: unfinished[rec.run.hash] for rec in item if rec.run.hash in unfinished})
+                state["logged"] += len(item)
+                summary.diverged += sum(int(rec.summary["diverged"]) for rec in item)
             except BaseException as e:  # surfaced on the main thread
                 failure.append(e)
 
