@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pandas as pd
 
 from bpresearch import results as R
@@ -16,12 +17,15 @@ from bpresearch import results as R
 from . import figures as F
 from . import load
 from . import measures as M
+from . import predictions as P
+from . import uncertainty as U
 from .predictions import Predicted, bound_labels, predict
-from .prose import (findings_best, findings_best_short, findings_boundary, findings_critical, findings_divergence,
-                    findings_edge, findings_noise, findings_not_reached, findings_random, findings_resolution,
-                    findings_scaling, findings_seed_graph, findings_sensitivity, findings_steps_source)
+from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_critical_paths,
+                    findings_divergence, findings_lost, findings_not_reached, findings_random, findings_resolution,
+                    findings_scaling_intervals, findings_seed_graph, findings_sensitivity, findings_sharpness,
+                    findings_steps_source, findings_two_noises, findings_untuned)
 from .render import Report
-from .tables import best_table, outcome_table, predicted_table
+from .tables import best_table, critical_table, outcome_table, predicted_table, scaling_table
 
 
 def _what_was_run(rep: Report, data: load.ExperimentData):
@@ -55,7 +59,7 @@ def _what_was_run(rep: Report, data: load.ExperimentData):
 
 
 def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.DataFrame, full: int | None,
-                       targets: list[float], n_bs: int):
+                       targets: list[float], n_bs: int, runs: pd.DataFrame, table: pd.DataFrame, intervals: dict):
     """The "Predicted versus measured" section: table, edge-of-stability figure, noise scales, fits."""
     rep.h2("Predicted versus measured")
     if pred.every is None:
@@ -64,57 +68,49 @@ def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.
         return
     rep.p("Measured, on a grid: the divergence boundary lies between the highest learning rate at which no seed "
           "diverged and the lowest at which some seed did; the table gives that bracket and its geometric midpoint, "
-          "and the prediction is judged by whether it falls inside. Critical batch sizes: B_simple is the exact "
-          "gradient noise scale tr(Σ)/|G|² at the measured step nearest the target; B_crit = E_min/S_min and B_noise "
-          "are fitted to the best learning rate per batch size (McCandlish et al. 2018).")
+          "and the prediction is judged by whether it falls inside. Critical batch size: B_crit = E_min/S_min is "
+          "fitted to the best learning rate per tuned batch size (S = S_min + E_min/B, McCandlish et al. 2018), with "
+          "a 90% interval from a bootstrap over seeds; under that model B_crit is the noise scale averaged along "
+          "training, so it is set beside the step-weighted path averages of the measured noise scales, B_noise = "
+          "tr(HΣ)/(GᵀHG) and B_simple = tr(Σ)/|G|², taken only where the loss was above the target and |G| ≥ 1% of "
+          "its start.")
     if pred.cmp is not None:
         findings += findings_boundary(pred.cmp, pred.init, full)
     else:
         findings.append(f"The divergence boundary is not predicted: {pred.missing_boundary}.")
-    findings += findings_edge(pred.eos, pred.init, pred.every)
-    critical, critical_missing = [], ""
+    factor = pred.init["factor"] if pred.init is not None else 2.0
+    regimes = P.sharpness_regimes(curves, runs, factor)
+    findings += findings_sharpness(regimes, factor, pred.every, P.EOS_BAND, P.EOS_STRETCH)
+    critical_rows = []
     if n_bs < 2:
-        critical_missing = "one batch size was run, so neither B_crit nor B_noise can be fitted"
-        findings.append(f"The critical batch size is not compared: {critical_missing}.")
+        findings.append("The critical batch size is not compared: one batch size was run, so B_crit cannot be "
+                        "fitted.")
     for t in targets if n_bs >= 2 else []:
-        _, head, fits = pred.critical[t]
-        missing = pred.missing_noise or (f"no best run at any batch size reached loss {t:g} with the noise scale "
-                                         f"logged" if head is None else "")
-        critical.append((t, head, fits, missing))
-        findings.append(findings_critical(t, head, fits, full, pred.every, missing))
-    rep.table("Predicted vs measured", predicted_table(pred.cmp, pred.init, full, critical, pred.missing_boundary,
-                                                       critical_missing))
-    _, eta = bound_labels(pred.init["factor"]) if pred.init is not None else ("", "2/η")
+        t_table = table[table["target"] == t]
+        paths = {k: P.noise_path_average(curves, runs, t_table, k) for k in (R.HESSIAN_NOISE_SCALE, R.NOISE_SCALE)}
+        fit = next(iter(intervals[t].fits.values()), None) if t in intervals else None
+        reason = "; ".join(x for x in (pred.critical[t][2].steps_examples.reason,) if x) if t in pred.critical else ""
+        findings.append(findings_critical_paths(t, fit, reason, paths, pred.missing_noise))
+        critical_rows.append((t, fit, reason, paths))
+    rep.table("Predicted vs measured: the divergence boundary", predicted_table(
+        pred.cmp, pred.init, full, [], pred.missing_boundary, ""))
+    if critical_rows:
+        rep.table("Critical batch size: fitted from the sweep (90% intervals over seeds) against noise scales "
+                  "measured along full-batch training", critical_table(critical_rows))
+    _, eta = bound_labels(factor)
     rep.figure("edge_of_stability", f"Full batch: sharpness over training against {eta} (edge of stability)",
                lambda: F.edge_of_stability(curves, pred.eos, eta))
-    if not pred.eos.empty:
-        e = pred.eos.groupby("learning_rate").agg(
-            seeds=("seed", "size"), sharpness_0=("sharpness_0", "median"), sharpness_max=("sharpness_max", "median"),
-            sharpness_end=("sharpness_end", "median"), bound=("bound", "first"),
-            end_over_bound=("end_over_bound", "median"), last_step=("last_step", "max")).reset_index()
-        rep.table(f"Sharpness of full-batch runs against {eta} (medians over the seeds measured after step 0)",
-                  e.rename(columns={"learning_rate": "η", "sharpness_0": "λ_max step 0", "sharpness_max": "λ_max max",
-                                    "sharpness_end": "λ_max last", "bound": eta, "end_over_bound": f"last ÷ {eta}",
-                                    "last_step": "last step"}))
-    if n_bs >= 2 and not pred.missing_noise:
-        for t, (near, head, fits) in pred.critical.items():
-            if near.empty:
-                continue
-            rep.table(f"B_simple near loss {t:g}: per batch size, the best run's noise scale at the measured step "
-                      f"closest to the step it reached the target", near.assign(
-                          batch_size=near["batch_size"].map(lambda b: f"full ({b})" if b == full else str(b)))
-                      .drop(columns=["optimizer", "rel_gap"]).rename(columns={
-                          "batch_size": "batch size", "learning_rate": "η", "b_simple": "B_simple (median)",
-                          "b_simple_min": "seeds min", "b_simple_max": "seeds max",
-                          "target_step": "target reached (median step)", "measured_steps": "noise scale taken at step",
-                          "max_gap": "largest gap (steps)", "n": "seeds"}))
-        fit_rows = [{"target": f"{t:g}", "S_min": f.steps_examples.s_min, "E_min": f.steps_examples.e_min,
-                     "B_crit": f.steps_examples.b_crit, "ε_max": f.lr_scaling.eps_max, "B_noise": f.lr_scaling.b_noise,
-                     "points": f.steps_examples.n_points,
-                     "why missing": "; ".join(x for x in (f.steps_examples.reason, f.lr_scaling.reason) if x) or "—"}
-                    for t, (_, _, f) in pred.critical.items()]
-        rep.table("Critical-batch fits (analysis.critical) on the best learning rate per batch size",
-                  pd.DataFrame(fit_rows))
+    if not regimes.empty:
+        e = regimes.groupby(["learning_rate", "regime"]).agg(
+            seeds=("seed", "size"), r0=("ratio_0", "median"), rmin=("ratio_min", "median"),
+            rmax=("ratio_max", "median"), rend=("ratio_end", "median"), edge=("edge_steps", "first"),
+            drop=("drop_step", "min"), last_step=("last_step", "max")).reset_index()
+        rep.table(f"Sharpness of full-batch runs ÷ {eta} (medians over seeds; edge of stability: within "
+                  f"±{P.EOS_BAND:.0%} for ≥ {P.EOS_STRETCH} consecutive measurements)",
+                  e.rename(columns={"learning_rate": "η", "regime": "what the sharpness did", "seeds": "runs",
+                                    "r0": f"step 0 ÷ {eta}", "rmin": f"min ÷ {eta}", "rmax": f"max ÷ {eta}",
+                                    "rend": f"last ÷ {eta}", "edge": "longest stretch in band (steps)",
+                                    "drop": "fell under half at step", "last_step": "last measured step"}))
 
 
 def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
@@ -150,6 +146,10 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
     steps = M.steps_to_targets(runs, curves, targets)
     table = steps.table
     findings += findings_steps_source(steps)
+    fp = U.fingerprints(runs, curves)
+    distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
+    resolution = M.resolution_of(table)
+    common = M.on_common_grid(U.keep_distinct(table, fp), resolution)
     cell = M.cells(table)
     frac = M.diverged_fraction(runs)
     sens = M.lr_sensitivity(runs)
@@ -181,27 +181,39 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
 
     bests = {t: M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t) for t in targets}
     pred = predict(runs, curves, table, bests, full)
+    intervals = {}
+    for t in targets if n_bs >= 2 else []:
+        c = common[(common["target"] == t) & (common["optimizer"] != "random_search")]
+        if not c.empty:
+            intervals[t] = U.scaling_intervals(c, M.TUNED_OVER, bests[t])
     for t in targets:
         best = bests[t]
         if not seed_graph:
-            findings += findings_best(best, t, budget, full) if t == targets[0] else \
+            findings += findings_best_intervals(best, t, budget, full, distinct) if t == targets[0] else \
                 [findings_best_short(best, t, full)]
+            findings += findings_untuned(best, t, full) if t == targets[0] and len(best) > 1 else []
         rep.h2(f"Steps to loss {t:g}")
-        rep.table(f"Best learning rate per batch size (fewest median steps to loss {t:g}; ties: better worst seed)",
-                  best_table(best, full))
+        rep.table(f"Best learning rate per batch size (fewest median steps to loss {t:g}; ties: better worst seed; "
+                  f"steps: the interval between the last evaluation above the target and the first below)",
+                  best_table(best, full, distinct))
         rep.table(f"Outcomes of all runs for loss {t:g}", outcome_table(cell, t, full))
         if n_bs >= 2:
             rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
                        lambda t=t: F.steps_heatmap(cell, t, full, pred.lr_mark))
             curve = M.scaling_curve(best)
-            if t in (targets[0], targets[-1]):  # the loosest and the tightest target
-                findings += findings_scaling(curve, t, full)
+            if t in intervals:
+                if t in (targets[0], targets[-1]):  # the loosest and the tightest target
+                    findings += findings_scaling_intervals(best, intervals[t].per_group, t, full, resolution)
+                rep.table(f"Scaling to loss {t:g}: 90% intervals over seeds (bootstrap, {U.N_BOOT} resamples of the "
+                          f"seeds within each cell; steps on a common grid of {resolution})",
+                          scaling_table(best, intervals[t].per_group, full))
             rep.figure(f"scaling_{M.target_label(t)}", f"Steps and examples to loss {t:g} against batch size",
-                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every, pred.marks(t)))
+                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every, _marks(intervals.get(t))))
         if not seed_graph:
             findings += findings_resolution(best, t, eval_every, full)
         if t == targets[0] and not seed_graph:
             findings += findings_not_reached(cell, t, budget, full)
+            findings += findings_lost(table, t, full)
 
     rep.h2("Divergence")
     if not seed_graph:  # its findings above already say which η diverged
@@ -218,17 +230,24 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         rep.figure("sensitivity", "How much does the final loss depend on the learning rate?",
                    lambda: F.sensitivity(sens, full, pred.lr_mark, pred.bracket(full)))
 
-    _predicted_section(rep, findings, pred, curves, full, targets, n_bs)
+    _predicted_section(rep, findings, pred, curves, full, targets, n_bs, runs, U.keep_distinct(table, fp),
+                       intervals)
 
     if full is not None and (runs["batch_size"] == 1).any() and full != 1:
         rep.h2("Batch versus stochastic training")
         noise = M.curve_noise(curves)
-        nb = M.noise_by_batch_size(noise, runs[~runs["diverged"]])
-        findings += findings_noise(nb, full)
+        stable = runs[~runs["diverged"]]
+        nb = M.noise_by_batch_size(noise, stable)
+        nt = M.noise_by_batch_size(M.trajectory_noise(curves), stable)
+        findings += findings_two_noises(nb, nt, full, eval_every)
         rep.figure("batch_vs_stochastic", "Batch (red) against stochastic (blue) training",
                    lambda: F.batch_vs_stochastic(curves, runs, noise))
-        rep.table("Curve noise (std of step-to-step change of log training loss, median over seeds)",
-                  nb.pivot(index="learning_rate", columns="batch_size", values="noise").round(4).reset_index())
+        for what, frame in (("Minibatch-loss noise: std of the step-to-step change of the log loss on the batch "
+                             "the optimizer sees (median over seeds)", nb),
+                            (f"Trajectory noise: std of the change of the log full training loss between "
+                             f"evaluations every {eval_every} steps (median over seeds)", nt)):
+            rep.table(what, frame.pivot(index="learning_rate", columns="batch_size", values="noise").round(4)
+                      .reset_index().rename(columns={"learning_rate": "η"}))
 
     if "random_search" in set(runs["optimizer"]):
         rep.h2("Random search against gradient descent")
@@ -238,6 +257,18 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         rep.figure("random_vs_gd", "Best loss so far against loss evaluations",
                    lambda: F.random_vs_gd(bsf, targets[0] if targets else None))
     return rep
+
+
+def _marks(si) -> list[tuple[str, float]]:
+    """Vertical lines for the scaling plot: the fitted B_crit (with its interval in the label)."""
+    if si is None or not si.fits:
+        return []
+    fit = next(iter(si.fits.values()))
+    b = fit["b_crit"]
+    if not np.isfinite(b.point):
+        return []
+    label = "B_crit (S–E fit" + (f", 90%: {b.lo:.3g}–{b.hi:.3g})" if np.isfinite(b.lo) else ")")
+    return [(label, b.point)]
 
 
 def _seed_example(runs: pd.DataFrame) -> dict | None:

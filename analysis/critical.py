@@ -12,7 +12,10 @@ measurements carry multiplicative errors (a learning-rate grid is logarithmic,
 steps-to-target are counted at evaluation intervals) and span orders of magnitude:
 an unweighted fit would let the smallest batch sizes decide everything.
 
-Pure numpy; a fit that cannot be made returns NaN values and says why.
+Pure numpy; a fit that cannot be made returns NaN values and says why. A fit that can
+be made but is degenerate — a parameter at its bound (B_noise = 0 when the best learning
+rate does not vary with B), or a batch-size scale 100× beyond the batch sizes measured
+(B_noise = 2.9e-17) — is a failed fit too: the data do not determine that parameter.
 """
 
 from __future__ import annotations
@@ -35,6 +38,26 @@ class LrScalingFit(NamedTuple):
     b_noise: float  # the batch size at which ε_opt reaches half of ε_max
     n_points: int
     reason: str
+
+
+DEGENERATE_FACTOR = 100.0  # a fitted batch-size scale this far outside the measured range is not determined
+
+
+def degenerate_reason(values: dict, b_min: float, b_max: float) -> str:
+    """Why fitted values cannot be reported ("" when they can).
+
+    Args:
+        values: name -> fitted value; names starting with "B" are batch-size scales.
+        b_min, b_max: the smallest and largest batch size the fit used.
+    """
+    for name, v in values.items():
+        if not np.isfinite(v) or v <= 0:
+            return f"non-physical fit ({name} = {v:.3g}): it must be positive and finite"
+    for name, v in values.items():
+        if name.startswith("B") and not b_min / DEGENERATE_FACTOR <= v <= b_max * DEGENERATE_FACTOR:
+            return (f"degenerate fit ({name} = {v:.3g}, more than {DEGENERATE_FACTOR:.0f}× outside the batch sizes "
+                    f"measured, {b_min:.0f}–{b_max:.0f}): the data do not determine it")
+    return ""
 
 
 def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -86,6 +109,10 @@ def fit_steps_examples(S, E, min_points: int = 3) -> CriticalFit:
         return CriticalFit(nan, nan, nan, int(S.size),
                            f"non-physical fit (S_min = {s_min:.3g}, E_min = {e_min:.3g}): "
                            "both must be positive")
+    B = E / S
+    reason = degenerate_reason({"B_crit": e_min / s_min}, B.min(), B.max())
+    if reason:
+        return CriticalFit(nan, nan, nan, int(S.size), reason)
     return CriticalFit(s_min, e_min, e_min / s_min, int(S.size), "")
 
 
@@ -117,4 +144,8 @@ def fit_lr_scaling(B, eps, min_points: int = 3) -> LrScalingFit:
         return LrScalingFit(nan, nan, int(B.size),
                             f"non-physical fit (B_noise/ε_max = {b:.3g}): the best learning rate "
                             "falls as the batch grows")
-    return LrScalingFit(1.0 / a, max(b, 0.0) / a, int(B.size), "")
+    reason = degenerate_reason({"B_noise": b / a}, B.min(), B.max())
+    if reason:
+        return LrScalingFit(nan, nan, int(B.size), reason + (
+            " (the best learning rate hardly changes with the batch size)" if b / a < B.min() else ""))
+    return LrScalingFit(1.0 / a, b / a, int(B.size), "")

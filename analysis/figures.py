@@ -124,6 +124,11 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
             text = f"{r.median_steps:.0f}" + (f"\n{r.n_reached}/{r.n}" if r.n_reached < r.n else "")
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if shade > 0.6 else "black")
+        elif r.status.startswith("reached, then"):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#fde6c8", edgecolor="#e67e22",
+                                       hatch="..", lw=0))
+            ax.text(j, i, "↘↗ div." if r.status.endswith("diverged") else "↘↗ lost", ha="center", va="center",
+                    fontsize=8, color="#a04000", fontweight="bold")
         elif r.status == "diverged":
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#f2d7d5", edgecolor=FULL_RED,
                                        hatch="///", lw=0))
@@ -148,8 +153,8 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     if norm is not None:
         fig.colorbar(im, ax=ax, label=f"median steps to loss {target:g}")
     mark = "; dashed: predicted boundary" if lr_mark is not None else ""
-    ax.set_title(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget{mark})",
-                 fontsize=10)
+    ax.set_title(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget; "
+                 f"↘↗: reached, then diverged or lost{mark})", fontsize=10)
     return fig
 
 
@@ -191,6 +196,12 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
         hi = np.where(np.isfinite(ok["steps_max"]), ok["steps_max"], ok["steps"]).astype(float) * scale
         ax.errorbar(ok["batch_size"], y, yerr=[y - lo, hi - y], fmt="o-", color="#1f77b4", capsize=3,
                     label="best learning rate (median, min–max over seeds)")
+        if "tuned" in ok:
+            edge = ok[~ok["tuned"].astype(bool)]
+            if not edge.empty:
+                ye = edge["steps"].to_numpy() * (edge["batch_size"].to_numpy(float) if what == "examples" else 1.0)
+                ax.plot(edge["batch_size"], ye, "o", ms=12, mfc="none", mec=FULL_RED, mew=1.6,
+                        label="not tuned: optimum at the grid's edge")
         censored = ok[~np.isfinite(ok["steps_max"])]
         for r in censored.itertuples():
             yy = r.steps * (r.batch_size if what == "examples" else 1)

@@ -4,7 +4,15 @@ Inputs are a runs frame (one row per run: ``run_id``, ``learning_rate``, ``batch
 ``seed``, ``optimizer``, ``steps``, ``diverged`` and ``metrics.*``) and a curves frame
 (``run_id, key, step, value``). A run that does not reach a target within its budget is
 *censored*: its steps-to-target is NaN with ``reached = False``, counted as infinitely
-slow in medians and never dropped, so "not reached" can never look fast.
+slow in medians and never dropped, so "not reached" can never look fast. A run that
+crossed the target and then diverged, or ended above it again, is its own outcome
+("reached, then diverged" / "reached, then lost") and counts as not reached: a learning
+rate whose runs blow up after touching the target is never a cell's best.
+
+Steps-to-target is an interval: the first crossing lies in (``steps_above``, ``steps``],
+the last evaluated step above the target and the first below (``steps_lo`` =
+steps_above + 1 is the earliest step it can be). ``on_common_grid`` puts every run on the
+coarsest evaluation grid before runs of different resolutions are compared or fitted.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from bpresearch import results as R
 
 RUN_COLS = ["run_id", "optimizer", "batch_size", "learning_rate", "seed"]
 CELL = ["optimizer", "batch_size", "learning_rate"]
+TUNED_OVER = ["optimizer", "batch_size"]  # the default grouping inside which the learning rate is tuned
+OUTCOMES = ("reached", "reached, then diverged", "reached, then lost", "diverged", "not reached")
 
 
 target_label = R.target_key  # how a target is written in metric names, figure names and text
@@ -31,20 +41,41 @@ def targets_of(runs: pd.DataFrame) -> list[float]:
     return [float(t) for t in json.loads(runs["params.train.targets"].iloc[0])]
 
 
-def _with_outcome(runs: pd.DataFrame, targets, first: dict) -> pd.DataFrame:
-    """Per run × target rows; ``first[(run_id, target)]`` is the step reached (absent: not)."""
+def outcome_of(crossed: bool, diverged: bool, final_loss: float, target: float) -> str:
+    """One run's outcome for one target (``OUTCOMES``)."""
+    if crossed:
+        if diverged:
+            return "reached, then diverged"
+        if final_loss >= target:  # NaN (unknown) compares False: no evidence it was lost
+            return "reached, then lost"
+        return "reached"
+    return "diverged" if diverged else "not reached"
+
+
+def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None = None) -> pd.DataFrame:
+    """Per run × target rows; ``first[(run_id, target)]`` is the step crossed (absent: never),
+    ``above[(run_id, target)]`` the last evaluated step above before it (absent: unknown)."""
+    above = above or {}
     rows = []
-    for r in runs.itertuples(index=False):
-        d = r._asdict()
+    extra = [c for c in runs.columns if c.startswith("facet.")]
+    for r in runs.to_dict("records"):
+        final = r.get(f"metrics.{R.FINAL_LOSS}", np.nan)
+        final = np.nan if final is None or pd.isna(final) else float(final)
         for t in targets:
-            s = first.get((d["run_id"], t))
-            reached = s is not None
-            rows.append({**{c: d.get(c) for c in RUN_COLS}, "target": t, "budget": d.get("steps"),
+            s = first.get((r["run_id"], t))
+            crossed = s is not None
+            diverged = bool(r.get("diverged", False))
+            outcome = outcome_of(crossed, diverged, final, t)
+            reached = outcome == "reached"
+            a = above.get((r["run_id"], t))
+            rows.append({**{c: r.get(c) for c in RUN_COLS + extra}, "target": t, "budget": r.get("steps"),
                          "reached": reached, "steps": float(s) if reached else np.nan,
-                         "examples": float(s) * d["batch_size"] if reached else np.nan,
-                         "diverged": bool(d.get("diverged", False)),
-                         "outcome": "reached" if reached else ("diverged" if d.get("diverged") else "not reached")})
-    cols = RUN_COLS + ["target", "budget", "reached", "steps", "examples", "diverged", "outcome"]
+                         "steps_lo": (float(a) + 1 if a is not None and a >= 0 else 0.0) if reached else np.nan,
+                         "first_steps": float(s) if crossed else np.nan,
+                         "examples": float(s) * r["batch_size"] if reached else np.nan,
+                         "diverged": diverged, "final_loss": final, "outcome": outcome})
+    cols = RUN_COLS + extra + ["target", "budget", "reached", "steps", "steps_lo", "first_steps", "examples",
+                               "diverged", "final_loss", "outcome"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -59,33 +90,72 @@ def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str 
 
     Returns:
         One row per run × target: ``RUN_COLS``, ``target``, ``budget`` (steps trained),
-        ``reached``, ``steps`` and ``examples`` (= steps × batch size; NaN when censored),
-        ``diverged`` and ``outcome`` ("reached" | "not reached" | "diverged").
+        ``reached`` (crossed and kept), ``steps`` (first logged step below) and ``steps_lo``
+        (one past the last logged step above before it) and ``examples`` (= steps × batch
+        size; NaN unless reached), ``first_steps`` (the crossing, also for runs that lost
+        it), ``diverged``, ``final_loss`` and ``outcome`` (``OUTCOMES``).
     """
     c = curves[curves["key"] == key]
-    first = {}
+    first, above = {}, {}
     for t in targets:
         below = c[c["value"] < t]
         for run_id, step in below.groupby("run_id")["step"].min().items():
             first[(run_id, t)] = int(step)
-    return _with_outcome(runs, targets, first)
+        f = c["run_id"].map({k[0]: v for k, v in first.items() if k[1] == t})
+        before = c[f.notna() & (c["step"] < f)]
+        for run_id, step in before.groupby("run_id")["step"].max().items():
+            above[(run_id, t)] = int(step)
+    return _with_outcome(runs, targets, first, above)
 
 
 def steps_to_target_logged(runs: pd.DataFrame, targets) -> pd.DataFrame:
     """The same table from the summary metrics ``steps_to_loss_<t>`` the sweep logged.
 
     These are computed in the compiled program at every evaluation, so they need no curves.
-    A target whose ``steps_to_loss_<t>`` is absent counts as not reached.
+    A target whose ``steps_to_loss_<t>`` is absent counts as not reached; without
+    ``steps_above_loss_<t>`` (older stores) the interval is taken as one step.
     """
-    first = {}
+    first, above = {}, {}
     for t in targets:
         col = f"metrics.{R.steps_key(t)}"
+        col_above = f"metrics.{R.above_key(t)}"
         if col not in runs:
             continue
-        for run_id, s in zip(runs["run_id"], runs[col]):
+        for i, (run_id, s) in enumerate(zip(runs["run_id"], runs[col])):
             if pd.notna(s) and s >= 0:
                 first[(run_id, t)] = int(s)
-    return _with_outcome(runs, targets, first)
+                a = runs[col_above].iloc[i] if col_above in runs else s - 1
+                above[(run_id, t)] = int(a) if pd.notna(a) else int(s) - 1
+    return _with_outcome(runs, targets, first, above)
+
+
+def on_common_grid(table: pd.DataFrame, resolution: int) -> pd.DataFrame:
+    """Every interval put on the grid 0, R, 2R, …: what a run evaluated every R steps would show.
+
+    A full-batch run counted at step resolution is then compared with minibatch runs
+    evaluated every R steps on equal terms (crossing at step 8 → (5, 10] with R = 5, as a
+    minibatch run would report it). Intervals already on a coarser grid are kept.
+
+    Returns:
+        ``table`` with ``steps`` (upper end), ``steps_lo`` and ``examples`` on the grid.
+    """
+    out = table.copy()
+    if resolution <= 1:
+        return out
+    hi = np.ceil(out["steps"] / resolution) * resolution
+    lo = np.floor((out["steps_lo"] - 1) / resolution) * resolution + 1
+    out["steps"] = np.maximum(hi, out["steps"])
+    out["steps_lo"] = np.minimum(np.maximum(lo, 0), out["steps_lo"])
+    out["examples"] = out["steps"] * out["batch_size"]
+    return out
+
+
+def resolution_of(table: pd.DataFrame) -> int:
+    """The coarsest interval width among reached runs (1: every run counted at step resolution)."""
+    r = table[table["reached"]]
+    if r.empty:
+        return 1
+    return int(max(1, np.nanmax(r["steps"] - r["steps_lo"] + 1)))
 
 
 class StepsToTargets(NamedTuple):
@@ -120,62 +190,112 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame, targets) -> Steps
     return StepsToTargets(table, False, int(bad.sum()))
 
 
-def cells(table: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate over seeds: one row per optimizer × batch size × learning rate × target.
+def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Aggregate over seeds: one row per cell (``by`` × learning rate) × target.
 
     Args:
         table: the output of ``steps_to_target``.
+        by: the columns that, with the learning rate, make a cell (default ``TUNED_OVER``;
+            add any swept facet, e.g. ``model.activation``).
 
     Returns:
-        ``n``, ``n_reached``, ``n_diverged``; ``median_steps`` (censored runs count as
-        infinitely slow, so a cell where half or more did not reach is ``inf``),
-        ``min_steps``, ``max_steps`` (``inf`` when any seed did not reach),
-        ``median_examples`` and ``status``: "reached" (finite median), else "diverged" when
-        most censored runs diverged, else "not reached".
+        ``n``, ``n_reached``, ``n_diverged``, ``n_lost`` (reached, then diverged or lost);
+        ``median_steps`` (censored runs count as infinitely slow, so a cell where half or
+        more did not reach is ``inf``), ``median_steps_lo`` (the medians' interval lower
+        end), ``min_steps``, ``max_steps`` (``inf`` when any seed did not reach),
+        ``median_examples`` and ``status``: "reached" (finite median), else the most
+        common way its runs failed: "reached, then diverged", "reached, then lost",
+        "diverged" or "not reached".
     """
-    cols = CELL + ["target", "n", "n_reached", "n_diverged", "median_steps", "min_steps", "max_steps",
-                   "median_examples", "status"]
+    by = list(by or TUNED_OVER)
+    cols = by + ["learning_rate", "target", "n", "n_reached", "n_diverged", "n_lost", "median_steps",
+                 "median_steps_lo", "min_steps", "max_steps", "median_examples", "status"]
     rows = []
-    for key, g in table.groupby(CELL + ["target"], sort=True):
+    for key, g in table.groupby(by + ["learning_rate", "target"], sort=True, dropna=False):
         s = g["steps"].fillna(np.inf).to_numpy(float)
-        n, n_reached, n_div = len(g), int(g["reached"].sum()), int((g["outcome"] == "diverged").sum())
+        lo = g["steps_lo"].fillna(np.inf).to_numpy(float) if "steps_lo" in g else s
+        n, n_reached = len(g), int(g["reached"].sum())
+        counts = g["outcome"].value_counts()
+        n_div = int(counts.get("diverged", 0))
+        n_lost = int(counts.get("reached, then diverged", 0) + counts.get("reached, then lost", 0))
         med = float(np.median(s))
-        status = "reached" if np.isfinite(med) else (
-            "diverged" if n_div > (n - n_reached) - n_div else "not reached")
-        rows.append([*key, n, n_reached, n_div, med, float(s.min()), float(s.max()), med * key[1], status])
+        fail = counts.drop("reached", errors="ignore")
+        status = "reached" if np.isfinite(med) else (str(fail.idxmax()) if not fail.empty else "not reached")
+        bs = float(g["batch_size"].iloc[0])
+        rows.append([*key, n, n_reached, n_div, n_lost, med, float(np.median(lo)), float(s.min()), float(s.max()),
+                     med * bs, status])
     out = pd.DataFrame(rows, columns=cols)
-    return out.astype({"n": int, "n_reached": int, "n_diverged": int})
+    return out.astype({"n": int, "n_reached": int, "n_diverged": int, "n_lost": int})
 
 
-def best_learning_rate(cell: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per optimizer × batch size: the learning rate with the fewest median steps to target.
+def edge_of_grid(learning_rate: float, grid) -> str:
+    """"smallest" or "largest" when ``learning_rate`` is at that end of ``grid``, else ""."""
+    grid = np.asarray(sorted(grid), float)
+    if not np.isfinite(learning_rate) or grid.size < 2:
+        return "" if grid.size >= 2 else "only"
+    if np.isclose(learning_rate, grid[0]):
+        return "smallest"
+    if np.isclose(learning_rate, grid[-1]):
+        return "largest"
+    return ""
 
-    Ties go to the smaller worst seed, then the smaller learning rate. A batch size where
-    no learning rate reached the target is kept, with ``reached = False`` and NaN steps.
+
+def range_to_add(edge: str, grid) -> str:
+    """The learning rates to try next when the optimum sits at an edge: three grid steps beyond it."""
+    grid = np.asarray(sorted(grid), float)
+    ratio = (grid[-1] / grid[0]) ** (1 / (grid.size - 1)) if grid.size > 1 and grid[0] > 0 else 10.0
+    if edge == "largest":
+        return f"{grid[-1] * ratio:.3g}–{grid[-1] * ratio ** 3:.3g}"
+    if edge == "smallest":
+        return f"{grid[0] / ratio ** 3:.3g}–{grid[0] / ratio:.3g}"
+    return ""
+
+
+def best_learning_rate(cell: pd.DataFrame, target: float, by: list[str] | None = None) -> pd.DataFrame:
+    """Per ``by`` group (default optimizer × batch size): the learning rate with the fewest median steps.
+
+    Ties go to the smaller worst seed, then the smaller learning rate. A group where no
+    learning rate reached the target is kept, with ``reached = False`` and NaN steps. A
+    best learning rate at the smallest or largest value tried is *not tuned*: the optimum
+    may lie outside the grid (``edge``; ``tuned`` False), and ``add`` names the range to try.
 
     Args:
         cell: the output of ``cells``.
         target: which target.
+        by: the grouping columns (as given to ``cells``).
 
     Returns:
-        ``optimizer, batch_size, learning_rate, steps`` (median over seeds), ``steps_min``,
-        ``steps_max`` (inf: some seed did not reach), ``examples``, ``n_reached``, ``n``,
-        ``n_lrs`` (learning rates tried: the trial budget), ``reached``.
+        ``by``, ``learning_rate``, ``steps`` (median over seeds), ``steps_lo`` (the lower end
+        of its interval), ``steps_min``, ``steps_max`` (inf: some seed did not reach),
+        ``examples``, ``n_reached``, ``n``, ``n_lrs`` (learning rates tried: the trial
+        budget), ``reached``, ``edge`` ("smallest", "largest" or ""), ``tuned``, ``add``.
     """
+    by = list(by or TUNED_OVER)
+    cols = by + ["learning_rate", "steps", "steps_lo", "steps_min", "steps_max", "examples", "n_reached", "n",
+                 "n_lrs", "reached", "edge", "tuned", "add"]
     rows = []
     c = cell[cell["target"] == target]
-    for (opt, bs), g in c.groupby(["optimizer", "batch_size"], sort=True):
+    for key, g in c.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values(["median_steps", "max_steps", "learning_rate"])
         b = g.iloc[0]
         ok = bool(np.isfinite(b["median_steps"]))
-        rows.append({"optimizer": opt, "batch_size": int(bs), "learning_rate": b["learning_rate"] if ok else np.nan,
-                     "steps": b["median_steps"] if ok else np.nan, "steps_min": b["min_steps"] if ok else np.nan,
+        bs = float(b["batch_size"])
+        grid = g["learning_rate"].unique()
+        edge = edge_of_grid(b["learning_rate"], grid) if ok else ""
+        rows.append({**dict(zip(by, key)), "learning_rate": b["learning_rate"] if ok else np.nan,
+                     "steps": b["median_steps"] if ok else np.nan,
+                     "steps_lo": b.get("median_steps_lo", b["median_steps"]) if ok else np.nan,
+                     "steps_min": b["min_steps"] if ok else np.nan,
                      "steps_max": b["max_steps"] if ok else np.nan,
                      "examples": b["median_steps"] * bs if ok else np.nan,
                      "n_reached": int(b["n_reached"]) if ok else 0, "n": int(b["n"]),
-                     "n_lrs": int(g["learning_rate"].nunique()), "reached": ok})
-    return pd.DataFrame(rows, columns=["optimizer", "batch_size", "learning_rate", "steps", "steps_min",
-                                       "steps_max", "examples", "n_reached", "n", "n_lrs", "reached"])
+                     "n_lrs": int(g["learning_rate"].nunique()), "reached": ok, "edge": edge,
+                     "tuned": ok and edge == "", "add": range_to_add(edge, grid)})
+    out = pd.DataFrame(rows, columns=cols)
+    if "batch_size" in out:
+        out["batch_size"] = out["batch_size"].astype(int)
+    return out
 
 
 def scaling_curve(best: pd.DataFrame) -> pd.DataFrame:
@@ -340,3 +460,27 @@ def verdicts(table: pd.DataFrame, osc: pd.DataFrame, threshold: float = 0.2) -> 
         [t["reached"], t["outcome"] == "diverged", t["rising"].fillna(0) > threshold],
         ["converged", "diverged", "oscillates"], "slow")
     return t
+
+
+def trajectory_noise(curves: pd.DataFrame, key: str = "full_train_loss") -> pd.DataFrame:
+    """Noise of the trajectory itself: std of the change of log full training loss between evaluations.
+
+    ``curve_noise`` of the minibatch loss mostly measures how much single examples' losses
+    differ (batch size 1 scatters by the per-example spread whatever the learning rate).
+    The full training loss at evaluations every E steps shows how much the *parameters*
+    jitter. Only pairs of evaluations the most common distance apart count (the last,
+    shorter interval to the final step would mix scales).
+
+    Returns:
+        ``run_id, noise, n_pairs, gap`` (noise NaN with fewer than 2 pairs).
+    """
+    c = curves[(curves["key"] == key) & (curves["value"] > 0)].sort_values(["run_id", "step"])
+    rows = []
+    for run_id, g in c.groupby("run_id", sort=True):
+        step, logv = g["step"].to_numpy(), np.log(g["value"].to_numpy())
+        ds = np.diff(step)
+        gap = int(np.bincount(ds).argmax()) if ds.size else 0
+        d = np.diff(logv)[ds == gap]
+        rows.append({"run_id": run_id, "noise": float(np.std(d)) if len(d) >= 2 else np.nan, "n_pairs": int(len(d)),
+                     "gap": gap})
+    return pd.DataFrame(rows, columns=["run_id", "noise", "n_pairs", "gap"])

@@ -224,7 +224,7 @@ def critical_fits(best: pd.DataFrame) -> CriticalFits:
 
     Batch sizes where the target was not reached carry NaN and are dropped by the fits.
     """
-    ok = best[best["reached"]]
+    ok = best[best["reached"] & best["tuned"].astype(bool)] if "tuned" in best else best[best["reached"]]
     return CriticalFits(fit_steps_examples(ok["steps"].to_numpy(float), ok["examples"].to_numpy(float)),
                         fit_lr_scaling(ok["batch_size"].to_numpy(float), ok["learning_rate"].to_numpy(float)))
 
@@ -376,3 +376,144 @@ def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests
             head = head if head is not None else headline_noise_scale(near)
         pred.critical[t] = (near, head, critical_fits(best))
     return pred
+
+
+# ---------------------------------------------------------------- issue 11: claims only where measured
+EOS_BAND = 0.1      # "at the edge of stability": sharpness within ±10% of the bound factor/η …
+EOS_STRETCH = 3     # … for at least this many consecutive measurements
+CATAPULT_BELOW = 0.5  # "fell far below": under half the bound, after starting above it
+
+
+def sharpness_regimes(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 2.0, band: float = EOS_BAND,
+                      stretch: int = EOS_STRETCH) -> pd.DataFrame:
+    """What the sharpness of each full-batch run did against its stability bound factor/η.
+
+    Cohen et al. 2021 describe the edge of stability as λ_max *hovering* at 2/η. It is
+    claimed here only when the measured sharpness stays within ±``band`` of the bound for
+    ``stretch`` consecutive measurements or more; otherwise the run is described by what was
+    measured: a catapult-like drop (started above the bound, then fell under
+    ``CATAPULT_BELOW`` × bound; Lewkowycz et al. 2020), staying below, or rising.
+
+    Args:
+        curves: tidy curves with ``sharpness``.
+        runs: the runs frame (needs ``full_batch``, ``diverged``).
+        factor: 2 for gradient descent, 2 + 2β with heavy-ball momentum.
+        band, stretch: the edge-of-stability criterion.
+
+    Returns:
+        One row per full-batch run with ≥ 2 measurements: ``RUN_COLS``, ``diverged``,
+        ``bound``, ``ratio_0``, ``ratio_min``, ``ratio_max``, ``ratio_end`` (sharpness ÷
+        bound), ``edge_steps`` (longest stretch within the band: "from–to", "" if none),
+        ``edge_points``, ``drop_step`` (first measured step under CATAPULT_BELOW × bound after
+        starting above it; −1 if none), ``n_points``, ``last_step`` and ``regime``: "edge of
+        stability", "catapult", "above, unresolved" (started above, never fell far below nor
+        hovered), "rose" (progressive sharpening by > 10%) or "below".
+    """
+    cols = RUN_COLS + ["diverged", "bound", "ratio_0", "ratio_min", "ratio_max", "ratio_end", "edge_steps",
+                       "edge_points", "drop_step", "n_points", "last_step", "regime"]
+    if "full_batch" not in runs:
+        return pd.DataFrame(columns=cols)
+    fb = runs[runs["full_batch"]]
+    c = curves[curves["key"] == "sharpness"].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
+    rows = []
+    for _, g in c.groupby("run_id", sort=False):
+        if len(g) < 2:
+            continue
+        r = g.iloc[0]
+        bound = factor / r["learning_rate"]
+        ratio = g["value"].to_numpy() / bound
+        steps = g["step"].to_numpy()
+        inside = np.abs(ratio - 1) <= band
+        best, cur, best_end = 0, 0, -1
+        for i, x in enumerate(inside):
+            cur = cur + 1 if x else 0
+            if cur > best:
+                best, best_end = cur, i
+        edge = f"{steps[best_end - best + 1]}–{steps[best_end]}" if best else ""
+        started_above = ratio[0] > 1
+        fell = np.flatnonzero(started_above & (ratio < CATAPULT_BELOW))
+        drop = int(steps[fell[0]]) if fell.size else -1
+        if best >= stretch:
+            regime = "edge of stability"
+        elif drop >= 0:
+            regime = "catapult"
+        elif started_above:
+            regime = "above, unresolved"
+        elif ratio.max() > 1.1 * ratio[0]:
+            regime = "rose"
+        else:
+            regime = "below"
+        rows.append({**{k: r[k] for k in RUN_COLS}, "diverged": bool(r["diverged"]), "bound": bound,
+                     "ratio_0": ratio[0], "ratio_min": ratio.min(), "ratio_max": ratio.max(), "ratio_end": ratio[-1],
+                     "edge_steps": edge, "edge_points": best, "drop_step": drop, "n_points": len(ratio),
+                     "last_step": int(steps[-1]), "regime": regime})
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.DataFrame(rows, columns=cols).sort_values(["learning_rate", "seed"]).reset_index(drop=True)
+
+
+def _nearest(curve: pd.DataFrame, step: int) -> float:
+    """The value logged at the step nearest ``step`` (the earlier on a tie); NaN for an empty curve."""
+    if curve.empty:
+        return np.nan
+    s = curve["step"].to_numpy()
+    i = int(np.argmin(np.abs(s - step)))
+    return float(curve["value"].iloc[i])
+
+
+GRAD_FLOOR = 0.01  # a noise scale is used only where |G| ≥ 1% of its value at step 0: B ∝ 1/|G|² blows up
+
+
+def noise_path_average(curves: pd.DataFrame, runs: pd.DataFrame, table: pd.DataFrame, key: str,
+                       grad_floor: float = GRAD_FLOOR) -> pd.DataFrame:
+    """The step-weighted average of a noise scale along each full-batch run's path to the target.
+
+    McCandlish et al. 2018 (§2.3, appendix D): under S = S_min + E_min/B, B_crit = E_min/S_min
+    is the noise scale averaged over training, weighted by the steps spent. Only measurements
+    that carry information count: taken before the target was reached (loss above it) and
+    where the gradient norm is at least ``grad_floor`` × its value at step 0 (near a minimum
+    |G| → 0 and B = tr(·)/|G|²-like ratios explode: values like 5.5e12 are not noise scales).
+    Each kept measurement stands for the steps up to the next one (the last: up to the
+    target step), so the dense early measurements weigh what they cover, no more.
+
+    Args:
+        curves: tidy curves with ``key``, ``grad_norm`` and ``train_loss`` (full batch: the
+            full loss at every logged step) or ``full_train_loss``.
+        runs: the runs frame (``full_batch``).
+        table: ``measures.steps_to_target`` rows of one target.
+        key: ``gradient_noise_scale`` (B_simple) or ``hessian_noise_scale`` (B_noise).
+
+    Returns:
+        Per full-batch run that reached the target: ``RUN_COLS``, ``target_step``,
+        ``n_points`` (measurements kept), ``path_average`` (NaN when none qualify).
+    """
+    cols = RUN_COLS + ["target_step", "n_points", "path_average"]
+    if "full_batch" not in runs or not (curves["key"] == key).any():  # not measured at all
+        return pd.DataFrame(columns=cols)
+    ok = table[table["reached"]].merge(runs.loc[runs["full_batch"], ["run_id"]], on="run_id")
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    c = curves[curves["run_id"].isin(ok["run_id"])]
+    rows = []
+    for r in ok.itertuples(index=False):
+        g = c[c["run_id"] == r.run_id]
+        v = g[g["key"] == key][["step", "value"]].sort_values("step")
+        grad = g[g["key"] == "grad_norm"].sort_values("step")
+        loss = g[g["key"].isin(["train_loss", "full_train_loss"])].sort_values("step")
+        g0 = _nearest(grad, 0)
+        keep = []
+        for s, x in zip(v["step"], v["value"]):
+            if s >= r.steps:
+                continue
+            lo, gn = _nearest(loss, s), _nearest(grad, s)
+            if np.isfinite(x) and lo > r.target and np.isfinite(g0) and gn >= grad_floor * g0:
+                keep.append((s, x))
+        if keep:
+            s = np.array([k[0] for k in keep] + [r.steps], float)
+            w = np.diff(s)
+            avg = float(np.sum(w * np.array([k[1] for k in keep])) / np.sum(w))
+        else:
+            avg = np.nan
+        rows.append({**{k: getattr(r, k) for k in RUN_COLS}, "target_step": r.steps, "n_points": len(keep),
+                     "path_average": avg})
+    return pd.DataFrame(rows, columns=cols)

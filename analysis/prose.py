@@ -451,3 +451,258 @@ def findings_critical(target: float, head: pd.Series | None, fits, full: int | N
         if ratios:
             parts.append("; ".join(ratios) + ".")
     return " ".join(parts)
+
+
+# ---------------------------------------------------------------- issue 11: only as strong as the data
+def steps_interval_text(lo: float, hi: float) -> str:
+    """``8`` or ``6–10``: the steps-to-target interval, never a false precision."""
+    if hi is None or not np.isfinite(hi):
+        return "not reached"
+    a = int(np.floor(lo if lo is not None and np.isfinite(lo) else hi))
+    b = int(np.ceil(hi))
+    return f"{b:,}" if a >= b else f"{a:,}–{b:,}"
+
+
+def untuned_text(r, full: int | None) -> str:
+    """"not tuned: optimum at the grid's edge" with the range to add, for one best-learning-rate row."""
+    return (f"not tuned at {bs_text(int(r.batch_size), full)}: the best η = {r.learning_rate:.3g} is the {r.edge} "
+            f"tried (optimum at the grid's edge); add learning rates {r.add}")
+
+
+def findings_best_intervals(best: pd.DataFrame, target: float, budget: int, full: int | None,
+                            distinct: pd.DataFrame | None = None) -> list[str]:
+    """One sentence per batch size: the fastest learning rate, its steps as an interval, seeds, edge flag.
+
+    ``distinct``: ``uncertainty.distinct_counts`` (runs and distinct trajectories per cell).
+    """
+    out = []
+    for r in best.itertuples():
+        where = bs_text(r.batch_size, full)
+        if not r.reached:
+            out.append(f"At {where} no learning rate reached loss {target:g} (and stayed below it) within "
+                       f"{budget:,} steps (median over seeds; {r.n_lrs} learning rates tried).")
+            continue
+        spread = f"seeds: {r.steps_min:,.0f}–{r.steps_max:,.0f}" if np.isfinite(r.steps_max) else \
+            f"only {r.n_reached} of {r.n} seeds reached it; fastest {r.steps_min:,.0f}"
+        if distinct is not None:
+            d = distinct[(distinct["batch_size"] == r.batch_size) & np.isclose(distinct["learning_rate"],
+                                                                                r.learning_rate)]
+            if not d.empty and int(d["distinct"].iloc[0]) < int(d["runs"].iloc[0]):
+                k = int(d["distinct"].iloc[0])
+                spread = (f"{int(d['runs'].iloc[0])} seeds, {k} distinct " + ("trajectory" if k == 1 else "trajectories")
+                          + (": no seed spread to measure" if k == 1 else f"; {spread}"))
+        if r.n == 1:
+            spread = "one seed"
+        steps = steps_interval_text(r.steps_lo, r.steps)
+        unit = "step" if steps == "1" else "steps"
+        res = "" if "–" not in steps else " (the crossing lies between two evaluations)"
+        s = (f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {steps} {unit}{res} to loss "
+             f"{target:g} ({spread}).")
+        if not r.tuned:
+            s += f" Not tuned: optimum at the grid's edge (the {r.edge} η tried); add {r.add}."
+        out.append(s)
+    return out
+
+
+def findings_lost(table: pd.DataFrame, target: float, full: int | None) -> list[str]:
+    """Cells whose runs reached the target and then diverged or ended above it again (never a best)."""
+    t = table[(table["target"] == target) & table["outcome"].str.startswith("reached, then")]
+    out = []
+    for (bs, lr), g in t.groupby(["batch_size", "learning_rate"]):
+        first = g["first_steps"]
+        final = g["final_loss"].dropna()
+        kinds = " or ".join(sorted({o.split(", then ")[1] for o in g["outcome"]}))
+        out.append(f"At {bs_text(int(bs), full)} η = {lr:.3g}: {len(g)} run{'s' if len(g) > 1 else ''} reached loss "
+                   f"{target:g} (at step {span(first.min(), first.max(), '.0f')}) and then {kinds}"
+                   + (f" (final loss {span(final.min(), final.max())})" if not final.empty else "")
+                   + ": counted as not reached, never as the best learning rate.")
+    return out
+
+
+def findings_untuned(best: pd.DataFrame, target: float, full: int | None) -> list[str]:
+    """One sentence naming every batch size whose optimum sits at the grid's edge, and what to add."""
+    bad = best[best["reached"] & ~best["tuned"].astype(bool)]
+    if bad.empty:
+        return []
+    parts = [f"{'full' if r.batch_size == full else r.batch_size}: η = {r.learning_rate:.3g} ({r.edge}; add {r.add})"
+             for r in bad.itertuples()]
+    return [f"Not tuned for loss {target:g} — the best learning rate is at the edge of the grid at "
+            f"{len(bad)} of {len(best)} batch sizes ({'; '.join(parts)}). Those batch sizes are left out of the "
+            f"scaling comparison and the critical-batch fits: their optimum may lie outside the range tried."]
+
+
+def findings_scaling_intervals(best: pd.DataFrame, per_group: pd.DataFrame, target: float, full: int | None,
+                               resolution: int) -> list[str]:
+    """Scaling from the smallest to the largest *tuned* batch size, with 90% intervals over seeds.
+
+    A difference is claimed only when the two steps intervals are apart; "within 2× of perfect
+    scaling" only when the efficiency's 90% interval is on one side of 0.5.
+    """
+    from .uncertainty import Interval, classify
+
+    m = best.merge(per_group, on=[c for c in ("optimizer", "batch_size") if c in per_group], suffixes=("", "_b"))
+    ok = m[m["reached"] & m["tuned"].astype(bool)].sort_values("batch_size")
+    if len(ok) < 2:
+        n_t = int((best["reached"] & best["tuned"].astype(bool)).sum())
+        return [f"Scaling with batch size for loss {target:g} is not resolved: {n_t} tuned batch size"
+                f"{'' if n_t == 1 else 's'} reached it (an optimum at the grid's edge is not tuned)."] \
+            if len(best) >= 2 else []
+    a, b = ok.iloc[0], ok.iloc[-1]
+    res = f" (steps on a common grid of {resolution})" if resolution > 1 else ""
+    sa = steps_interval_text(a["steps_lo"], a["steps"])
+    sb = steps_interval_text(b["steps_lo"], b["steps"])
+    ideal = b["batch_size"] / a["batch_size"]
+    apart = np.isfinite(a["steps_lo_b"]) and np.isfinite(b["steps_hi"]) and b["steps_hi"] < a["steps_lo_b"]
+    s = (f"From {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)} ({ideal:,.0f}× larger), "
+         f"the steps to loss {target:g} went from {sa} to {sb}{res}")
+    if apart:
+        s += (f": fewer at the larger batch beyond the seed spread (90% intervals {a['steps_lo_b']:.3g}–"
+              f"{a['steps_hi']:.3g} and {b['steps_lo_b']:.3g}–{b['steps_hi']:.3g}; perfect scaling: {ideal:,.0f}× "
+              f"fewer).")
+    else:
+        s += ": the difference is not resolved by these seeds and this evaluation interval (90% intervals overlap)."
+    verdicts = []
+    for r in ok.iloc[1:].itertuples():
+        iv = Interval(r.efficiency, r.efficiency_lo, r.efficiency_hi, 0.0)
+        verdicts.append((int(r.batch_size), classify(iv, 0.5, "within 2× of perfect scaling",
+                                                     "beyond 2× of perfect scaling"), iv))
+    within = [bs for bs, v, _ in verdicts if v.startswith("within")]
+    open_ = [bs for bs, v, _ in verdicts if v.startswith("not resolved")]
+    beyond = [bs for bs, v, _ in verdicts if v.startswith("beyond")]
+    parts = []
+    if within:
+        parts.append(f"within 2× of perfect scaling (efficiency's 90% interval ≥ 0.5) up to batch size {max(within)}")
+    if beyond:
+        parts.append(f"beyond 2× from batch size {min(beyond)}")
+    if open_:
+        ivs = "; ".join(f"{'full' if bs == full else bs}: {iv.lo:.2f}–{iv.hi:.2f}" for bs, _, iv in verdicts
+                        if bs in open_ and np.isfinite(iv.lo))
+        parts.append(f"not resolved by these seeds at batch size {', '.join(map(str, open_))}"
+                     + (f" (efficiency intervals straddle 0.5: {ivs})" if ivs else ""))
+    if parts:
+        s += " Relative to the smallest tuned batch size: " + "; ".join(parts) + "."
+    return [s]
+
+
+def findings_two_noises(mini: pd.DataFrame, traj: pd.DataFrame, full: int, eval_every: int) -> list[str]:
+    """Batch size 1 against full batch, for both noises, named for what they are.
+
+    ``mini``: ``noise_by_batch_size`` of the minibatch loss (the loss on the examples the
+    optimizer sees: mostly the spread of single examples' losses at batch size 1);
+    ``traj``: the same of the full training loss every E steps (how much the parameters jitter).
+    """
+    out = []
+    for what, nb, note in (("minibatch-loss noise (the loss on the batch the optimizer sees, step to step)", mini,
+                            "this is mostly the spread of single examples' losses, not of the parameters"),
+                           ("trajectory noise (the full training loss, evaluation to evaluation, every "
+                            + ("step)" if eval_every == 1 else f"{eval_every} steps)"), traj,
+                            "how much the parameters themselves jitter")):
+        rows = []
+        for lr, g in nb.groupby("learning_rate"):
+            one, whole = g[g["batch_size"] == 1]["noise"], g[g["batch_size"] == full]["noise"]
+            if one.empty or whole.empty or not (np.isfinite(one.iloc[0]) and np.isfinite(whole.iloc[0])):
+                continue
+            rows.append((lr, one.iloc[0], whole.iloc[0]))
+        if not rows:
+            continue
+        txt = "; ".join(f"η = {lr:.3g}: {o:.3g} vs {w:.3g}" + (f" ({o / w:,.1f}×)" if w > 0 else "")
+                        for lr, o, w in rows)
+        out.append(f"Batch size 1 against full batch, {what}: {txt} (std of the change of log loss, median over "
+                   f"seeds; {note}).")
+    return out or ["No learning rate has stable runs at both batch size 1 and the full batch to compare their noise."]
+
+
+def findings_sharpness(reg: pd.DataFrame, factor: float, every: int | None, band: float, stretch: int) -> list[str]:
+    """What the full-batch sharpness did against 2/η; the edge of stability only where it was measured there."""
+    if reg.empty:
+        return []
+    _, eta = bound_labels(factor)
+    grid = sorted(reg["learning_rate"].unique())
+    ok = reg[~reg["diverged"]]
+    crit = (f"within ±{band:.0%} of {eta} for at least {stretch} consecutive measurements (steps 0, 1, 2, 4, … "
+            f"then every {every})") if every else f"within ±{band:.0%} of {eta} for {stretch} measurements"
+    out = []
+    edge = ok[ok["regime"] == "edge of stability"]
+    if not edge.empty:
+        out.append(f"Edge of stability (Cohen et al. 2021), by the criterion {crit}: at η = "
+                   f"{lr_list(edge['learning_rate'], grid)} ({len(edge)} runs; stretches at steps "
+                   f"{', '.join(sorted(set(edge['edge_steps'])))}).")
+    else:
+        out.append(f"No full-batch run was at the edge of stability by the criterion {crit}.")
+    cat = ok[ok["regime"] == "catapult"]
+    if not cat.empty:
+        out.append(f"Catapult-like drop at η = {lr_list(cat['learning_rate'], grid)}: sharpness started above {eta} "
+                   f"({span(cat['ratio_0'].min(), cat['ratio_0'].max(), '.2g')}× it) and fell far below it by step "
+                   f"{span(cat['drop_step'].min(), cat['drop_step'].max(), '.0f')} (under half), ending at "
+                   f"{span(cat['ratio_end'].min(), cat['ratio_end'].max(), '.2g')}× {eta}.")
+    below = ok[ok["regime"].isin(["below", "rose"])]
+    if not below.empty:
+        rose = below[below["regime"] == "rose"]
+        out.append(f"At η = {lr_list(below['learning_rate'], grid)} the sharpness stayed below {eta}: at most "
+                   f"{below['ratio_max'].max():.2g}× it" + (f"; it rose by more than 10% (progressive sharpening) at "
+                                                            f"η = {lr_list(rose['learning_rate'], grid)}"
+                                                            if not rose.empty else "") + ".")
+    un = ok[ok["regime"] == "above, unresolved"]
+    if not un.empty:
+        out.append(f"At η = {lr_list(un['learning_rate'], grid)} the sharpness started above {eta} and neither hovered "
+                   f"at it nor fell under half of it (last {span(un['ratio_end'].min(), un['ratio_end'].max(), '.2g')}× "
+                   f"{eta}).")
+    return out
+
+
+MCCANDLISH_CAVEAT = ("Caveat (McCandlish et al. 2018): B_crit equals the noise scale averaged along training only in "
+                     "their idealised model (a local quadratic, the best step size at every batch size); B_simple "
+                     "= tr(Σ)/|G|² equals the Hessian-aware B_noise = tr(HΣ)/(GᵀHG) only when the Hessian is a "
+                     "multiple of the identity, and the paper itself finds B_simple off by up to an order of magnitude.")
+
+
+def findings_critical_paths(target: float, fit: dict | None, reason: str, paths: dict[str, pd.DataFrame],
+                            missing_noise: str) -> str:
+    """B_crit (fitted, with its 90% interval) against the path averages of B_noise and B_simple.
+
+    ``fit``: name -> ``uncertainty.Interval`` (None: no fit); ``paths``: measured key ->
+    ``predictions.noise_path_average`` frame.
+    """
+    from .uncertainty import Interval
+
+    parts = [f"Critical batch size for loss {target:g}:"]
+    if fit is None or not np.isfinite(fit["b_crit"].point):
+        parts.append(f"B_crit could not be fitted ({reason or 'fewer than 3 tuned batch sizes reached the target'}).")
+        bc = Interval(np.nan, np.nan, np.nan, 1.0)
+    else:
+        bc = fit["b_crit"]
+        parts.append(f"the fit S = S_min + E_min/B over the tuned batch sizes gives B_crit = E_min/S_min = "
+                     f"{bc.text()} (S_min = {fit['s_min'].text()} steps, E_min = {fit['e_min'].text()} examples; "
+                     f"intervals: bootstrap over seeds).")
+        if np.isfinite(fit["b_noise"].point):
+            parts.append("The learning-rate fit ε_opt = ε_max/(1 + B_noise/B) gives B_noise (ε fit) = "
+                         f"{fit['b_noise'].text()}.")
+    names = {"hessian_noise_scale": "B_noise = tr(HΣ)/(GᵀHG)", "gradient_noise_scale": "B_simple = tr(Σ)/|G|²"}
+    any_path = False
+    for key, name in names.items():
+        p = paths.get(key)
+        v = p["path_average"].dropna() if p is not None and not p.empty else pd.Series(dtype=float)
+        if v.empty:
+            why = ("no full-batch run reached the target with it measured" if p is None or p.empty else
+                   "no measurement with loss above the target and |G| ≥ 1% of its start")
+            if p is None or p.empty:
+                why = missing_noise if key == "gradient_noise_scale" and missing_noise else \
+                    "not measured (diagnostics.hessian_noise_scale = false)" if key == "hessian_noise_scale" else why
+            parts.append(f"Path average of {name}: not available ({why}).")
+            continue
+        any_path = True
+        med = float(np.median(v))
+        rng = f"; runs {v.min():.3g}–{v.max():.3g}" if len(v) > 1 else ""
+        cmp = ""
+        if np.isfinite(bc.point):
+            if np.isfinite(bc.lo) and np.isfinite(bc.hi):
+                inside = bc.lo <= med <= bc.hi
+                cmp = (f" — inside B_crit's 90% interval" if inside else
+                       f" — {max(med / bc.hi, bc.lo / med):.2g}× outside B_crit's 90% interval")
+            else:
+                cmp = f" — {med / bc.point:.2g}× B_crit (its interval is not resolved)"
+        parts.append(f"Path average of {name} over full-batch training before the target (step-weighted, median "
+                     f"over {len(v)} run{'s' if len(v) > 1 else ''}{rng}): {med:.3g}{cmp}.")
+    if any_path or np.isfinite(bc.point):
+        parts.append(MCCANDLISH_CAVEAT)
+    return " ".join(parts)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .predictions import bound_labels
-from .prose import bracket_text, bs_text, fmt_steps, position_text, ratio_words
+from .prose import bracket_text, bs_text, fmt_steps, position_text, ratio_words, steps_interval_text
 
 
 # ---------------------------------------------------------------- predicted against measured
@@ -55,26 +55,78 @@ def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int 
 
 
 # ---------------------------------------------------------------- steps to target
-def best_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
+def best_table(best: pd.DataFrame, full: int | None, distinct: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
     for r in best.itertuples():
+        d = "—"
+        if distinct is not None and r.reached:
+            m = distinct[(distinct["batch_size"] == r.batch_size) & np.isclose(distinct["learning_rate"],
+                                                                                r.learning_rate)]
+            d = f"{int(m['distinct'].iloc[0])} of {int(m['runs'].iloc[0])}" if not m.empty else "—"
         rows.append({"batch size": "full (%d)" % r.batch_size if r.batch_size == full else str(r.batch_size),
                      "best learning rate": f"{r.learning_rate:.3g}" if r.reached else "—",
-                     "steps to target (median)": fmt_steps(r.steps),
+                     "tuned?": ("yes" if r.tuned else f"not tuned: optimum at the grid's edge ({r.edge}); add "
+                                f"{r.add}") if r.reached else "—",
+                     "steps to target (median, interval)": steps_interval_text(r.steps_lo, r.steps),
                      "seeds min–max": (f"{r.steps_min:,.0f}–{fmt_steps(r.steps_max)}" if r.reached else "—"),
                      "examples (median)": fmt_steps(r.examples),
                      "seeds reached": f"{r.n_reached}/{r.n}",
+                     "distinct trajectories": d,
                      "learning rates tried": str(r.n_lrs)})
     return pd.DataFrame(rows)
 
 
+def scaling_table(best: pd.DataFrame, per_group: pd.DataFrame, full: int | None) -> pd.DataFrame:
+    """Per batch size: the best cell's steps and scaling efficiency with 90% intervals over seeds."""
+    from .uncertainty import Interval, classify
+
+    m = best.merge(per_group, on=[c for c in ("optimizer", "batch_size") if c in per_group], suffixes=("", "_b"))
+    rows = []
+    for r in m.itertuples():
+        iv = Interval(r.efficiency, r.efficiency_lo, r.efficiency_hi, 0.0)
+        ok = r.reached and r.tuned
+        rows.append({"batch size": "full (%d)" % r.batch_size if r.batch_size == full else str(r.batch_size),
+                     "tuned?": "yes" if r.tuned else ("not tuned (grid edge)" if r.reached else "not reached"),
+                     "steps (midpoint, common grid)": f"{r.steps_b:.3g}" if np.isfinite(r.steps_b) else "—",
+                     "steps 90% interval": (f"{r.steps_lo_b:.3g}–{r.steps_hi:.3g}" if np.isfinite(r.steps_hi)
+                                            else "not resolved"),
+                     "scaling efficiency": f"{r.efficiency:.2f}" if ok and np.isfinite(r.efficiency) else "—",
+                     "efficiency 90% interval": (f"{r.efficiency_lo:.2f}–{r.efficiency_hi:.2f}"
+                                                 if ok and np.isfinite(r.efficiency_lo) else "—"),
+                     "within 2× of perfect scaling?": classify(iv, 0.5, "yes", "no") if ok else "— (left out)",
+                     "same best η in resamples": f"{r.best_lr_share:.0%}",
+                     "distinct trajectories in best cell": str(int(r.seeds))})
+    return pd.DataFrame(rows)
+
+
+def critical_table(rows_in: list) -> pd.DataFrame:
+    """One row per target: B_crit fitted with its interval, and the path averages of both noise scales."""
+    rows = []
+    for target, fit, reason, paths in rows_in:
+        def path(key):
+            p = paths.get(key)
+            v = p["path_average"].dropna() if p is not None and not p.empty else []
+            return f"{np.median(v):.3g} ({len(v)} runs)" if len(v) else "not available"
+        ok = fit is not None and np.isfinite(fit["b_crit"].point)
+        rows.append({"target loss": f"{target:g}",
+                     "B_crit = E_min/S_min (fit, 90% interval)": fit["b_crit"].text() if ok else
+                     f"fit failed: {reason or 'fewer than 3 tuned batch sizes'}",
+                     "S_min (steps)": fit["s_min"].text() if ok else "—",
+                     "E_min (examples)": fit["e_min"].text() if ok else "—",
+                     "B_noise from the ε_opt(B) fit": fit["b_noise"].text() if fit is not None else "—",
+                     "path average of B_noise = tr(HΣ)/(GᵀHG), measured": path("hessian_noise_scale"),
+                     "path average of B_simple = tr(Σ)/|G|², measured": path("gradient_noise_scale")})
+    return pd.DataFrame(rows)
+
+
 def outcome_table(cell: pd.DataFrame, target: float, full: int | None) -> pd.DataFrame:
-    """Per batch size: how many runs reached the target, did not, and diverged."""
+    """Per batch size: how many runs reached the target (and stayed), lost it again, did not, and diverged."""
     c = cell[cell["target"] == target]
     rows = []
     for (opt, bs), g in c.groupby(["optimizer", "batch_size"]):
         n = int(g["n"].sum())
-        reached, div = int(g["n_reached"].sum()), int(g["n_diverged"].sum())
+        reached, div, lost = int(g["n_reached"].sum()), int(g["n_diverged"].sum()), int(g["n_lost"].sum())
         rows.append({"optimizer": opt, "batch size": f"full ({bs})" if bs == full else str(bs), "runs": n,
-                     "reached": reached, "not reached (no divergence)": n - reached - div, "diverged": div})
+                     "reached": reached, "reached, then diverged or lost": lost,
+                     "not reached (no divergence)": n - reached - div - lost, "diverged": div})
     return pd.DataFrame(rows)

@@ -322,9 +322,10 @@ def test_fit_lr_scaling_with_2_percent_noise(seed):
     assert (fit.eps_max, fit.b_noise) == pytest.approx((EPS_MAX, B_NOISE), rel=0.1)
 
 
-def test_fit_lr_scaling_batch_independent_learning_rate_gives_zero_b_noise():
+def test_fit_lr_scaling_batch_independent_learning_rate_is_a_failed_fit():
+    # B_noise = 0 sits at its bound: the data say only that it is below the batch sizes measured
     fit = fit_lr_scaling(BATCHES, np.full(BATCHES.shape, 0.1))
-    assert fit.reason == "" and fit.eps_max == pytest.approx(0.1) and fit.b_noise == pytest.approx(0.0, abs=1e-9)
+    assert fit.reason.startswith("degenerate fit") and np.isnan(fit.b_noise)
 
 
 @pytest.mark.parametrize("B, eps, reason", [

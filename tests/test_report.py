@@ -92,10 +92,11 @@ def test_index_links_every_report(store):
       "2/λ_max at initialisation = 0.0461", "below the bracket", "Predicted vs measured"]),
     ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic",
                            "edge_of_stability"],
-     ["Best learning rate per batch size", "the fastest learning rate was", "perfect scaling",
-      "noisier than the full batch", "Outcomes of all runs", "Predicted vs measured",
-      "the prediction is inside the bracket", "Their sharpness stayed at 1.31 throughout",
-      "Critical batch size for loss 0.06: B_simple = "]),
+     ["Best learning rate per batch size", "the fastest learning rate was", "Scaling to loss 0.06: 90% intervals",
+      "trajectory noise (the full training loss", "minibatch-loss noise", "Outcomes of all runs",
+      "Predicted vs measured", "the prediction is inside the bracket", "the sharpness stayed below 2/η",
+      "No full-batch run was at the edge of stability", "Critical batch size for loss 0.06:",
+      "Path average of B_simple = tr(Σ)/|G|²", "McCandlish"]),
     ("neuron-random-vs-gd", ["loss_curves", "sensitivity", "random_vs_gd"],
      ["After 30 loss evaluations, random search", "gradient descent with η=10",
       "Nothing is predicted: no diagnostics were logged"]),
@@ -242,7 +243,9 @@ def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(s
     assert "2/λ_max(0) = 1.53" in labels and "measured boundary, full batch: (1.4, 1.7]" in labels
     scal = F.scaling(M.scaling_curve(bests[0.06]), 0.06, 256, 1, pred.marks(0.06))
     labels = " ".join(scal.axes[0].get_legend_handles_labels()[1])
-    assert "B_simple near target" in labels and "B_crit (S–E fit)" in labels and "B_noise (η fit)" in labels
+    assert "perfect scaling" in labels
+    untuned = ~bests[0.06]["tuned"].astype(bool) & bests[0.06]["reached"]
+    assert ("not tuned: optimum at the grid's edge" in labels) == bool(untuned.any())
     md = (out / "linear-regression" / "report.md").read_text()
     assert "| divergence boundary, full batch (256) | 2/λ_max(0) = 1.53 | in (1.4, 1.7]" in md
     assert "](edge_of_stability.png)" in md
