@@ -105,6 +105,10 @@ def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.
             seeds=("seed", "size"), r0=("ratio_0", "median"), rmin=("ratio_min", "median"),
             rmax=("ratio_max", "median"), rend=("ratio_end", "median"), edge=("edge_steps", "first"),
             drop=("drop_step", "min"), last_step=("last_step", "max")).reset_index()
+        e["drop"] = e["drop"].map(lambda x: "—" if x < 0 else str(int(x)))
+        e["edge"] = e["edge"].replace("", "—")
+        for col in ("r0", "rmin", "rmax", "rend"):
+            e[col] = e[col].map(lambda x: f"{x:.3g}")
         rep.table(f"Sharpness of full-batch runs ÷ {eta} (medians over seeds; edge of stability: within "
                   f"±{P.EOS_BAND:.0%} for ≥ {P.EOS_STRETCH} consecutive measurements)",
                   e.rename(columns={"learning_rate": "η", "regime": "what the sharpness did", "seeds": "runs",

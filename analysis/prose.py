@@ -688,7 +688,7 @@ def findings_critical_paths(target: float, fit: dict | None, reason: str, paths:
             if p is None or p.empty:
                 why = missing_noise if key == "gradient_noise_scale" and missing_noise else \
                     "not measured (diagnostics.hessian_noise_scale = false)" if key == "hessian_noise_scale" else why
-            parts.append(f"Path average of {name}: not available ({why}).")
+            parts.append(f"Path average of {name}: not available: {why}.")
             continue
         any_path = True
         med = float(np.median(v))

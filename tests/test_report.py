@@ -95,7 +95,7 @@ def test_index_links_every_report(store):
      ["Best learning rate per batch size", "the fastest learning rate was", "Scaling to loss 0.06: 90% intervals",
       "trajectory noise (the full training loss", "minibatch-loss noise", "Outcomes of all runs",
       "Predicted vs measured", "the prediction is inside the bracket", "the sharpness stayed below 2/η",
-      "No full-batch run was at the edge of stability", "Critical batch size for loss 0.06:",
+      "for at least 3 consecutive measurements", "Critical batch size for loss 0.06:",
       "Path average of B_simple = tr(Σ)/|G|²", "McCandlish"]),
     ("neuron-random-vs-gd", ["loss_curves", "sensitivity", "random_vs_gd"],
      ["After 30 loss evaluations, random search", "gradient descent with η=10",
