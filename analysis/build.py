@@ -1,4 +1,12 @@
-"""One experiment's report from its frames: which measures, figures, tables and findings, in order.
+"""One variant's report from its frames: which measures, figures, tables and findings, in order.
+
+A variant (``load.Variant``) is one set of fixed settings of an experiment; its runs are
+split into *groups*, one per combination of facet values (every swept key other than
+learning rate, batch size and seed: ``optimizer.kind``, ``model.activation`` …). Every
+measure is computed within a group, so runs are never pooled across facet values; a
+*cell* is a group × batch size (× learning rate). Tables carry one column per facet,
+figures one panel, colour or figure per group, and findings name the group they are
+about; ``summary`` collects the same numbers for ``summary.json``.
 
 A report never trains: it reads the store. What it cannot show (no finished runs, no
 curves, every run diverged) it says plainly where the figure or table would be.
@@ -8,7 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 
+import numpy as np
 import numpy as np
 import pandas as pd
 
@@ -20,17 +30,151 @@ from . import measures as M
 from . import predictions as P
 from . import uncertainty as U
 from .predictions import Predicted, bound_labels, predict
-from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_critical_paths,
-                    findings_divergence, findings_lost, findings_not_reached, findings_random, findings_resolution,
-                    findings_scaling_intervals, findings_seed_graph, findings_sensitivity, findings_sharpness,
-                    findings_steps_source, findings_two_noises, findings_untuned)
-from .render import Report
-from .tables import best_table, critical_table, outcome_table, predicted_table, scaling_table
+from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_compare,
+                    findings_critical_paths, findings_divergence, findings_lost, findings_not_reached, findings_random,
+                    findings_resolution, findings_scaling_intervals, findings_seed_graph, findings_sensitivity,
+                    findings_sharpness, findings_steps_source, findings_two_noises, findings_untuned,
+                    headline_divergence, headline_fastest)
+from .render import Figure, Report
+from .summary import variant_summary
+from .tables import (best_table, critical_table, divergence_table, outcome_table, predicted_table, scaling_table,
+                     with_facets)
 
 
-def _what_was_run(rep: Report, data: load.ExperimentData):
-    sweep = data.latest_sweep
-    items = [f"MLflow store: {data.uri} (experiment id {data.experiment_id})"]
+# ---------------------------------------------------------------- one group: a combination of facet values
+@dataclass
+class Group:
+    """The runs of one combination of facet values, and every measure computed on them alone."""
+    values: dict                 # facet -> value ({} when the variant sweeps no other key)
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    label: str = ""              # "optimizer.kind=adam, model.activation=relu" ("" without facets)
+    key: str = ""                # suffix for figure names ("" without facets)
+    targets: list = field(default_factory=list)
+    steps: M.StepsToTargets | None = None
+    cell: pd.DataFrame | None = None
+    frac: pd.DataFrame | None = None
+    sens: pd.DataFrame | None = None
+    bests: dict = field(default_factory=dict)
+    pred: Predicted | None = None
+    distinct: pd.DataFrame | None = None
+    distinct_table: pd.DataFrame | None = None  # the steps table with identical trajectories counted once   # distinct trajectories per cell (uncertainty.distinct_counts)
+    resolution: int = 1                    # the coarsest steps-to-target interval (measures.resolution_of)
+    intervals: dict = field(default_factory=dict)  # target -> uncertainty.scaling_intervals
+    full: int | None = None
+    budget: int = 0
+    eval_every: int = 1
+
+    @property
+    def gd(self) -> bool:
+        """Whether the group trains by gradient (random search has no learning rate to tune)."""
+        return (self.runs["optimizer"] != "random_search").any()
+
+    def prefix(self, text: str) -> str:
+        """A finding about this group, naming it when the variant has facets."""
+        return f"{self.label}: {text}" if self.label else text
+
+
+def _value_text(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else str(v)
+
+
+def short_facet(key: str) -> str:
+    """How a facet is named in text: ``optimizer.kind`` -> ``optimizer``, ``model.activation`` -> ``activation``."""
+    section, _, name = key.partition(".")
+    return section if name == "kind" else name or section
+
+
+def facet_label(values: dict) -> str:
+    """``optimizer=adam, activation=relu``: a group as findings, tables' titles and figures name it."""
+    return ", ".join(f"{short_facet(f)}={_value_text(v)}" for f, v in values.items())
+
+
+def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) -> list[Group]:
+    """One ``Group`` per combination of facet values, measures computed within it."""
+    if not facets:
+        parts = [({}, runs)]
+    else:
+        parts = [(dict(zip(facets, k if isinstance(k, tuple) else (k,))), g.reset_index(drop=True))
+                 for k, g in runs.groupby(facets, sort=True)]
+    groups = []
+    for values, g in parts:
+        label = facet_label(values)
+        key = "_".join(_value_text(v) for v in values.values())
+        c = curves[curves["run_id"].isin(g["run_id"])] if not curves.empty else curves
+        groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else "")))
+    return groups
+
+
+def _measure(g: Group) -> Group:
+    runs = g.runs
+    g.targets = M.targets_of(runs)
+    g.full = F.full_batch_size(runs)
+    g.budget = int(runs["steps"].max())
+    g.eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
+    g.steps = M.steps_to_targets(runs, g.curves, g.targets)
+    table = g.steps.table
+    fp = U.fingerprints(runs, g.curves)
+    g.distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
+    g.resolution = M.resolution_of(table)
+    common = M.on_common_grid(U.keep_distinct(table, fp), g.resolution)
+    g.distinct_table = U.keep_distinct(table, fp)
+    g.cell = M.cells(table)
+    g.frac = M.diverged_fraction(runs)
+    g.sens = M.lr_sensitivity(runs)
+    gd_cell = g.cell[g.cell["optimizer"] != "random_search"]
+    g.bests = {t: M.best_learning_rate(gd_cell, t) for t in g.targets}
+    g.pred = predict(runs, g.curves, table, g.bests, g.full)
+    if runs[runs["optimizer"] != "random_search"]["batch_size"].nunique() >= 2:
+        for t in g.targets:
+            c = common[(common["target"] == t) & (common["optimizer"] != "random_search")]
+            if not c.empty:
+                g.intervals[t] = U.scaling_intervals(c, M.TUNED_OVER, g.bests[t])
+    return g
+
+
+def _combined(groups: list[Group], frame_of, facets: list[str]) -> pd.DataFrame:
+    """The frames of every group, one after the other, with the facet values as leading columns."""
+    parts = []
+    for g in groups:
+        f = frame_of(g)
+        if f is None or f.empty:
+            continue
+        f = f.copy()
+        for k, v in g.values.items():
+            f[k] = v
+        f["group"] = g.label
+        parts.append(f)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---------------------------------------------------------------- what was run
+def _what_was_run(rep: Report, data: load.ExperimentData, variant: load.Variant, groups: list[Group],
+                  others: list[tuple[load.Variant, str | None]]):
+    sweep = variant.latest_sweep
+    rep.h2("What was run")
+    if data.description:
+        rep.p(data.description)
+    items = [f"This page: {variant.label} — {len(variant.runs)} finished runs "
+             f"(of {len(data.runs)} in the experiment), from {len(variant.sweeps)} sweep(s)."]
+    if variant.facets:
+        items.append("Swept besides learning rate, batch size and seed (each value analysed on its own, never "
+                     "pooled): " + "; ".join(f"{f} = {', '.join(_value_text(v) for v in sorted(set(variant.runs[f])))}"
+                                             for f in variant.facets) + ".")
+    seeds = variant.runs.groupby([*variant.facets, "batch_size", "learning_rate"])["seed"].nunique() \
+        if not variant.runs.empty else pd.Series(dtype=int)
+    if not seeds.empty:
+        lo, hi = int(seeds.min()), int(seeds.max())
+        items.append(f"Seeds per cell (facet values × batch size × learning rate): {lo}" +
+                     (f"–{hi}" if hi != lo else ""))
+    if others:
+        listed = "; ".join(f"{v.label} ({len(v.runs)} runs" + (f", page {link}" if link else "") + ")"
+                           for v, link in others)
+        items.append(f"Other variants of this experiment (sweeps with other fixed settings, reported separately, "
+                     f"never mixed with these runs): {listed}.")
+    items.append(f"MLflow store: {data.uri} (experiment id {data.experiment_id})")
     if sweep is not None:
         tag = lambda k: sweep.get(f"tags.{k}") if isinstance(sweep.get(f"tags.{k}"), str) else "unknown"  # noqa: E731
         items.append(f"Latest sweep: {sweep['run_name']} ({sweep['status']}), run id {sweep['run_id']}; "
@@ -41,39 +185,27 @@ def _what_was_run(rep: Report, data: load.ExperimentData):
                      + f"; backend {tag('jax.backend')} ({tag('jax.device')}), {tag('host.machine')}")
     else:
         items.append("No sweep run was found: the provenance of these runs is unknown.")
-    items.append(f"Sweeps in this experiment: {len(data.sweeps)}; finished runs analysed: {len(data.runs)}")
     if data.unfinished:
         items.append("Ignored (not FINISHED): " + ", ".join(f"{n} {s}" for s, n in sorted(data.unfinished.items())))
-    if data.left_out:
-        items.append(f"Left out: {data.left_out} finished runs from sweeps with other settings "
-                     f"({', '.join(data.left_out_keys)}) than the latest sweep's.")
     items.append(f"Report written {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    rep.h2("What was run")
-    if data.description:
-        rep.p(data.description)
     rep.ul(items)
-    text = load.resolved_config_text(data)
+    text = load.resolved_config_text(variant)
     if text:
         rep.p("Resolved configuration (every default filled in):")
         rep.pre(text)
 
 
-def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.DataFrame, full: int | None,
-                       targets: list[float], n_bs: int, runs: pd.DataFrame, table: pd.DataFrame, intervals: dict):
-    """The "Predicted versus measured" section: table, edge-of-stability figure, noise scales, fits."""
-    rep.h2("Predicted versus measured")
+# ---------------------------------------------------------------- predicted against measured
+def _predicted_section(rep: Report, g: Group, n_bs: int):
+    """Table, edge-of-stability figure, noise scales and fits of one group."""
+    pred, full, targets, curves, runs = g.pred, g.full, g.targets, g.curves, g.runs
+    table, intervals = g.distinct_table, g.intervals
+    findings: list[str] = []
+    rep.ul(findings)
     if pred.every is None:
         rep.p(f"Nothing is predicted: {pred.missing_boundary}. A [diagnostics] section with sharpness = true and "
               "noise_scale = true predicts the divergence boundary (2/λ_max) and the critical batch size (B_simple).")
         return
-    rep.p("Measured, on a grid: the divergence boundary lies between the highest learning rate at which no seed "
-          "diverged and the lowest at which some seed did; the table gives that bracket and its geometric midpoint, "
-          "and the prediction is judged by whether it falls inside. Critical batch size: B_crit = E_min/S_min is "
-          "fitted to the best learning rate per tuned batch size (S = S_min + E_min/B, McCandlish et al. 2018), with "
-          "a 90% interval from a bootstrap over seeds; under that model B_crit is the noise scale averaged along "
-          "training, so it is set beside the step-weighted path averages of the measured noise scales, B_noise = "
-          "tr(HΣ)/(GᵀHG) and B_simple = tr(Σ)/|G|², taken only where the loss was above the target and |G| ≥ 1% of "
-          "its start.")
     if pred.cmp is not None:
         findings += findings_boundary(pred.cmp, pred.init, full)
     else:
@@ -98,8 +230,8 @@ def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.
         rep.table("Critical batch size: fitted from the sweep (90% intervals over seeds) against noise scales "
                   "measured along full-batch training", critical_table(critical_rows))
     _, eta = bound_labels(factor)
-    rep.figure("edge_of_stability", f"Full batch: sharpness over training against {eta} (edge of stability)",
-               lambda: F.edge_of_stability(curves, pred.eos, eta))
+    rep.figure(f"edge_of_stability{_sfx(g)}", f"Full batch: sharpness over training against {eta} (edge of stability)"
+               + _of(g), lambda: F.edge_of_stability(curves, pred.eos, eta))
     if not regimes.empty:
         e = regimes.groupby(["learning_rate", "regime"]).agg(
             seeds=("seed", "size"), r0=("ratio_0", "median"), rmin=("ratio_min", "median"),
@@ -111,156 +243,11 @@ def _predicted_section(rep: Report, findings: list, pred: Predicted, curves: pd.
             e[col] = e[col].map(lambda x: f"{x:.3g}")
         rep.table(f"Sharpness of full-batch runs ÷ {eta} (medians over seeds; edge of stability: within "
                   f"±{P.EOS_BAND:.0%} for ≥ {P.EOS_STRETCH} consecutive measurements)",
-                  e.rename(columns={"learning_rate": "η", "regime": "what the sharpness did", "seeds": "runs",
-                                    "r0": f"step 0 ÷ {eta}", "rmin": f"min ÷ {eta}", "rmax": f"max ÷ {eta}",
-                                    "rend": f"last ÷ {eta}", "edge": "longest stretch in band (steps)",
-                                    "drop": "fell under half at step", "last_step": "last measured step"}))
-
-
-def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
-    """Measures, figures, tables and findings of one experiment.
-
-    Args:
-        data: the experiment as ``load.load_experiment`` read it.
-        curves: its runs' curves (``load.load_curves``).
-
-    Returns:
-        The ``Report``; it always builds, saying plainly what the data cannot show.
-    """
-    rep = Report(data.name)
-    findings: list[str] = []
-    rep.h2("Findings")
-    rep.ul(findings)  # filled below; the list object is shared
-    _what_was_run(rep, data)
-    runs = data.runs
-    if runs.empty:
-        findings.append("This experiment has no FINISHED runs: there is nothing to analyse"
-                        + (f" ({', '.join(f'{n} {s}' for s, n in data.unfinished.items())} ignored)."
-                           if data.unfinished else "."))
-        return rep
-    targets = M.targets_of(runs)
-    full = F.full_batch_size(runs)
-    budget = int(runs["steps"].max())
-    eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
-    if curves.empty:
-        findings.append("No curves (metric histories) were found for these runs: the loss-curve figures are "
-                        "missing; steps to target come from the logged summaries.")
-    if runs["diverged"].all():
-        findings.append(f"Every one of the {len(runs)} runs diverged: no learning rate in this grid trains stably.")
-    steps = M.steps_to_targets(runs, curves, targets)
-    table = steps.table
-    findings += findings_steps_source(steps)
-    fp = U.fingerprints(runs, curves)
-    distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
-    resolution = M.resolution_of(table)
-    common = M.on_common_grid(U.keep_distinct(table, fp), resolution)
-    cell = M.cells(table)
-    frac = M.diverged_fraction(runs)
-    sens = M.lr_sensitivity(runs)
-    gd = runs[runs["optimizer"] != "random_search"]
-    n_bs, n_lr = gd["batch_size"].nunique(), gd["learning_rate"].nunique()
-    seed_graph = (runs.get(f"params.{R.MODEL}") == "seed_graph").all()
-
-    if not targets:
-        findings.append("The runs have no loss targets (train.targets): steps to target cannot be measured.")
-
-    # The seed's graph first: it is that experiment's whole point.
-    if seed_graph:
-        rep.h2("The seed's computational graph")
-        ex = _seed_example(runs)
-        rep.figure("seed_graph", "The graph f = (x+y)·z: values (forward) and gradients (backward)",
-                   lambda: F.seed_graph(ex) if ex else (_ for _ in ()).throw(
-                       F.NotApplicable("the runs lack the model.start / data.target params")))
-        if targets and not curves.empty:
-            v = M.verdicts(table[table["target"] == targets[0]], M.oscillation(curves))
-            v = v.merge(runs[["run_id", "diverged_step"]], on="run_id")
-            findings += findings_seed_graph(v, curves, targets[0], budget)
-            rep.figure("seed_graph_curves", "Which learning rates η converge?",
-                       lambda: F.seed_graph_curves(curves, v, targets[0]))
-
-    if not seed_graph:  # its own curve figure above says more
-        rep.h2("Loss curves")
-        rep.figure("loss_curves", "How does the full training loss fall, per learning rate and batch size?",
-                   lambda: F.loss_curves(curves, runs, R.FULL_TRAIN_LOSS, targets[0] if targets else None))
-
-    bests = {t: M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t) for t in targets}
-    pred = predict(runs, curves, table, bests, full)
-    intervals = {}
-    for t in targets if n_bs >= 2 else []:
-        c = common[(common["target"] == t) & (common["optimizer"] != "random_search")]
-        if not c.empty:
-            intervals[t] = U.scaling_intervals(c, M.TUNED_OVER, bests[t])
-    for t in targets:
-        best = bests[t]
-        if not seed_graph:
-            findings += findings_best_intervals(best, t, budget, full, distinct) if t == targets[0] else \
-                [findings_best_short(best, t, full)]
-            findings += findings_untuned(best, t, full) if t == targets[0] and len(best) > 1 else []
-        rep.h2(f"Steps to loss {t:g}")
-        rep.table(f"Best learning rate per batch size (fewest median steps to loss {t:g}; ties: better worst seed; "
-                  f"steps: the interval between the last evaluation above the target and the first below)",
-                  best_table(best, full, distinct))
-        rep.table(f"Outcomes of all runs for loss {t:g}", outcome_table(cell, t, full))
-        if n_bs >= 2:
-            rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
-                       lambda t=t: F.steps_heatmap(cell, t, full, pred.lr_mark))
-            curve = M.scaling_curve(best)
-            if t in intervals:
-                if t in (targets[0], targets[-1]):  # the loosest and the tightest target
-                    findings += findings_scaling_intervals(best, intervals[t].per_group, t, full, resolution)
-                rep.table(f"Scaling to loss {t:g}: 90% intervals over seeds (bootstrap, {U.N_BOOT} resamples of the "
-                          f"seeds within each cell; steps on a common grid of {resolution})",
-                          scaling_table(best, intervals[t].per_group, full))
-            rep.figure(f"scaling_{M.target_label(t)}", f"Steps and examples to loss {t:g} against batch size",
-                       lambda curve=curve, t=t: F.scaling(curve, t, full, eval_every, _marks(intervals.get(t))))
-        if not seed_graph:
-            findings += findings_resolution(best, t, eval_every, full)
-        if t == targets[0] and not seed_graph:
-            findings += findings_not_reached(cell, t, budget, full)
-            findings += findings_lost(table, t, full)
-
-    rep.h2("Divergence")
-    if not seed_graph:  # its findings above already say which η diverged
-        findings += findings_divergence(frac, full)
-    shown = frac[frac["n_diverged"] > 0]
-    rep.table("Cells with diverged runs (learning rate × batch size)", shown.assign(
-        fraction=shown["fraction"].map(lambda x: f"{x:.0%}")) if not shown.empty else
-        pd.DataFrame({"": ["No run diverged."]}))
-
-    if n_lr >= 2:
-        rep.h2("Learning-rate sensitivity")
-        if not seed_graph:
-            findings += findings_sensitivity(sens, full)
-        rep.figure("sensitivity", "How much does the final loss depend on the learning rate?",
-                   lambda: F.sensitivity(sens, full, pred.lr_mark, pred.bracket(full)))
-
-    _predicted_section(rep, findings, pred, curves, full, targets, n_bs, runs, U.keep_distinct(table, fp),
-                       intervals)
-
-    if full is not None and (runs["batch_size"] == 1).any() and full != 1:
-        rep.h2("Batch versus stochastic training")
-        noise = M.curve_noise(curves)
-        stable = runs[~runs["diverged"]]
-        nb = M.noise_by_batch_size(noise, stable)
-        nt = M.noise_by_batch_size(M.trajectory_noise(curves), stable)
-        findings += findings_two_noises(nb, nt, full, eval_every)
-        rep.figure("batch_vs_stochastic", "Batch (red) against stochastic (blue) training",
-                   lambda: F.batch_vs_stochastic(curves, runs, noise))
-        for what, frame in (("Minibatch-loss noise: std of the step-to-step change of the log loss on the batch "
-                             "the optimizer sees (median over seeds)", nb),
-                            (f"Trajectory noise: std of the change of the log full training loss between "
-                             f"evaluations every {eval_every} steps (median over seeds)", nt)):
-            rep.table(what, frame.pivot(index="learning_rate", columns="batch_size", values="noise").round(4)
-                      .reset_index().rename(columns={"learning_rate": "η"}))
-
-    if "random_search" in set(runs["optimizer"]):
-        rep.h2("Random search against gradient descent")
-        bsf = M.best_so_far(curves, runs)
-        if targets and not bsf.empty:
-            findings += findings_random(bsf, table, targets[0])
-        rep.figure("random_vs_gd", "Best loss so far against loss evaluations",
-                   lambda: F.random_vs_gd(bsf, targets[0] if targets else None))
-    return rep
+                  e.rename(columns={"learning_rate": "learning rate η", "regime": "what the sharpness did",
+                                    "seeds": "runs", "r0": f"step 0 ÷ {eta}", "rmin": f"min ÷ {eta}",
+                                    "rmax": f"max ÷ {eta}", "rend": f"last ÷ {eta}",
+                                    "edge": "longest stretch in band (steps)", "drop": "fell under half at step",
+                                    "last_step": "last measured step"}))
 
 
 def _marks(si) -> list[tuple[str, float]]:
@@ -273,6 +260,270 @@ def _marks(si) -> list[tuple[str, float]]:
         return []
     label = "B_crit (S–E fit" + (f", 90%: {b.lo:.3g}–{b.hi:.3g})" if np.isfinite(b.lo) else ")")
     return [(label, b.point)]
+
+
+def _sfx(g: Group) -> str:
+    return f"_{g.key}" if g.key else ""
+
+
+def _of(g: Group) -> str:
+    return f" — {g.label}" if g.label else ""
+
+
+# ---------------------------------------------------------------- the report
+def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant | None = None,
+          others: list[tuple[load.Variant, str | None]] = ()) -> Report:
+    """Measures, figures, tables and findings of one variant of an experiment.
+
+    Args:
+        data: the experiment as ``load.load_experiment`` read it.
+        curves: its runs' curves (``load.load_curves``; may hold other variants' runs too).
+        variant: which variant (default: the first, the base sweep).
+        others: the experiment's other variants and the relative link to each one's page.
+
+    Returns:
+        The ``Report`` (``rep.summary`` holds its ``summary.json`` entry); it always builds,
+        saying plainly what the data cannot show.
+    """
+    if variant is None:
+        variant = data.variants[0] if data.variants else load.Variant("base", {}, {}, [], data.runs, data.sweeps)
+    title = data.name if variant.base or len(data.variants) <= 1 else f"{data.name} — {variant.label}"
+    rep = Report(title)
+    headlines: list[str] = []
+    rep.h2("Summary")
+    rep.ul(headlines)  # filled below; the list object is shared
+    summary_at = len(rep.blocks)
+    runs = variant.runs
+    groups = split_groups(runs, curves, variant.facets) if not runs.empty else []
+    _what_was_run(rep, data, variant, groups, list(others))
+    rep.summary = variant_summary(variant, groups)
+    if runs.empty:
+        headlines.append("This experiment has no FINISHED runs: there is nothing to analyse"
+                         + (f" ({', '.join(f'{n} {s}' for s, n in data.unfinished.items())} ignored)."
+                            if data.unfinished else "."))
+        return rep
+    notes: list[str] = []
+    if curves.empty or curves[curves["run_id"].isin(runs["run_id"])].empty:
+        notes.append("No curves (metric histories) were found for these runs: the loss-curve figures are "
+                     "missing; steps to target come from the logged summaries.")
+    if runs["diverged"].all():
+        headlines.append(f"Every one of the {len(runs)} runs diverged: no learning rate in this grid trains stably.")
+    for g in groups:
+        notes += [g.prefix(s) for s in findings_steps_source(g.steps)]
+    targets = groups[0].targets
+    if not targets:
+        notes.append("The runs have no loss targets (train.targets): steps to target cannot be measured.")
+    gd_groups = [g for g in groups if g.gd]
+    gd_runs = runs[runs["optimizer"] != "random_search"]
+    n_bs, n_lr = gd_runs["batch_size"].nunique(), gd_runs["learning_rate"].nunique()
+    full = F.full_batch_size(runs)
+    seed_graph = (runs.get(f"params.{R.MODEL}") == "seed_graph").all()
+    facets = variant.facets
+    headline_figure = None
+
+    # The seed's graph first: it is that experiment's whole point.
+    if seed_graph:
+        rep.h2("The seed's computational graph")
+        ex = _seed_example(runs)
+        rep.figure("seed_graph", "The graph f = (x+y)·z: values (forward) and gradients (backward)",
+                   lambda: F.seed_graph(ex) if ex else (_ for _ in ()).throw(
+                       F.NotApplicable("the runs lack the model.start / data.target params")))
+        found: list[str] = []
+        rep.ul(found)
+        for g in groups:
+            if targets and not g.curves.empty:
+                v = M.verdicts(g.steps.table[g.steps.table["target"] == targets[0]], M.oscillation(g.curves))
+                v = v.merge(g.runs[["run_id", "diverged_step"]], on="run_id")
+                lines = [g.prefix(s) for s in findings_seed_graph(v, g.curves, targets[0], g.budget)]
+                found += lines
+                headlines += [s for s in lines if "converged (loss" in s or "The post's" in s]
+                rep.figure(f"seed_graph_curves{_sfx(g)}", "Which learning rates η converge?" + _of(g),
+                           lambda v=v, g=g: F.seed_graph_curves(g.curves, v, targets[0]))
+                headline_figure = headline_figure or f"seed_graph_curves{_sfx(g)}"
+    if notes:
+        rep.h2("Notes on the data")
+        rep.ul(notes)
+
+    if not seed_graph:  # its own curve figure above says more
+        rep.h2("Loss curves")
+        for g in gd_groups:
+            rep.figure(f"loss_curves{_sfx(g)}", "How does the full training loss fall, per learning rate and batch "
+                       "size?" + _of(g), lambda g=g: F.loss_curves(g.curves, g.runs, R.FULL_TRAIN_LOSS,
+                                                                   targets[0] if targets else None))
+
+    for t in targets:
+        rep.h2(f"Steps to loss {t:g}")
+        found = []
+        rep.ul(found)
+        cell = _combined(gd_groups, lambda g: g.cell, facets)
+        best = _combined(gd_groups, lambda g: g.bests.get(t), facets)
+        if n_bs >= 2:
+            curve = _combined(gd_groups, lambda g: M.scaling_curve(g.bests[t]), facets)
+            marks = _marks(gd_groups[0].intervals.get(t)) if len(gd_groups) == 1 else []
+            every = max(g.eval_every for g in gd_groups) if gd_groups else 1
+            name = f"scaling_{M.target_label(t)}"
+            rep.figure(name, f"Steps and examples to loss {t:g} against batch size",
+                       lambda curve=curve, t=t, marks=marks, every=every: F.scaling(curve, t, full, every, marks))
+            if t == targets[0] and not seed_graph:
+                headline_figure = headline_figure or name
+            rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
+                       lambda cell=cell, t=t: F.steps_heatmap(cell, t, full, gd_groups[0].pred.lr_mark
+                                                              if len(gd_groups) == 1 else None))
+        if len(gd_groups) > 1:
+            compare = findings_compare(best, t, full)
+            found += compare
+            if t == targets[0]:
+                headlines += compare[:1]
+        if t == targets[0] and not seed_graph and gd_groups:
+            headlines += headline_fastest(best, t, full)
+        for g in gd_groups:
+            if g.runs["optimizer"].eq("random_search").all():
+                continue
+            b = g.bests[t]
+            if not seed_graph:
+                found += [g.prefix(s) for s in (findings_best_intervals(b, t, g.budget, g.full, g.distinct)
+                                                if t == targets[0] else [findings_best_short(b, t, g.full)])]
+                if t == targets[0] and len(b) > 1:
+                    found += [g.prefix(s) for s in findings_untuned(b, t, g.full)]
+            if t in g.intervals and t in (targets[0], targets[-1]):  # the loosest and the tightest target
+                sc = [g.prefix(s) for s in findings_scaling_intervals(b, g.intervals[t].per_group, t, g.full,
+                                                                      g.resolution)]
+                found += sc
+                if t == targets[0] and len(gd_groups) <= 2:
+                    headlines += sc[:1]
+            if not seed_graph:
+                found += [g.prefix(s) for s in findings_resolution(b, t, g.eval_every, g.full)]
+            if t == targets[0] and not seed_graph:
+                found += [g.prefix(s) for s in findings_not_reached(g.cell, t, g.budget, g.full)]
+                found += [g.prefix(s) for s in findings_lost(g.steps.table, t, g.full)]
+        rep.table(f"Best learning rate per {_cell_words(facets)} (fewest median steps to loss {t:g}; ties: better "
+                  f"worst seed; steps: the interval between the last evaluation above the target and the first "
+                  f"below)", with_facets(best, facets, lambda b: best_table(b, full, _group_of(gd_groups, b).distinct)))
+        scal = _combined([g for g in gd_groups if t in g.intervals], lambda g: g.bests[t], facets)
+        if not scal.empty:
+            res = max(g.resolution for g in gd_groups if t in g.intervals)
+            rep.table(f"Scaling to loss {t:g}: 90% intervals over seeds (bootstrap, {U.N_BOOT} resamples of the "
+                      f"seeds within each cell; steps on a common grid of {res})",
+                      with_facets(scal, facets, lambda b: scaling_table(b, _group_of(gd_groups, b).intervals[t]
+                                                                        .per_group, full)))
+        every_cell = _combined(groups, lambda g: g.cell, facets)  # random search too: every run is counted
+        rep.table(f"Outcomes of all runs for loss {t:g}", with_facets(every_cell, facets,
+                                                                      lambda c: outcome_table(c, t, full),
+                                                                      keep_optimizer=False))
+
+    rep.h2("Divergence")
+    found = []
+    rep.ul(found)
+    if not seed_graph:  # its findings above already say which η diverged
+        for g in gd_groups:
+            found += [g.prefix(s) for s in findings_divergence(g.frac, g.full)]
+    headlines += headline_divergence(runs, facets)
+    frac = _combined(gd_groups, lambda g: g.frac, facets)
+    rep.table(f"Cells with diverged runs ({_cell_words(facets)} × learning rate)",
+              with_facets(frac, facets, lambda f: divergence_table(f, full), empty="No run diverged."))
+
+    if n_lr >= 2:
+        rep.h2("Learning-rate sensitivity")
+        found = []
+        rep.ul(found)
+        if not seed_graph:
+            for g in gd_groups:
+                found += [g.prefix(s) for s in findings_sensitivity(g.sens, g.full)]
+        sens = _combined(gd_groups, lambda g: g.sens, facets)
+        one = gd_groups[0].pred if len(gd_groups) == 1 else None
+        rep.figure("sensitivity", "How much does the final loss depend on the learning rate?",
+                   lambda: F.sensitivity(sens, full, one.lr_mark if one else None, one.bracket(full) if one else None))
+
+    rep.h2("Predicted versus measured")
+    rep.p("Measured, on a grid: the divergence boundary lies between the highest learning rate at which no seed "
+          "diverged and the lowest at which some seed did; the table gives that bracket and its geometric midpoint, "
+          "and the prediction is judged by whether it falls inside. Critical batch size: B_crit = E_min/S_min is "
+          "fitted to the best learning rate per tuned batch size (S = S_min + E_min/B, McCandlish et al. 2018), with "
+          "a 90% interval from a bootstrap over seeds; under that model B_crit is the noise scale averaged along "
+          "training, so it is set beside the step-weighted path averages of the measured noise scales, B_noise = "
+          "tr(HΣ)/(GᵀHG) and B_simple = tr(Σ)/|G|², taken only where the loss was above the target and |G| ≥ 1% of "
+          "its start.")
+    for g in gd_groups:
+        if g.label:
+            rep.h3(g.label)
+        _predicted_section(rep, g, g.runs[g.runs["optimizer"] != "random_search"]["batch_size"].nunique())
+        if g is gd_groups[0] and g.pred.cmp is not None:
+            lines = findings_boundary(g.pred.cmp, g.pred.init, g.full)
+            headlines += [g.prefix(lines[0])] if lines and len(headlines) < 5 else []
+
+    if full is not None and (runs["batch_size"] == 1).any() and full != 1:
+        rep.h2("Batch versus stochastic training")
+        for g in gd_groups:
+            if g.label:
+                rep.h3(g.label)
+            noise = M.curve_noise(g.curves)
+            stable = g.runs[~g.runs["diverged"]]
+            nb = M.noise_by_batch_size(noise, stable)
+            nt = M.noise_by_batch_size(M.trajectory_noise(g.curves), stable)
+            rep.ul([g.prefix(s) for s in findings_two_noises(nb, nt, full, g.eval_every)])
+            rep.figure(f"batch_vs_stochastic{_sfx(g)}", "Batch (red) against stochastic (blue) training" + _of(g),
+                       lambda g=g, noise=noise: F.batch_vs_stochastic(g.curves, g.runs, noise))
+            for what, frame in (("Minibatch-loss noise: std of the step-to-step change of the log loss on the batch "
+                                 "the optimizer sees (median over seeds)", nb),
+                                (f"Trajectory noise: std of the change of the log full training loss between "
+                                 f"evaluations every {g.eval_every} steps (median over seeds)", nt)):
+                table = frame.pivot(index="learning_rate", columns="batch_size", values="noise").round(4)
+                table.columns = [f"batch size {'full (%d)' % b if b == full else b}" for b in table.columns]
+                rep.table(what, table.reset_index().rename(columns={"learning_rate": "learning rate η"}))
+
+    if "random_search" in set(runs["optimizer"]):
+        rep.h2("Random search against gradient descent")
+        others_f = [f for f in facets if f != "optimizer.kind"]
+        parts = [({}, runs)] if not others_f else \
+            [(dict(zip(others_f, k if isinstance(k, tuple) else (k,))), g) for k, g in runs.groupby(others_f)]
+        for values, sub in parts:
+            label = facet_label(values)
+            sc = curves[curves["run_id"].isin(sub["run_id"])]
+            bsf = M.best_so_far(sc, sub)
+            if targets and not bsf.empty:
+                table = pd.concat([g.steps.table for g in groups if g.runs["run_id"].isin(sub["run_id"]).any()])
+                lines = [f"{label}: {s}" if label else s for s in findings_random(bsf, table, targets[0])]
+                rep.ul(lines)
+                # the headline: random search against the gradient-descent learning rate that ended lowest
+                end = bsf[bsf.groupby("run_id")["evaluations"].transform("max") == bsf["evaluations"]]
+                rank = end.groupby(["optimizer", "learning_rate"])["best"].median().reset_index()
+                rank = rank.assign(rs=rank["optimizer"] == "random_search").sort_values(
+                    ["rs", "best"], ascending=[False, True])
+                keys = list(end.groupby(["optimizer", "learning_rate"]).groups)
+                order = [keys.index((o, lr)) for o, lr in zip(rank["optimizer"], rank["learning_rate"])]
+                picked = [lines[i] for i in order if rank.iloc[order.index(i)]["rs"]][:1] + \
+                    [lines[i] for i in order if not rank.iloc[order.index(i)]["rs"]][:1]
+                headlines += picked
+            name = "random_vs_gd" + (f"_{load.slug_text('_'.join(map(_value_text, values.values())))}" if label else "")
+            rep.figure(name, "Best loss so far against loss evaluations" + (f" — {label}" if label else ""),
+                       lambda bsf=bsf: F.random_vs_gd(bsf, targets[0] if targets else None))
+            headline_figure = headline_figure or name
+
+    if headline_figure is None and gd_groups and not seed_graph:
+        headline_figure = f"loss_curves{_sfx(gd_groups[0])}"
+    _to_summary(rep, headline_figure, summary_at)
+    del headlines[5:]
+    rep.summary["headlines"] = list(headlines)
+    return rep
+
+
+def _group_of(groups: list[Group], frame: pd.DataFrame) -> Group:
+    """The group a slice of a combined frame (``_combined``) came from."""
+    label = frame["group"].iloc[0] if "group" in frame and not frame.empty else ""
+    return next(g for g in groups if g.label == label)
+
+
+def _cell_words(facets: list[str]) -> str:
+    return " × ".join([*facets, "batch size"])
+
+
+def _to_summary(rep: Report, name: str | None, at: int):
+    """Move the figure that best answers the question up into the summary; leave a pointer behind."""
+    for i, b in enumerate(rep.blocks):
+        if isinstance(b, Figure) and b.name == name and b.png is not None:
+            rep.blocks[i] = ("p", f"({b.title}: the figure is in the summary at the top.)")
+            rep.blocks.insert(at, b)
+            return
 
 
 def _seed_example(runs: pd.DataFrame) -> dict | None:

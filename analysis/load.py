@@ -8,6 +8,7 @@ it says how runs and curves are read). The names of params, metrics and tags com
 from __future__ import annotations
 
 import io
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from bpresearch import results as R
 from bpresearch import tracking_read as store
+from bpresearch.config import SWEPT_INTO
 from bpresearch.tracking_read import StoreError, experiment_names  # noqa: F401 - part of this module's API
 
 
@@ -23,9 +25,9 @@ from bpresearch.tracking_read import StoreError, experiment_names  # noqa: F401 
 class ExperimentData:
     """What the store holds about one experiment.
 
-    ``runs`` are the FINISHED child runs of the study (see ``select_study``), typed;
-    ``unfinished`` counts the child runs that are not FINISHED by status (ignored);
-    ``left_out`` counts FINISHED runs from sweeps with other settings, which are not analysed.
+    ``runs`` are all its FINISHED child runs, typed; ``variants`` split them by the fixed
+    settings of the sweeps that made them (``split_variants``), the base sweep first;
+    ``unfinished`` counts the child runs that are not FINISHED by status (ignored).
     """
     name: str
     experiment_id: str
@@ -34,10 +36,7 @@ class ExperimentData:
     runs: pd.DataFrame
     sweeps: pd.DataFrame
     unfinished: dict[str, int] = field(default_factory=dict)
-    left_out: int = 0
-    left_out_keys: list[str] = field(default_factory=list)
-    resolved_toml: str | None = None
-    resolved: dict | None = None
+    variants: list = field(default_factory=list)
 
     @property
     def latest_sweep(self) -> pd.Series | None:
@@ -87,45 +86,192 @@ def runs_frame(stored: list[store.StoredRun]) -> pd.DataFrame:
     return df.sort_values(order).reset_index(drop=True) if order else df
 
 
-def select_study(runs: pd.DataFrame, resolved: dict | None) -> tuple[pd.DataFrame, int, list[str]]:
-    """Keep the runs whose fixed settings match the latest sweep's resolved config.
+FIXED_PARAMS_IGNORED = {"train.full_batch"}  # follows from the batch size, which is swept
 
-    One MLflow experiment can hold runs of several sweeps of the same file made with
-    different ``--set`` overrides (say ``train.steps=50`` and then the default); mixing
-    them would compare budgets that differ. Keys swept by the latest sweep may vary.
 
-    Args:
-        runs: FINISHED child runs (``runs_frame``).
-        resolved: the parsed ``resolved.toml`` of the latest sweep, or None (keep all).
+@dataclass
+class Variant:
+    """The runs of one experiment made with one set of fixed settings (``--set`` overrides).
 
-    Returns:
-        (kept runs, number left out, the ``section.key`` params on which they differed).
+    Sweeps of one experiment file whose resolved configs agree on every key they do not
+    sweep form one variant; their runs are analysed together. ``facets`` are the keys swept
+    other than learning rate, batch size and seed (``optimizer.kind``, ``model.activation``…):
+    runs are never pooled across their values.
     """
-    if resolved is None or runs.empty:
-        return runs, 0, []
+    slug: str                    # a folder name: "base", or the overrides as text
+    overrides: dict[str, str]    # section.key -> value where it differs from the base variant ({} for the base)
+    fixed: dict[str, str]        # every fixed section.key -> value (param text)
+    facets: list[str]            # swept section.key params other than learning rate, batch size, seed
+    runs: pd.DataFrame           # its FINISHED child runs, with one typed column per facet
+    sweeps: pd.DataFrame         # its parent sweep runs
+    resolved_toml: str | None = None
+    resolved: dict | None = None
+    base: bool = False           # the sweep of the file as written (no --set outside [sweep])
+
+    @property
+    def label(self) -> str:
+        """``base sweep`` or ``train.steps=300, data.noise=0.1``."""
+        if self.base:
+            return "base sweep (the experiment file as written)"
+        return ", ".join(f"{k}={v}" for k, v in self.overrides.items()) or "the experiment file as written"
+
+    @property
+    def latest_sweep(self) -> pd.Series | None:
+        if self.sweeps.empty:
+            return None
+        return self.sweeps.sort_values("start_time").iloc[-1]
+
+
+def _fixed_settings(resolved: dict) -> tuple[dict[str, str], set[str]]:
+    """(fixed section.key -> param text, swept section.key params) of one resolved config."""
     swept = R.swept_params(resolved.get("sweep", {}))
-    keep = pd.Series(True, index=runs.index)
-    differs = []
+    fixed = {}
     for section, values in resolved.items():
         if not isinstance(values, dict) or section == "sweep":
             continue
         for key, v in values.items():
             param = R.param_key(section, key)
-            col = f"params.{param}"
-            if param in swept or col not in runs:
-                continue
-            same = runs[col] == R.param_text(v)
-            # Only a key on which the runs disagree among themselves marks a mix of sweeps;
-            # one value everywhere that differs from resolved.toml is a matter of spelling
-            # (sgd's momentum is logged as 0.0 while the file's default says 0.9).
-            if runs[col].nunique() > 1 and same.any():
-                differs.append(param)
-                keep &= same
-    return runs[keep].reset_index(drop=True), int((~keep).sum()), differs
+            if param not in swept and param not in FIXED_PARAMS_IGNORED:
+                fixed[param] = R.param_text(v)
+    return fixed, swept
+
+
+def parse_overrides(text) -> dict[str, str]:
+    """A sweep's ``overrides`` param (``--set`` arguments joined by spaces) → {section.key: value text}.
+
+    Values may hold spaces (``sweep.batch_size=[16, 64]``): each value runs up to the next
+    ``section.key=``.
+    """
+    if not isinstance(text, str) or text.strip() in ("", "none"):
+        return {}
+    marks = list(re.finditer(r"(?:^|\s)([A-Za-z_]\w*(?:\.[\w\"]+)+)=", text))
+    out = {}
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        out[m.group(1)] = text[m.end():nxt.start() if nxt else len(text)].strip()
+    return out
+
+
+def _non_sweep_overrides(text) -> dict[str, str]:
+    """The ``--set`` overrides of a sweep outside ``[sweep]``: what makes it a variant."""
+    return {k: v for k, v in parse_overrides(text).items() if not k.startswith("sweep.")}
+
+
+FACET_EXCLUDED = set(SWEPT_INTO.values()) | {"train.full_batch"}  # learning rate, batch size, seed
+
+
+def _typed(values: pd.Series) -> pd.Series:
+    """A facet's param text as numbers where every value is one, else as text."""
+    num = pd.to_numeric(values, errors="coerce")
+    return num if num.notna().all() else values.astype(str)
+
+
+def split_variants(runs: pd.DataFrame, sweeps: pd.DataFrame, resolved: dict[str, tuple[str, dict]]) -> list[Variant]:
+    """Group finished runs into variants by the fixed settings of the sweep that made them.
+
+    Args:
+        runs: FINISHED child runs (``runs_frame``), with ``parent_id``.
+        sweeps: the parent sweep runs.
+        resolved: sweep run id -> (resolved.toml text, parsed) for the sweeps that have it.
+
+    Returns:
+        Variants, the base first (the latest sweep of the file as written; else the one with
+        the most runs), then by run count. Runs whose sweep has no resolved config form a
+        variant of their own per sweep, labelled so: nothing is dropped.
+    """
+    groups: dict = {}   # key -> {"fixed", "swept", "sweep_ids", "base", "text", "parsed", "latest"}
+    of_sweep: dict[str, object] = {}
+    for s in sweeps.sort_values("start_time").to_dict("records"):
+        rid = s["run_id"]
+        if rid in resolved:
+            text, parsed = resolved[rid]
+            fixed, swept = _fixed_settings(parsed)
+            key = tuple(sorted(fixed.items()))
+        else:
+            text, parsed, fixed, swept, key = None, None, {}, set(), ("no resolved config", rid)
+        g = groups.setdefault(key, {"fixed": fixed, "swept": set(), "sweep_ids": [], "base": False})
+        g["swept"] |= swept
+        g["sweep_ids"].append(rid)
+        g["base"] |= parsed is not None and not _non_sweep_overrides(s.get("params.overrides"))
+        g["set"] = _non_sweep_overrides(s.get("params.overrides"))  # the latest sweep's
+        g["text"], g["parsed"] = text, parsed   # the latest sweep's
+        of_sweep[rid] = key
+    orphan = ("no sweep run", "")
+    key_of_run = runs["parent_id"].map(lambda p: of_sweep.get(p, orphan)) if not runs.empty else pd.Series(dtype=object)
+    if not runs.empty and (key_of_run == orphan).any():
+        groups[orphan] = {"fixed": {}, "swept": set(), "sweep_ids": [], "base": False, "text": None, "parsed": None}
+    out = []
+    for key, g in groups.items():
+        mask = key_of_run.map(lambda k: k == key) if not runs.empty else pd.Series(dtype=bool)
+        vr = runs[mask.astype(bool)].reset_index(drop=True) if not runs.empty else runs
+        if vr.empty and key != orphan and len(groups) > 1 and not g["sweep_ids"]:
+            continue
+        swept = g["swept"] or _swept_from_runs(vr)
+        facets = sorted(p for p in swept - FACET_EXCLUDED if f"params.{p}" in vr)
+        vr = vr.copy()
+        for f in facets:
+            vr[f] = _typed(vr[f"params.{f}"])
+        sw = sweeps[sweeps["run_id"].isin(g["sweep_ids"])].reset_index(drop=True)
+        out.append(Variant("", dict(g.get("set", {})), g["fixed"], facets, vr, sw, g.get("text"), g.get("parsed"),
+                           g["base"]))
+    out = [v for v in out if not v.runs.empty or not v.sweeps.empty]
+    with_runs = [v for v in out if not v.runs.empty] or out
+    bases = [v for v in with_runs if v.base]
+    ref = (max(bases, key=lambda v: v.latest_sweep["start_time"]) if bases else
+           max(with_runs, key=lambda v: len(v.runs))) if with_runs else None
+    for v in out:
+        v.base = v is ref and bool(bases)
+        if v.base:
+            v.overrides = {}
+        elif v is not ref and ref is not None and ref.base:
+            # what differs from the base sweep, also where the file itself was edited between sweeps
+            keys = sorted(set(v.fixed) | set(ref.fixed))
+            v.overrides = {**v.overrides, **{k: v.fixed.get(k, "—") for k in keys if v.fixed.get(k) != ref.fixed.get(k)}}
+        if not v.fixed and v.runs.shape[0] and v.resolved is None:
+            v.overrides = {**v.overrides, "sweep": "no resolved config"}
+    out.sort(key=lambda v: (v is not ref, -len(v.runs)))
+    used = set()
+    for v in out:
+        s = "base" if v.base else slug_text(v.label)
+        while s in used:
+            s += "_"
+        used.add(s)
+        v.slug = s
+    return out
+
+
+def _swept_from_runs(runs: pd.DataFrame) -> set[str]:
+    """Without a resolved config: the section.key params whose values differ between runs."""
+    cols = [c for c in runs.columns if c.startswith("params.") and c.count(".") >= 2]
+    return {c[len("params."):] for c in cols if runs[c].nunique() > 1}
+
+
+def slug_text(text: str) -> str:
+    """A short folder name for a variant label."""
+    s = re.sub(r"[^\w.=-]+", "_", text).strip("_")
+    return s[:80] or "variant"
+
+
+def select_variant(variants: list[Variant], selector: str) -> Variant | None:
+    """The variant a ``--variant`` selector names: "base", its slug, or ``key=value`` overrides.
+
+    ``key=value`` pairs (comma-separated) must all match the variant's overrides.
+    """
+    for v in variants:
+        if selector == v.slug or (selector == "base" and v.base):
+            return v
+    pairs = [p.strip() for p in selector.split(",") if "=" in p]
+    if pairs:
+        want = dict(p.split("=", 1) for p in pairs)
+        want = {k.strip(): v.strip() for k, v in want.items()}
+        for v in variants:
+            norm = {k: str(x).replace(" ", "") for k, x in v.overrides.items()}
+            if all(norm.get(k) == x.replace(" ", "") for k, x in want.items()):
+                return v
+    return None
 
 
 def load_experiment(uri: str, name: str) -> ExperimentData:
-    """Read one experiment: its finished child runs, sweeps and latest resolved config.
+    """Read one experiment: its finished child runs, sweeps, and the variants they form.
 
     Args:
         uri: MLflow tracking URI.
@@ -140,23 +286,23 @@ def load_experiment(uri: str, name: str) -> ExperimentData:
     exp = store.experiment(uri, name)
     df = runs_frame(store.runs(uri, exp.experiment_id))
     if df.empty:
-        df = pd.DataFrame(columns=["run_id", "run_name", "status", "kind", "start_time"])
+        df = pd.DataFrame(columns=["run_id", "run_name", "status", "kind", "start_time", "parent_id"])
     kids = df[df["kind"] == R.RUN]
     finished = kids[kids["status"] == "FINISHED"].reset_index(drop=True)
     unfinished = kids[kids["status"] != "FINISHED"]["status"].value_counts().to_dict()
     sweeps = df[df["kind"] == R.SWEEP].reset_index(drop=True)
-    text, resolved = None, None
-    if not sweeps.empty:
-        latest = sweeps.sort_values("start_time").iloc[-1]
-        text = store.artifact_text(uri, latest["run_id"], "resolved.toml")
-        if text is not None:
-            try:
-                resolved = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
-                resolved = None
-    study, left_out, keys = select_study(finished, resolved)
-    return ExperimentData(name, exp.experiment_id, exp.description, uri, study,
-                          sweeps, {str(k): int(v) for k, v in unfinished.items()}, left_out, keys, text, resolved)
+    resolved = {}
+    for rid in sweeps["run_id"]:
+        text = store.artifact_text(uri, rid, "resolved.toml")
+        if text is None:
+            continue
+        try:
+            resolved[rid] = (text, tomllib.loads(text))
+        except tomllib.TOMLDecodeError:
+            continue
+    variants = split_variants(finished, sweeps, resolved)
+    return ExperimentData(name, exp.experiment_id, exp.description, uri, finished, sweeps,
+                          {str(k): int(v) for k, v in unfinished.items()}, variants)
 
 
 def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -> pd.DataFrame:
@@ -186,15 +332,15 @@ def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -
     return df
 
 
-def resolved_config_text(data: ExperimentData) -> str:
-    """The latest sweep's resolved config, else one rebuilt from a run's ``section.key`` params."""
-    if data.resolved_toml:
-        return data.resolved_toml
-    if data.runs.empty:
+def resolved_config_text(variant: Variant) -> str:
+    """The variant's latest resolved config, else one rebuilt from a run's ``section.key`` params."""
+    if variant.resolved_toml:
+        return variant.resolved_toml
+    if variant.runs.empty:
         return ""
-    row = data.runs.iloc[0]
+    row = variant.runs.iloc[0]
     buf = io.StringIO()
     buf.write("# rebuilt from the params of one run (no resolved.toml artifact found)\n")
-    for col in sorted(c for c in data.runs.columns if c.startswith("params.") and c.count(".") == 2):
+    for col in sorted(c for c in variant.runs.columns if c.startswith("params.") and c.count(".") == 2):
         buf.write(f"{col[len('params.'):]} = {row[col]}\n")
     return buf.getvalue()

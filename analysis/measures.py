@@ -31,6 +31,10 @@ TUNED_OVER = ["optimizer", "batch_size"]  # the default grouping inside which th
 OUTCOMES = ("reached", "reached, then diverged", "reached, then lost", "diverged", "not reached")
 
 
+# A final loss below this is rounding noise in float32 (residuals ~1e-5 of the targets): ratios
+# against it (learning-rate sensitivity) say nothing, and the report says so instead of plotting them.
+MACHINE_PRECISION_LOSS = 1e-10
+
 target_label = R.target_key  # how a target is written in metric names, figure names and text
 
 
@@ -218,11 +222,13 @@ def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
         counts = g["outcome"].value_counts()
         n_div = int(counts.get("diverged", 0))
         n_lost = int(counts.get("reached, then diverged", 0) + counts.get("reached, then lost", 0))
-        med = float(np.median(s))
+        # The higher median: a step count (no ".5"), the step by which more than half the seeds
+        # had reached; with half or more censored it is inf.
+        med = float(np.quantile(s, 0.5, method="higher"))
         fail = counts.drop("reached", errors="ignore")
         status = "reached" if np.isfinite(med) else (str(fail.idxmax()) if not fail.empty else "not reached")
         bs = float(g["batch_size"].iloc[0])
-        rows.append([*key, n, n_reached, n_div, n_lost, med, float(np.median(lo)), float(s.min()), float(s.max()),
+        rows.append([*key, n, n_reached, n_div, n_lost, med, float(np.quantile(lo, 0.5, method="higher")), float(s.min()), float(s.max()),
                      med * bs, status])
     out = pd.DataFrame(rows, columns=cols)
     return out.astype({"n": int, "n_reached": int, "n_diverged": int, "n_lost": int})

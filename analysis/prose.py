@@ -7,6 +7,8 @@ decided in ``build``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -18,10 +20,10 @@ from .predictions import bound_labels
 
 # ---------------------------------------------------------------- number formatting
 def fmt_steps(s) -> str:
-    """A step or example count; a median of an even number of seeds may end in .5."""
+    """A step or example count, a whole number (a count that is not one, such as a mean, is rounded up)."""
     if s is None or not np.isfinite(s):
         return "not reached"
-    return f"{s:,.0f}" if float(s).is_integer() else f"{s:,.1f}"
+    return f"{math.ceil(s - 1e-9):,}"
 
 
 def plural(n: int, word: str) -> str:
@@ -46,6 +48,90 @@ def lr_list(subset, grid) -> str:
 
 def bs_text(bs: int, full: int | None) -> str:
     return f"full batch ({bs})" if full is not None and bs == full else f"batch size {bs}"
+
+
+# ---------------------------------------------------------------- comparing facet values; headlines
+def _group_name(label: str) -> str:
+    return label or "these runs"
+
+
+def findings_compare(best: pd.DataFrame, target: float, full: int | None) -> list[str]:
+    """Per batch size, the facet values (groups) side by side: best learning rate and median steps.
+
+    Args:
+        best: ``measures.best_learning_rate`` of every group, one after the other, with a
+            ``group`` column naming each (``build._combined``).
+
+    Returns:
+        One sentence per batch size, the batch size where the most groups reached the
+        target first (ties: the smaller batch size).
+    """
+    if best.empty or best["group"].nunique() < 2:
+        return []
+    out = []
+    for bs, g in best.groupby("batch_size", sort=True):
+        ok = g[g["reached"]].sort_values(["steps", "steps_max"])
+        miss = g[~g["reached"]]
+        where = bs_text(int(bs), full)
+        if ok.empty:
+            out.append((0, bs, f"At {where} no group reached loss {target:g}: "
+                               f"{', '.join(map(_group_name, g['group']))}."))
+            continue
+        first = ok.iloc[0]
+        s = (f"At {where}, loss {target:g} was reached in the fewest median steps with {first['group']}: "
+             f"{plural(first['steps'], 'step')} (η={first['learning_rate']:.3g})")
+        rest = [f"{fmt_steps(r['steps'])} for {r['group']} (η={r['learning_rate']:.3g})" for _, r in ok.iloc[1:].iterrows()]
+        if rest:
+            s += ", against " + ", ".join(rest)
+            slow = ok.iloc[-1]
+            if slow["steps"] > 0 and first["steps"] > 0:
+                s += f" ({slow['steps'] / first['steps']:,.1f}× as many)"
+        if not miss.empty:
+            s += f"; not reached with {', '.join(miss['group'])}"
+        out.append((len(ok), bs, s + "."))
+    out.sort(key=lambda x: (-x[0], x[1]))
+    return [s for _, _, s in out]
+
+
+def headline_fastest(best: pd.DataFrame, target: float, full: int | None) -> list[str]:
+    """The fastest cell overall (fewest median steps) and the one that needed the fewest examples."""
+    ok = best[best["reached"]] if not best.empty else best
+    if ok.empty:
+        return [f"No cell reached loss {target:g} at any learning rate tried."]
+    def where(r):
+        grp = f"{r['group']}, " if r.get("group") else ""
+        return f"{grp}{bs_text(int(r['batch_size']), full)}, η={r['learning_rate']:.3g}"
+    f = ok.sort_values(["steps", "steps_max", "batch_size"]).iloc[0]
+    spread = "one seed" if f["n"] == 1 else (f"seeds: {span(f['steps_min'], f['steps_max'], ',.0f')}"
+                                             if np.isfinite(f["steps_max"]) else
+                                             f"{int(f['n_reached'])} of {int(f['n'])} seeds reached it")
+    s = f"Fastest to loss {target:g}: {plural(f['steps'], 'step')} at {where(f)} ({spread})"
+    e = ok.sort_values(["examples", "steps"]).iloc[0]
+    if e["batch_size"] != f["batch_size"] or e.get("group") != f.get("group"):
+        s += f"; fewest examples: {plural(e['examples'], 'example')} at {where(e)} ({plural(e['steps'], 'step')})"
+    return [s + "."]
+
+
+def headline_divergence(runs: pd.DataFrame, facets: list[str]) -> list[str]:
+    """How many runs diverged, per facet value when there are facets, and from which learning rate."""
+    gd = runs[runs["optimizer"] != "random_search"]
+    n, d = len(gd), int(gd["diverged"].sum())
+    if n == 0:
+        return []
+    if d == 0:
+        return [f"No run diverged ({n} runs, learning rates up to {gd['learning_rate'].max():.3g})."]
+    lowest = gd[gd["diverged"]]["learning_rate"].min()
+    s = f"{d} of {n} runs diverged, the first at learning rate {lowest:.3g}"
+    if facets:
+        parts = []
+        for k, g in gd.groupby(facets, sort=True):
+            k = k if isinstance(k, tuple) else (k,)
+            label = ", ".join(f"{f.split('.')[0] if f.endswith('.kind') else f.split('.')[-1]}="
+                              + (f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) else str(v))
+                              for f, v in zip(facets, k))
+            parts.append(f"{label}: {int(g['diverged'].sum())} of {len(g)}")
+        s += " (" + "; ".join(parts) + ")"
+    return [s + "."]
 
 
 # ---------------------------------------------------------------- findings from numbers
@@ -97,8 +183,8 @@ def findings_resolution(best: pd.DataFrame, target: float, eval_every: int, full
     first = best[best["reached"] & (best["steps"] <= eval_every)]
     if first.empty:
         return []
-    where = ", ".join("full" if b == full else str(b) for b in first["batch_size"])
-    return [f"Resolution limit: at batch size {where} loss {target:g} was already reached at the first evaluation "
+    where = ", ".join(bs_text(int(b), full) for b in first["batch_size"])
+    return [f"Resolution limit: at {where} loss {target:g} was already reached at the first evaluation "
             f"(step {eval_every}; the loss is evaluated every {eval_every} steps), so those step counts are upper "
             f"bounds and the scaling curve there is flat by construction; a smaller train.eval_every would "
             f"resolve them."]
@@ -184,6 +270,13 @@ def findings_sensitivity(sens: pd.DataFrame, full: int | None) -> list[str]:
             continue
         near = g[g["relative"] <= 2]
         best = g.loc[g["loss"].idxmin()]
+        if best["loss"] < M.MACHINE_PRECISION_LOSS:
+            fin = g[np.isfinite(g["loss"])]
+            out.append(f"At {bs_text(bs, full)} the lowest final loss was {best['loss']:.3g} "
+                       f"(η={best['learning_rate']:.3g}), at machine precision: ratios against it are meaningless, "
+                       f"so none is shown; the {len(fin)} learning rates that did not diverge ended at "
+                       f"{span(fin['loss'].min(), fin['loss'].max())}.")
+            continue
         out.append(f"At {bs_text(bs, full)} the lowest final loss was {best['loss']:.3g} "
                    f"(η={best['learning_rate']:.3g}); {len(near)} of {len(g)} learning rates ended within 2× of it "
                    f"({lr_list(near['learning_rate'], grid)}).")
@@ -228,7 +321,7 @@ def findings_random(bsf: pd.DataFrame, table: pd.DataFrame, target: float) -> li
         t = table[(table["optimizer"] == opt) & (table["learning_rate"] == lr) & (table["target"] == target)]
         k, n = int(t["reached"].sum()), len(t)
         reach = f"reached loss {target:g} in {k} of {n} seeds" + (
-            f" (median {fmt_steps(t['steps'].median())} evaluations)" if k else "")
+            f" (median {fmt_steps(np.quantile(t['steps'].dropna(), 0.5, method='higher'))} evaluations)" if k else "")
         out.append(f"After {n_eval} loss evaluations, {name}: best loss median {g['best'].median():.3g} "
                    f"(seeds: {g['best'].min():.3g}–{g['best'].max():.3g}); {reach}.")
     return out

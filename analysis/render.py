@@ -35,9 +35,11 @@ class Figure:
 class Report:
     """An experiment's report: a list of blocks, rendered to HTML and Markdown."""
     name: str
-    blocks: list = field(default_factory=list)   # ("h2"|"p"|"pre"|"ul", payload) | Figure | ("table", title, df)
+    blocks: list = field(default_factory=list)   # ("h2"|"h3"|"p"|"pre"|"ul", payload) | Figure | ("table", title, df)
+    summary: dict = field(default_factory=dict)  # this report's entry of summary.json (``analysis.summary``)
 
     def h2(self, text): self.blocks.append(("h2", text))
+    def h3(self, text): self.blocks.append(("h3", text))
     def p(self, text): self.blocks.append(("p", text))
     def pre(self, text): self.blocks.append(("pre", text))
     def ul(self, items): self.blocks.append(("ul", items))  # kept by reference: findings fill in later
@@ -68,27 +70,49 @@ class Report:
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
 margin-top:1.6em}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;
-padding:.25em .6em;text-align:right}th{background:#f4f4f4}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;
+padding:.25em .6em;text-align:right}td.t,th.t{text-align:left}th{background:#f4f4f4}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;max-height:28em;white-space:pre-wrap;overflow-wrap:anywhere;
 font-size:.8em}img{max-width:100%}.na{background:#fff4e5;border-left:4px solid #e67e22;padding:.6em}
 figure{margin:1em 0}figcaption{font-weight:600}"""
 
 
+def _is_text(col: pd.Series) -> bool:
+    """A column of words (left-aligned) rather than numbers (right-aligned)."""
+    def number(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return True
+        t = str(v).replace(",", "").replace("%", "").replace("—", "").strip()
+        try:
+            float(t) if t and "–" not in t else None
+            return True
+        except ValueError:
+            return t in ("", "not reached")
+    return not all(number(v) for v in col)
+
+
 def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+    text = [_is_text(df[c]) for c in df.columns] if len(set(df.columns)) == len(df.columns) else \
+        [_is_text(df.iloc[:, i]) for i in range(df.shape[1])]
+    cls = lambda t: " class='t'" if t else ""  # noqa: E731
+    head = "".join(f"<th{cls(t)}>{html.escape(str(c))}</th>" for c, t in zip(df.columns, text))
+    body = "".join("<tr>" + "".join(f"<td{cls(t)}>{html.escape(_cell(v))}</td>" for v, t in zip(row, text)) + "</tr>"
                    for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _cell(v) -> str:
     if isinstance(v, float):
-        return "not reached" if v == math.inf else f"{v:.4g}"
+        if v == math.inf:
+            return "not reached"
+        return f"{v:,.0f}" if v.is_integer() and abs(v) < 1e15 else f"{v:.4g}"
     return str(v)
 
 
 def _md_table(df: pd.DataFrame) -> str:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    text = [_is_text(df.iloc[:, i]) for i in range(df.shape[1])]
+    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |",
+             "|" + "".join(":---|" if t else "---:|" for t in text)]
     lines += ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
@@ -107,12 +131,14 @@ def to_html(rep: Report) -> str:
                 data = base64.b64encode(b.png).decode("ascii")
                 parts.append(f"<figure><figcaption>{html.escape(b.title)}</figcaption>"
                              f"<img alt='{html.escape(b.title)}' src='data:image/png;base64,{data}'></figure>")
-        elif b[0] == "h2":
-            parts.append(f"<h2>{html.escape(b[1])}</h2>")
+        elif b[0] in ("h2", "h3"):
+            parts.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
         elif b[0] == "p":
             parts.append(f"<p>{html.escape(b[1])}</p>")
         elif b[0] == "pre":
             parts.append(f"<pre>{html.escape(b[1])}</pre>")
+        elif b[0] == "ul" and not b[1]:
+            continue
         elif b[0] == "ul":
             parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in b[1]) + "</ul>")
         elif b[0] == "table":
@@ -129,10 +155,14 @@ def to_markdown(rep: Report) -> str:
             parts.append(f"**{b.title}**\n\n" + (f"> {b.reason}" if b.png is None else f"![{b.title}]({b.name}.png)"))
         elif b[0] == "h2":
             parts.append(f"## {b[1]}")
+        elif b[0] == "h3":
+            parts.append(f"### {b[1]}")
         elif b[0] == "p":
             parts.append(b[1])
         elif b[0] == "pre":
             parts.append(f"```toml\n{b[1].rstrip()}\n```")
+        elif b[0] == "ul" and not b[1]:
+            continue
         elif b[0] == "ul":
             parts.append("\n".join(f"- {x}" for x in b[1]))
         elif b[0] == "table":

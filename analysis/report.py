@@ -8,6 +8,9 @@ For each experiment it loads the runs and curves (``load``), builds the report
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +20,10 @@ from bpresearch import tracking
 
 from . import load
 from .build import build
-from .render import Figure, slug, write, write_index
+from .render import slug, write, write_index
+from .summary import experiment_summary
+
+VARIANTS_DIR = "variants"  # one page per further variant: <experiment>/variants/<variant>/index.html
 
 EXIT_USAGE = 2
 
@@ -45,7 +51,8 @@ def main(args) -> int:
     Args:
         args: ``.experiments`` (names; empty = every experiment with finished runs),
             ``.tracking_uri`` (None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``),
-            ``.out`` (output folder).
+            ``.out`` (output folder), ``.variant`` (optional: one variant of the one experiment
+            named: "base", a variant's folder name, or its overrides as ``key=value[,key=value]``).
 
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
@@ -66,27 +73,57 @@ def main(args) -> int:
                      f"{', '.join(known) or 'none'}")
     if not names:
         return _fail(f"report: no experiment with finished runs in {uri} (run `make sweep` first)")
+    selector = getattr(args, "variant", None)
+    if selector and len(names) != 1:
+        return _fail("report: --variant picks a variant of one experiment; name exactly one experiment")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for name in names:
         t1 = time.perf_counter()
         data = load.load_experiment(uri, name)
+        variants = data.variants
+        if selector:
+            v = load.select_variant(variants, selector)
+            if v is None:
+                known_v = "; ".join(f"{x.slug} ({x.label}, {len(x.runs)} runs)" for x in variants) or "none"
+                return _fail(f"report: {name}: no variant {selector!r}; known: {known_v}")
+            variants = [v]
         keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
-        rep = build(data, curves)
         folder = out / slug(name)
-        write(rep, folder)
+        old = folder / VARIANTS_DIR
+        if old.exists():
+            shutil.rmtree(old)  # pages of variants an earlier build had
+        summaries, reps, shown = [], [], 0
+        main_v = variants[0] if variants else None
+        for v in variants or [None]:
+            here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
+            others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
+            rep = build(data, curves, v, others)
+            write(rep, here)
+            summaries.append(rep.summary)
+            reps.append(rep)
+            shown += sum(f.png is not None for f in rep.figures)
+        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, summaries), indent=1,
+                                                        allow_nan=False), encoding="utf-8")
         problem = _attach(uri, data, folder)
-        shown = sum(f.png is not None for f in rep.figures)
-        print(f"report: {name}: {len(data.runs)} runs, {len(curves):,} curve points loaded in {t_load:.1f}s; "
-              f"{shown} figures; {time.perf_counter() - t1:.1f}s → {folder / 'index.html'}", file=sys.stderr)
+        print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {len(curves):,} curve "
+              f"points loaded in {t_load:.1f}s; {shown} figures; {time.perf_counter() - t1:.1f}s → "
+              f"{folder / 'index.html'}", file=sys.stderr)
         if problem:
             print(f"  warning: {problem}", file=sys.stderr)
-        first = next((b[1][0] for b in rep.blocks if not isinstance(b, Figure) and b[0] == "ul" and b[1]), "")
-        entries.append((name, f"{len(data.runs)} finished runs", first))
+        heads = reps[0].summary.get("headlines") or []
+        more = f"; {len(data.variants) - 1} more variant(s)" if len(data.variants) > 1 and not selector else ""
+        entries.append((name, f"{len(data.runs)} finished runs{more}", heads[0] if heads else ""))
     write_index(out, entries, uri)
     print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiments, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
+
+
+def _link(here: Path, folder: Path, other, main_v) -> str:
+    """The relative link from the page in ``here`` to ``other``'s page."""
+    target = folder if other is main_v else folder / VARIANTS_DIR / other.slug
+    return os.path.relpath(target / "index.html", here).replace(os.sep, "/")

@@ -68,8 +68,9 @@ def best_table(best: pd.DataFrame, full: int | None, distinct: pd.DataFrame | No
                      "tuned?": ("yes" if r.tuned else f"not tuned: optimum at the grid's edge ({r.edge}); add "
                                 f"{r.add}") if r.reached else "—",
                      "steps to target (median, interval)": steps_interval_text(r.steps_lo, r.steps),
-                     "seeds min–max": (f"{r.steps_min:,.0f}–{fmt_steps(r.steps_max)}" if r.reached else "—"),
-                     "examples (median)": fmt_steps(r.examples),
+                     "steps, seeds min–max": (f"{fmt_steps(r.steps_min)}–{fmt_steps(r.steps_max)}" if r.reached
+                                              else "—"),
+                     "examples to target (median)": fmt_steps(r.examples),
                      "seeds reached": f"{r.n_reached}/{r.n}",
                      "distinct trajectories": d,
                      "learning rates tried": str(r.n_lrs)})
@@ -117,6 +118,46 @@ def critical_table(rows_in: list) -> pd.DataFrame:
                      "path average of B_noise = tr(HΣ)/(GᵀHG), measured": path("hessian_noise_scale"),
                      "path average of B_simple = tr(Σ)/|G|², measured": path("gradient_noise_scale")})
     return pd.DataFrame(rows)
+
+
+def divergence_table(frac: pd.DataFrame, full: int | None) -> pd.DataFrame:
+    """The cells (batch size × learning rate) where some run diverged."""
+    shown = frac[frac["n_diverged"] > 0] if not frac.empty else frac
+    if shown.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({"batch size": [f"full ({b})" if b == full else str(b) for b in shown["batch_size"]],
+                         "learning rate": [f"{x:.3g}" for x in shown["learning_rate"]],
+                         "runs": shown["n"].astype(int).to_numpy(), "diverged": shown["n_diverged"].to_numpy(),
+                         "share diverged": [f"{x:.0%}" for x in shown["fraction"]]})
+
+
+def with_facets(frame: pd.DataFrame, facets: list[str], table_of, keep_optimizer: bool = True,
+                empty: str = "Nothing to show.") -> pd.DataFrame:
+    """``table_of`` applied to each group of ``frame`` (its ``group`` column), the facet values as first columns.
+
+    Args:
+        frame: the groups' frames one after the other (``build._combined``), with a column per facet.
+        facets: the variant's facets (may be empty).
+        table_of: frame of one group -> the table a reader reads.
+        keep_optimizer: keep a table's ``optimizer`` column (dropped anyway when ``optimizer.kind`` is a facet).
+        empty: the one-cell table's text when no group has a row.
+    """
+    if frame is None or frame.empty:
+        return pd.DataFrame({"": [empty]})
+    parts = []
+    for _, g in frame.groupby("group", sort=False) if "group" in frame else [("", frame)]:
+        t = table_of(g)
+        if t.empty:
+            continue
+        if "optimizer" in t and ("optimizer.kind" in facets or not keep_optimizer and t["optimizer"].nunique() == 1):
+            t = t.drop(columns="optimizer")
+        for i, f in enumerate(facets):
+            v = g[f].iloc[0]
+            t.insert(i, f, f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) else str(v))
+        parts.append(t)
+    if not parts:
+        return pd.DataFrame({"": [empty]})
+    return pd.concat(parts, ignore_index=True)
 
 
 def outcome_table(cell: pd.DataFrame, target: float, full: int | None) -> pd.DataFrame:

@@ -151,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="experiment names (default: all)")
     s.add_argument("--tracking-uri")
     s.add_argument("--out", default="reports", help="output folder (default reports/)")
+    s.add_argument("--variant", default=None, metavar="VARIANT",
+                   help="one variant of the experiment: 'base', its folder name, or its overrides such as "
+                        "train.steps=300 (default: every variant, each on its own page)")
     s.set_defaults(fn=cmd_report)
     return p
 

@@ -39,7 +39,7 @@ def store(tmp_path_factory):
     for args in sweeps:
         assert cli_main(["sweep", *map(str, args), "--tracking-uri", uri]) == 0
     out = tmp / "reports"
-    code = report_main(argparse.Namespace(experiments=[], tracking_uri=uri, out=str(out)))
+    code = report_main(argparse.Namespace(experiments=[], tracking_uri=uri, out=str(out), variant=None))
     assert code == 0
     return uri, out
 
@@ -87,8 +87,8 @@ def test_index_links_every_report(store):
 
 
 @pytest.mark.parametrize("name, figures, phrases", [
-    ("seed-graph", ["seed_graph", "seed_graph_curves", "sensitivity", "edge_of_stability"],
-     ["The post's η = 0.1 does not converge", "converged (loss < 1e-06)", "diverged (at step",
+    ("seed-graph", ["seed_graph", "seed_graph_curves", "edge_of_stability"],
+     ["The post's η = 0.1 does not converge", "at machine precision", "ratios against it are meaningless", "converged (loss < 1e-06)", "diverged (at step",
       "2/λ_max at initialisation = 0.0461", "below the bracket", "Predicted vs measured"]),
     ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic",
                            "edge_of_stability"],
@@ -97,7 +97,7 @@ def test_index_links_every_report(store):
       "Predicted vs measured", "the prediction is inside the bracket", "the sharpness stayed below 2/η",
       "for at least 3 consecutive measurements", "Critical batch size for loss 0.06:",
       "Path average of B_simple = tr(Σ)/|G|²", "McCandlish"]),
-    ("neuron-random-vs-gd", ["loss_curves", "sensitivity", "random_vs_gd"],
+    ("neuron-random-vs-gd", ["loss_curves_sgd", "sensitivity", "random_vs_gd"],
      ["After 30 loss evaluations, random search", "gradient descent with η=10",
       "Nothing is predicted: no diagnostics were logged"]),
 ])
@@ -161,7 +161,7 @@ def test_logged_steps_to_target_agree_with_the_curves(store):
 
 
 def run_report(capsys, *experiments, uri):
-    code = report_main(argparse.Namespace(experiments=list(experiments), tracking_uri=uri, out="unused"))
+    code = report_main(argparse.Namespace(experiments=list(experiments), tracking_uri=uri, out="unused", variant=None))
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -197,7 +197,8 @@ def test_experiment_without_finished_runs_says_so(store, tmp_path, capsys):
     exp_id = c.create_experiment("only-unfinished")
     c.create_run(exp_id, run_name="lr=0.1 bs=1 seed=0", tags={"bpresearch.kind": "run"})
     assert "only-unfinished" not in load.experiment_names(uri)  # not among the defaults
-    code = report_main(argparse.Namespace(experiments=["only-unfinished"], tracking_uri=uri, out=str(tmp_path)))
+    code = report_main(argparse.Namespace(experiments=["only-unfinished"], tracking_uri=uri, out=str(tmp_path),
+                                          variant=None))
     assert code == 0
     text = " ".join(parse(tmp_path / "only-unfinished" / "index.html").text)
     assert "no FINISHED runs" in text and "1 RUNNING" in text
