@@ -88,7 +88,8 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAI
     for ax in axes[:, 0]:
         ax.set_ylabel(key.replace("_", " "))
     handles = [plt.Line2D([], [], color=colors[lr], lw=2) for lr in sorted(colors)]
-    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outside right upper")
+    # outside, beside the panels and below the title: it covers neither curves nor title
+    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outside right center")
     seeds = runs["seed"].nunique()
     band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
     tnote = f"; dotted: target {target:g}" if target is not None else ""
@@ -216,8 +217,9 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
             y = okg["steps"].to_numpy() * scale
             lo = okg["steps_min"].to_numpy() * scale
             hi = np.where(np.isfinite(okg["steps_max"]), okg["steps_max"], okg["steps"]).astype(float) * scale
-            ax.errorbar(okg["batch_size"], y, yerr=[y - lo, hi - y], fmt="o-", color=colors[grp], capsize=3,
-                        label=name)
+            marker = "o" if grp is None else "osD^vP*X"[groups.index(grp) % 8]  # tells overlapping groups apart
+            ax.errorbar(okg["batch_size"], y, yerr=[y - lo, hi - y], fmt=f"{marker}-", color=colors[grp], capsize=3,
+                        label=name, ms=6 if grp is None else 8 - groups.index(grp) % 4, alpha=0.9)
             if "tuned" in okg:
                 edge = okg[~okg["tuned"].astype(bool)]
                 if not edge.empty:

@@ -241,9 +241,12 @@ def findings_scaling(curve: pd.DataFrame, target: float, full: int | None) -> li
     a, b = ok.iloc[0], ok.iloc[-1]
     ratio = a["steps"] / b["steps"]
     ideal = b["batch_size"] / a["batch_size"]
+    change = (f"cut the steps to loss {target:g} from {fmt_steps(a['steps'])} to {fmt_steps(b['steps'])}, "
+              f"{ratio:,.1f}× fewer" if ratio > 1 else
+              f"did not cut the steps to loss {target:g}: {fmt_steps(a['steps'])} against {fmt_steps(b['steps'])}"
+              + (f", {1 / ratio:,.1f}× as many" if ratio < 1 else ""))
     s = (f"Going from {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)}, "
-         f"{ideal:,.0f}× larger, cut the steps to loss {target:g} from {fmt_steps(a['steps'])} to "
-         f"{fmt_steps(b['steps'])}, {ratio:,.1f}× fewer (perfect scaling: {ideal:,.0f}× fewer); the examples "
+         f"{ideal:,.0f}× larger, {change} (perfect scaling: {ideal:,.0f}× fewer); the examples "
          f"went from {fmt_steps(a['examples'])} to {fmt_steps(b['examples'])}.")
     good = ok[ok["efficiency"] >= 0.5]
     tail = ""
