@@ -100,7 +100,8 @@ def headline_fastest(best: pd.DataFrame, target: float, full: int | None) -> lis
         return [f"No cell reached loss {target:g} at any learning rate tried."]
     def where(r):
         grp = f"{r['group']}, " if r.get("group") else ""
-        return f"{grp}{bs_text(int(r['batch_size']), full)}, η={r['learning_rate']:.3g}"
+        edge = f" — the {r['edge']} η tried, so not tuned" if r.get("edge") in ("smallest", "largest") else ""
+        return f"{grp}{bs_text(int(r['batch_size']), full)}, η={r['learning_rate']:.3g}{edge}"
     f = ok.sort_values(["steps", "steps_max", "batch_size"]).iloc[0]
     spread = "one seed" if f["n"] == 1 else (f"seeds: {span(f['steps_min'], f['steps_max'], ',.0f')}"
                                              if np.isfinite(f["steps_max"]) else
