@@ -1,0 +1,27 @@
+"""What a store holds for one experiment, in a form two stores can be compared by (tests only)."""
+
+from mlflow.tracking import MlflowClient
+
+from bpresearch.tracking import HASH_TAG, KIND_TAG
+
+
+def children(client, exp_id, status=None):
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'", max_results=10000)
+    return [r for r in runs if status is None or r.info.status == status]
+
+
+def snapshot(uri: str, name: str) -> dict:
+    """config hash -> (run name, status, params, summary metrics, every metric's history).
+
+    Asserts on the way that each hash has exactly one child run, so a duplicate never hides.
+    """
+    client = MlflowClient(uri)
+    e = client.get_experiment_by_name(name)
+    out = {}
+    for r in children(client, e.experiment_id):
+        h = r.data.tags[HASH_TAG]
+        assert h not in out, f"{r.info.run_name}: two child runs for one configuration"
+        curves = {k: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, k))
+                  for k in r.data.metrics}
+        out[h] = (r.info.run_name, r.info.status, r.data.params, str(sorted(r.data.metrics.items())), str(curves))
+    return out
