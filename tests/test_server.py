@@ -54,23 +54,32 @@ def _equal(got: dict, want: dict):
     assert got["report"] == want["report"]
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL database for this module's tests, or the reason there is none.
+
+    One server and one database: MLflow's schema migration takes tens of seconds on PostgreSQL.
+    """
+    reason = postgres_missing()
+    if reason:
+        yield None, reason
+        return
+    with postgres_server() as pg:
+        yield pg.database("mlflow"), None
+
+
 @pytest.mark.slow
-def test_server_and_postgres_equal_the_embedded_store(tmp_path, capsys):
+def test_tracking_server_equals_the_embedded_store(tmp_path, capsys, postgres):
+    """``mlflow server`` over PostgreSQL where one can be started here, else over sqlite."""
     (tmp_path / "e").mkdir()
     want = scenario(f"sqlite:///{tmp_path}/e/mlflow.db", tmp_path / "e", capsys)
     assert "linear-regression" in want["list"] and "4" in want["list"]
-
-    (tmp_path / "s").mkdir()
-    with mlflow_server(f"sqlite:///{tmp_path}/s/server.db", tmp_path / "s") as url:
-        got = scenario(url, tmp_path / "s", capsys)
-    _equal(got, want)
-
-    reason = postgres_missing()
+    pg_uri, reason = postgres
     if reason:
-        pytest.skip(f"PostgreSQL: {reason}")
-    (tmp_path / "p").mkdir()
-    with postgres_server() as pg, mlflow_server(pg.database("mlflow"), tmp_path / "p") as url:
-        got = scenario(url, tmp_path / "p", capsys)
+        print(f"PostgreSQL: {reason}; the server runs over sqlite")
+    (tmp_path / "s").mkdir()
+    with mlflow_server(pg_uri or f"sqlite:///{tmp_path}/s/server.db", tmp_path / "s") as url:
+        got = scenario(url, tmp_path / "s", capsys)
     _equal(got, want)
 
 
@@ -85,29 +94,28 @@ def _record(linear_example):
 
 
 @pytest.mark.slow
-def test_bulk_metric_insert_on_postgresql(linear_example):
-    reason = postgres_missing()
+def test_bulk_metric_insert_on_postgresql(linear_example, postgres):
+    uri, reason = postgres
     if reason:
         pytest.skip(f"PostgreSQL: {reason}")
     rec = _record(linear_example)
-    with postgres_server() as pg:
-        ids, uri = {}, pg.database("bulk")  # one database: MLflow's schema migration is slow on PostgreSQL
-        for bulk in (True, False):
-            t = Tracker(uri, bulk=bulk)
-            store = t.client._tracking_client.store
-            # The store-specific choice: not the sqlite file path, but MLflow's SQL store (its engine)
-            assert sqlite_path(uri) is None and store.engine.dialect.name == "postgresql"
-            assert hasattr(store, "sanitize_metric_value")
-            e = t.experiment(f"x{bulk}", "d")
-            ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
-        (ta, a), (tb, b) = ids[True], ids[False]
-        for k in ("train_loss", "full_train_loss", "final", "big", "nan"):
-            ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
-            hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
-            assert str(ha) == str(hb), k
-        assert str(ta.client.get_run(a).data.metrics) == str(tb.client.get_run(b).data.metrics)
-        assert len(ta.client.get_metric_history(a, "train_loss")) == 1500
-        # ... and the fast path is the one that ran: on a new run it inserts, on a REST store it declines
-        run_id = ta.client.create_run(ta.experiment("xTrue", "d")).info.run_id
-        assert ta._insert_new_metrics(run_id, [ta._Metric("m", 1.0, 0, 0)]) is True
-        assert [m.value for m in ta.client.get_metric_history(run_id, "m")] == [1.0]
+    ids = {}
+    for bulk in (True, False):
+        t = Tracker(uri, bulk=bulk)
+        store = t.client._tracking_client.store
+        # The store-specific choice: not the sqlite file path, but MLflow's SQL store (its engine)
+        assert sqlite_path(uri) is None and store.engine.dialect.name == "postgresql"
+        assert hasattr(store, "sanitize_metric_value")
+        e = t.experiment(f"x{bulk}", "d")
+        ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
+    (ta, a), (tb, b) = ids[True], ids[False]
+    for k in ("train_loss", "full_train_loss", "final", "big", "nan"):
+        ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
+        hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
+        assert str(ha) == str(hb), k
+    assert str(ta.client.get_run(a).data.metrics) == str(tb.client.get_run(b).data.metrics)
+    assert len(ta.client.get_metric_history(a, "train_loss")) == 1500
+    # ... and the fast path is the one that runs: on a run without metrics it inserts them
+    run_id = ta.client.create_run(ta.experiment("xTrue", "d")).info.run_id
+    assert ta._insert_new_metrics(run_id, [ta._Metric("m", 1.0, 0, 0)]) is True
+    assert [m.value for m in ta.client.get_metric_history(run_id, "m")] == [1.0]
