@@ -10,7 +10,8 @@ comma   := ,
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded store MLflow uses by default; override with MLFLOW_TRACKING_URI=...
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
-EXPERIMENTS ?= experiments/seed-graph.toml experiments/neuron-random-vs-gd.toml \
+EXPERIMENTS ?= experiments/seed-graph.toml experiments/seed-neuron.toml experiments/seed-neuron-two-weights.toml \
+               experiments/neuron-random-vs-gd.toml \
                experiments/batch-vs-stochastic.toml experiments/linear-regression.toml \
                experiments/digits-mlp.toml
 UI_PORT ?= 5000

@@ -19,6 +19,7 @@ from . import load
 from . import measures as M
 from . import predictions as P
 from . import uncertainty as U
+from . import seedfigs as SF
 from .predictions import Predicted, bound_labels, predict
 from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_critical_paths,
                     findings_divergence, findings_lost, findings_not_reached, findings_random, findings_resolution,
@@ -164,19 +165,36 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
     if not targets:
         findings.append("The runs have no loss targets (train.targets): steps to target cannot be measured.")
 
+    v = None  # verdicts of the first target: converged, slow, oscillates, diverged
+    if targets and not curves.empty:
+        v = M.verdicts(table[table["target"] == targets[0]], M.oscillation(curves))
+        v = v.merge(runs[["run_id", "diverged_step"]], on="run_id")
+    gd_cell = cell[cell["optimizer"] != "random_search"]
+    best0 = M.best_learning_rate(gd_cell, targets[0]).iloc[0] if targets and not gd_cell.empty else None
+
     # The seed's graph first: it is that experiment's whole point.
     if seed_graph:
         rep.h2("The seed's computational graph")
         ex = _seed_example(runs)
-        rep.figure("seed_graph", "The graph f = (x+y)·z: values (forward) and gradients (backward)",
-                   lambda: F.seed_graph(ex) if ex else (_ for _ in ()).throw(
-                       F.NotApplicable("the runs lack the model.start / data.target params")))
-        if targets and not curves.empty:
-            v = M.verdicts(table[table["target"] == targets[0]], M.oscillation(curves))
-            v = v.merge(runs[["run_id", "diverged_step"]], on="run_id")
+        post = None
+        if ex:
+            at = v[np.isclose(v["learning_rate"], ex["lr"])] if v is not None else pd.DataFrame()
+            post = SF.worked_update(ex, at["verdict"].iloc[0] if not at.empty else None, best0,
+                                    targets[0] if targets else 0.0)
+            findings.append(post["sentence"])
+        rep.figure("seed_graph", "The graph f = (x+y)·z: values (forward) and gradients (backward), and the post's "
+                   "one-step update with η = 0.1",
+                   lambda: SF.seed_graph_update(ex, post, best0, targets[0] if targets else 0.0) if ex else
+                   (_ for _ in ()).throw(F.NotApplicable("the runs lack the model.start / data.target params")))
+        if v is not None:
             findings += findings_seed_graph(v, curves, targets[0], budget)
             rep.figure("seed_graph_curves", "Which learning rates η converge?",
                        lambda: F.seed_graph_curves(curves, v, targets[0]))
+    model_kind = runs.get(f"params.{R.MODEL}")
+    if targets and model_kind is not None and model_kind.isin(["seed_graph", "neuron"]).all():
+        findings += SF.findings_small_vs_best(cell, runs, targets[0], budget, full)  # SEED.md §3: too small is slow
+    _ball_section(rep, findings, data, runs, curves, v, targets)
+    _grad_tol_section(rep, findings, runs, table, targets, budget)
 
     if not seed_graph:  # its own curve figure above says more
         rep.h2("Loss curves")
@@ -275,6 +293,57 @@ def _marks(si) -> list[tuple[str, float]]:
     return [(label, b.point)]
 
 
+def _ball_section(rep: Report, findings: list, data: load.ExperimentData, runs: pd.DataFrame,
+                  curves: pd.DataFrame, v: pd.DataFrame | None, targets: list[float]):
+    """SEED.md §3, the ball on the curve: iterates from the logged param/<name> histories on J(w)."""
+    names = SF.param_names(runs)
+    if not names:
+        return
+    rep.h2("The ball on the curve")
+    logged = ", ".join(R.param_metric(n) for n in names)
+    if len(names) > 2:
+        rep.p(f"Each parameter's trajectory is logged as a metric history ({logged}); with {len(names)} parameters "
+              "J cannot be drawn as a curve or contours: compare the histories in the MLflow UI.")
+        return
+    rep.p("Gradient descent as a ball rolling down the loss: w ← w − η·∇J(w). The dots are the iterates the sweep "
+          f"logged ({logged}), drawn on J evaluated over a grid from the runs' resolved config; the learning rates "
+          "are chosen from this sweep's results: the slowest that reached the target, the fastest, and the "
+          "smallest that diverged (or else oscillated).")
+    picks = SF.pick_runs(v, targets[0]) if v is not None else []
+    findings += SF.findings_ball(picks, names)
+    track = SF.paths(curves, names)
+
+    def draw():
+        if v is None:
+            raise F.NotApplicable("needs a loss target and the full_train_loss curves to choose the learning rates")
+        cfg = load.run_config(data.uri, picks[0].run_id) if picks else None
+        if cfg is None:
+            raise F.NotApplicable("no run's config.json artifact was found to evaluate J(w)")
+        J = SF.surface(cfg)
+        return SF.ball_on_curve(track, picks, J, names[0]) if len(names) == 1 else \
+            SF.contour_paths(track, picks, J, names)
+
+    rep.figure("ball_on_curve", "Gradient descent's iterates on J(w): too small, well chosen, too large", draw)
+
+
+def _grad_tol_section(rep: Report, findings: list, runs: pd.DataFrame, table: pd.DataFrame,
+                      targets: list[float], budget: int):
+    """SEED.md §3, "when the gradient is small enough, we call it the minimum": train.grad_tol."""
+    col = "params.train.grad_tol"
+    if col not in runs or runs[col].isna().all() or not targets:
+        return
+    tol = float(pd.to_numeric(runs[col], errors="coerce").dropna().iloc[0])
+    gt = SF.grad_tol_table(runs, table, targets[0])
+    findings += SF.findings_grad_tol(gt, tol, targets[0], budget)
+    rep.h2("Gradient small enough")
+    rep.p(f"The step at which the full-batch gradient norm |∇J| first fell below train.grad_tol = {tol:g}, against "
+          f"the step at which the loss first fell below {targets[0]:g}; both censored (not reached) when they did not "
+          "happen within the budget or before a divergence. The runs kept their full step budget.")
+    rep.table(f"Steps to |∇J| < {tol:g} and to loss < {targets[0]:g}", gt.drop(columns=["run_id"]).rename(columns={
+        "learning_rate": "η", "batch_size": "batch size", "steps_to_target": f"steps to loss {targets[0]:g}",
+        "steps_to_grad_tol": f"steps to |∇J| < {tol:g}"}).fillna(np.inf))
+
+
 def _seed_example(runs: pd.DataFrame) -> dict | None:
     from bpresearch.seed import seed_example
 
@@ -283,4 +352,4 @@ def _seed_example(runs: pd.DataFrame) -> dict | None:
         target = float(runs["params.data.target"].iloc[0])
     except (KeyError, ValueError, TypeError):
         return None
-    return seed_example(x=x, y=y, z=z, target=target, lr=0.1, steps=1)
+    return seed_example(x=x, y=y, z=z, target=target, lr=0.1, steps=6)

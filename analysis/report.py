@@ -17,6 +17,7 @@ from bpresearch import tracking
 
 from . import load
 from .build import build
+from .seedfigs import param_keys
 from .render import Figure, slug, write, write_index
 
 EXIT_USAGE = 2
@@ -72,7 +73,7 @@ def main(args) -> int:
     for name in names:
         t1 = time.perf_counter()
         data = load.load_experiment(uri, name)
-        keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS
+        keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS + param_keys(data.runs)
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         rep = build(data, curves)
