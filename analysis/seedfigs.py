@@ -147,7 +147,7 @@ def _inside(points: np.ndarray, centre: np.ndarray, half: float) -> int:
 
 def _panel_title(p: Pick, n_in: int, n: int, last_step: int) -> str:
     title = f"{p.role}: η = {p.learning_rate:.3g}\n{p.outcome}"
-    return title + (f"\n(shown: steps 0–{last_step}; the later ones leave the plot)" if n_in < n else "")
+    return title + (f" (shown: steps 0–{last_step})" if n_in < n else "")
 
 
 def ball_on_curve(track: pd.DataFrame, picks: list[Pick], J: Callable, name: str = "w") -> plt.Figure:
