@@ -330,7 +330,7 @@ def findings_small_vs_best(cell: pd.DataFrame, runs: pd.DataFrame, target: float
             if np.isfinite(small["median_steps"]):
                 ratio = small["median_steps"] / max(best["median_steps"], 1)
                 text += (f"took {fmt_steps(small['median_steps'])} steps to loss {target:g}, {ratio:.3g}× as many as "
-                         f"{tail}{seeds}.")
+                         f"the best, η = {best['learning_rate']:.3g} ({fmt_steps(best['median_steps'])} steps){seeds}.")
             else:
                 r = runs[(runs["optimizer"] == opt) & (runs["batch_size"] == bs)
                          & np.isclose(runs["learning_rate"], small["learning_rate"])]
