@@ -3,22 +3,31 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+# Extras installed into .venv: the tests need ray (the Ray executor) and db (PostgreSQL);
+# `make install EXTRAS=dev` gives a lighter environment (their tests then skip).
+EXTRAS  ?= dev,ray,db
+comma   := ,
+STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded store MLflow uses by default; override with MLFLOW_TRACKING_URI=...
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
-EXPERIMENTS ?= experiments/seed-graph.toml experiments/neuron-random-vs-gd.toml \
+EXPERIMENTS ?= experiments/seed-graph.toml experiments/seed-neuron.toml experiments/seed-neuron-two-weights.toml \
+               experiments/neuron-random-vs-gd.toml \
                experiments/batch-vs-stochastic.toml experiments/linear-regression.toml \
                experiments/digits-mlp.toml
 UI_PORT ?= 5000
+# `make server`: a tracking server for one user on 127.0.0.1 (README: a team's server).
+SERVER_PORT      ?= 5001
+SERVER_STORE     ?= sqlite:///mlflow-server.db
+SERVER_ARTIFACTS ?= mlartifacts-server
 
-.PHONY: install test test-ui sweep ui report bench clean
+.PHONY: install test test-ui sweep ui server report bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # Every test, the slow end-to-end ones included (select with -m "not slow" when iterating).
@@ -35,6 +44,13 @@ sweep: $(STAMP)
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 	    --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# Sweeps log to it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(SERVER_PORT); artifacts go
+# through the server into SERVER_ARTIFACTS.
+server: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+	    --backend-store-uri $(SERVER_STORE) --artifacts-destination $(SERVER_ARTIFACTS) \
+	    --host 127.0.0.1 --port $(SERVER_PORT) --workers 1
 
 report: $(STAMP)
 	$(BIN)/bpresearch report --out reports

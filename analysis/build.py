@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy as np
 import pandas as pd
 
 from bpresearch import results as R
@@ -29,6 +28,7 @@ from . import load
 from . import measures as M
 from . import predictions as P
 from . import uncertainty as U
+from . import seedfigs as SF
 from .predictions import Predicted, bound_labels, predict
 from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_compare,
                     findings_critical_paths, findings_divergence, findings_lost, findings_not_reached, findings_random,
@@ -322,24 +322,52 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
     headline_figure = None
 
     # The seed's graph first: it is that experiment's whole point.
+    found: list[str] = []
+    verdicts = {}   # group key -> verdicts of the first target: converged, slow, oscillates, diverged
+    for g in groups:
+        if targets and not g.curves.empty:
+            v = M.verdicts(g.steps.table[g.steps.table["target"] == targets[0]], M.oscillation(g.curves))
+            verdicts[g.key] = v.merge(g.runs[["run_id", "diverged_step"]], on="run_id")
     if seed_graph:
         rep.h2("The seed's computational graph")
-        ex = _seed_example(runs)
-        rep.figure("seed_graph", "The graph f = (x+y)·z: values (forward) and gradients (backward)",
-                   lambda: F.seed_graph(ex) if ex else (_ for _ in ()).throw(
-                       F.NotApplicable("the runs lack the model.start / data.target params")))
-        found: list[str] = []
         rep.ul(found)
         for g in groups:
-            if targets and not g.curves.empty:
-                v = M.verdicts(g.steps.table[g.steps.table["target"] == targets[0]], M.oscillation(g.curves))
-                v = v.merge(g.runs[["run_id", "diverged_step"]], on="run_id")
+            v = verdicts.get(g.key)
+            gd_cell = g.cell[g.cell["optimizer"] != "random_search"]
+            best0 = M.best_learning_rate(gd_cell, targets[0]).iloc[0] if targets and not gd_cell.empty else None
+            ex = _seed_example(g.runs)
+            post = None
+            if ex:
+                at = v[np.isclose(v["learning_rate"], ex["lr"])] if v is not None else pd.DataFrame()
+                post = SF.worked_update(ex, at["verdict"].iloc[0] if not at.empty else None, best0,
+                                        targets[0] if targets else 0.0)
+                found.append(g.prefix(post["sentence"]))
+            rep.figure(f"seed_graph{_sfx(g)}", "The graph f = (x+y)·z: values (forward) and gradients (backward), and "
+                       "the post's one-step update with η = 0.1" + _of(g),
+                       lambda ex=ex, post=post, best0=best0: SF.seed_graph_update(
+                           ex, post, best0, targets[0] if targets else 0.0) if ex else
+                       (_ for _ in ()).throw(F.NotApplicable("the runs lack the model.start / data.target params")))
+            if v is not None:
                 lines = [g.prefix(s) for s in findings_seed_graph(v, g.curves, targets[0], g.budget)]
                 found += lines
                 headlines += [s for s in lines if "converged (loss" in s or "The post's" in s]
                 rep.figure(f"seed_graph_curves{_sfx(g)}", "Which learning rates η converge?" + _of(g),
                            lambda v=v, g=g: F.seed_graph_curves(g.curves, v, targets[0]))
                 headline_figure = headline_figure or f"seed_graph_curves{_sfx(g)}"
+    model_kind = runs.get(f"params.{R.MODEL}")
+    for g in groups:
+        seed_found = found if seed_graph else []
+        if targets and model_kind is not None and model_kind.isin(["seed_graph", "neuron"]).all() and g.gd:
+            seed_found += [g.prefix(s) for s in SF.findings_small_vs_best(g.cell, g.runs, targets[0], g.budget,
+                                                                          g.full)]  # SEED.md §3: too small is slow
+        ball: list[str] = []
+        _ball_section(rep, ball, data, g.runs, g.curves, verdicts.get(g.key), targets, _sfx(g), _of(g))
+        _grad_tol_section(rep, ball, g.runs, g.steps.table, targets, g.budget)
+        if not seed_graph and (seed_found or ball):
+            notes_seed = [g.prefix(s) for s in seed_found + ball]
+            rep.ul(notes_seed)
+        elif ball:
+            rep.ul([g.prefix(s) for s in ball])
     if notes:
         rep.h2("Notes on the data")
         rep.ul(notes)
@@ -526,6 +554,58 @@ def _to_summary(rep: Report, name: str | None, at: int):
             return
 
 
+def _ball_section(rep: Report, findings: list, data: load.ExperimentData, runs: pd.DataFrame,
+                  curves: pd.DataFrame, v: pd.DataFrame | None, targets: list[float], sfx: str = "", of: str = ""):
+    """SEED.md §3, the ball on the curve: iterates from the logged param/<name> histories on J(w)."""
+    names = SF.param_names(runs)
+    if not names:
+        return
+    rep.h2("The ball on the curve" + of)
+    logged = ", ".join(R.param_metric(n) for n in names)
+    if len(names) > 2:
+        rep.p(f"Each parameter's trajectory is logged as a metric history ({logged}); with {len(names)} parameters "
+              "J cannot be drawn as a curve or contours: compare the histories in the MLflow UI.")
+        return
+    rep.p("Gradient descent as a ball rolling down the loss: w ← w − η·∇J(w). The dots are the iterates the sweep "
+          f"logged ({logged}), drawn on J evaluated over a grid from the runs' resolved config; the learning rates "
+          "are chosen from this sweep's results: the slowest that reached the target, the fastest, and the "
+          "smallest that diverged (or else oscillated).")
+    picks = SF.pick_runs(v, targets[0]) if v is not None else []
+    findings += SF.findings_ball(picks, names)
+    track = SF.paths(curves, names)
+
+    def draw():
+        if v is None:
+            raise F.NotApplicable("needs a loss target and the full_train_loss curves to choose the learning rates")
+        cfg = load.run_config(data.uri, picks[0].run_id) if picks else None
+        if cfg is None:
+            raise F.NotApplicable("no run's config.json artifact was found to evaluate J(w)")
+        J = SF.surface(cfg)
+        return SF.ball_on_curve(track, picks, J, names[0]) if len(names) == 1 else \
+            SF.contour_paths(track, picks, J, names)
+
+    rep.figure(f"ball_on_curve{sfx}", "Gradient descent's iterates on J(w): too small, well chosen, too large" + of,
+               draw)
+
+
+def _grad_tol_section(rep: Report, findings: list, runs: pd.DataFrame, table: pd.DataFrame,
+                      targets: list[float], budget: int):
+    """SEED.md §3, "when the gradient is small enough, we call it the minimum": train.grad_tol."""
+    col = "params.train.grad_tol"
+    if col not in runs or runs[col].isna().all() or not targets:
+        return
+    tol = float(pd.to_numeric(runs[col], errors="coerce").dropna().iloc[0])
+    gt = SF.grad_tol_table(runs, table, targets[0])
+    findings += SF.findings_grad_tol(gt, tol, targets[0], budget)
+    rep.h2("Gradient small enough")
+    rep.p(f"The step at which the full-batch gradient norm |∇J| first fell below train.grad_tol = {tol:g}, against "
+          f"the step at which the loss first fell below {targets[0]:g}; both censored (not reached) when they did not "
+          "happen within the budget or before a divergence. The runs kept their full step budget.")
+    rep.table(f"Steps to |∇J| < {tol:g} and to loss < {targets[0]:g}", gt.drop(columns=["run_id"]).rename(columns={
+        "learning_rate": "η", "batch_size": "batch size", "steps_to_target": f"steps to loss {targets[0]:g}",
+        "steps_to_grad_tol": f"steps to |∇J| < {tol:g}"}).fillna(np.inf))
+
+
 def _seed_example(runs: pd.DataFrame) -> dict | None:
     from bpresearch.seed import seed_example
 
@@ -534,4 +614,4 @@ def _seed_example(runs: pd.DataFrame) -> dict | None:
         target = float(runs["params.data.target"].iloc[0])
     except (KeyError, ValueError, TypeError):
         return None
-    return seed_example(x=x, y=y, z=z, target=target, lr=0.1, steps=1)
+    return seed_example(x=x, y=y, z=z, target=target, lr=0.1, steps=6)

@@ -490,8 +490,14 @@ def seed_graph(example: dict) -> plt.Figure:
         Nodes x, y, z, q, f and their edges; green: value (forward pass), red: ∂f/∂node
         (backward pass); a note gives the loss and ∂Loss/∂x,y,z at that point.
     """
-    nodes = example["nodes"]
     fig, ax = plt.subplots(figsize=(8.5, 4.6), constrained_layout=True)
+    draw_seed_graph(ax, example)
+    return fig
+
+
+def draw_seed_graph(ax: plt.Axes, example: dict):
+    """``seed_graph``'s drawing, into ``ax`` (so that a larger figure can hold it)."""
+    nodes = example["nodes"]
     for a, b in _GRAPH_EDGES:
         (x0, y0), (x1, y1) = _GRAPH_POS[a], _GRAPH_POS[b]
         ax.annotate("", (x1 - 0.33, y1 + (y0 - y1) * 0.1), (x0 + 0.33, y0),
@@ -513,7 +519,6 @@ def seed_graph(example: dict) -> plt.Figure:
     ax.set_ylim(-0.7, 2.45)
     ax.axis("off")
     ax.set_title("the seed's computational graph f = (x + y) · z at the experiment's start point")
-    return fig
 
 
 def seed_graph_curves(curves: pd.DataFrame, verdict: pd.DataFrame, target: float) -> plt.Figure:

@@ -332,6 +332,14 @@ def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -
     return df
 
 
+def run_config(uri: str, run_id: str) -> dict | None:
+    """A run's resolved config (its ``config.json`` artifact), or None when it has none."""
+    import json
+
+    text = store.artifact_text(uri, run_id, "config.json")
+    return json.loads(text) if text else None
+
+
 def resolved_config_text(variant: Variant) -> str:
     """The variant's latest resolved config, else one rebuilt from a run's ``section.key`` params."""
     if variant.resolved_toml:

@@ -20,6 +20,7 @@ from bpresearch import tracking
 
 from . import load
 from .build import build
+from .seedfigs import param_keys
 from .render import slug, write, write_index
 from .summary import experiment_summary
 
@@ -89,7 +90,7 @@ def main(args) -> int:
                 known_v = "; ".join(f"{x.slug} ({x.label}, {len(x.runs)} runs)" for x in variants) or "none"
                 return _fail(f"report: {name}: no variant {selector!r}; known: {known_v}")
             variants = [v]
-        keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS
+        keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS + param_keys(data.runs)
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         folder = out / slug(name)

@@ -47,6 +47,10 @@ def cmd_sweep(args) -> int:
     from . import experiment as expmod
     from .config import ExperimentError
 
+    if args.executor != "ray" and (args.address or args.actors):
+        return _fail("--address and --actors go with --executor ray")
+    if args.actors is not None and args.actors < 1:
+        return _fail(f"--actors: must be ≥ 1, not {args.actors}")
     # Validate every file before anything trains or is logged.
     exps = []
     for f in args.files:
@@ -68,14 +72,28 @@ def cmd_sweep(args) -> int:
     import jax
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache" / "bpresearch" / "jax"))
+    from .sharding import configure_cpu_pool
+    configure_cpu_pool()  # before JAX starts its backend
 
+    from .executors import LocalExecutor, MissingRay, RayExecutor
     from .runner import run_experiment
     from .tracking import Tracker, resolve_uri
 
+    if args.executor == "ray":  # Ray starts before the driver's JAX touches a device
+        try:
+            executor = RayExecutor(args.address, args.actors)
+        except MissingRay as e:
+            return _fail(str(e))
+        print(f"Ray: {len(executor.actors)} actors", file=sys.stderr)
+    else:
+        executor = LocalExecutor()
     uri = resolve_uri(args.tracking_uri)
     tracker = Tracker(uri)
     print(f"MLflow store: {uri}", file=sys.stderr)
-    summaries = [run_experiment(exp, tracker, text, args.set) for exp, text in exps]
+    try:
+        summaries = [run_experiment(exp, tracker, text, args.set, executor=executor) for exp, text in exps]
+    finally:
+        executor.close()
     print()
     print(f"{'experiment':<24} {'runs':>6} {'new':>5} {'diverged':>8} {'compile':>8} {'train':>8} "
           f"{'tracking':>9} {'wall':>7}")
@@ -141,6 +159,10 @@ def parser() -> argparse.ArgumentParser:
                    help="override a field, e.g. --set train.steps=200 (repeatable)")
     s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     s.add_argument("--dry-run", action="store_true", help="print the grid and its groups; train nothing")
+    s.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the compiled groups train: this process (default) or Ray actors (extra [ray])")
+    s.add_argument("--address", help="--executor ray: a running Ray cluster (default: start a local one)")
+    s.add_argument("--actors", type=int, help="--executor ray: how many actors (default: one per GPU, else per CPU)")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("list", help="experiments in the store and their run counts")

@@ -152,6 +152,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "log_dense": (200, _int(lo=0)),            # train_loss/grad_norm logged at every step up to here
         "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≈ 800 more)
         "chunk": (64, _int(lo=1)),                 # configurations per compiled call (bounds memory)
+        # "When the gradient is small enough, we call it the minimum" (SEED.md §3): the first
+        # step whose full-batch gradient norm is below grad_tol is recorded (steps_to_grad_tol);
+        # the run still takes all its steps. Unset (None) it is absent from the resolved config.
+        "grad_tol": (None, _optional(_float(lo=0.0, lo_open=True))),
     },
     "diagnostics": {                               # off unless asked for (they cost compute)
         "every": (100, _int(lo=1)),                # steps between measurements; step 0 always included
@@ -166,6 +170,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "seeds": (1, None),                        # a count (0..n-1) or a list
     },
 }
+
+# Keys added after configs were first hashed: while unset (None) they are left out of the
+# resolved config, so the configs of older files keep their hash (a sweep still resumes).
+OMITTED_WHEN_UNSET = (("train", "grad_tol"),)
 
 SWEPT_INTO = {"learning_rate": "optimizer.learning_rate", "batch_size": "train.batch_size", "seeds": "train.seed"}
 
@@ -252,6 +260,9 @@ def resolve_defaults(cfg: dict) -> dict:
         m["init"] = "glorot" if m["kind"] == "mlp" else "zeros"
     if l["kind"] is None:
         l["kind"] = "cross_entropy" if d["source"] == "digits" else "half_mse"
+    for section, key in OMITTED_WHEN_UNSET:
+        if cfg[section].get(key, 0) is None:
+            del cfg[section][key]
     return cfg
 
 

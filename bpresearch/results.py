@@ -25,6 +25,7 @@ import numpy as np
 from .diagnostics import stability_lr
 from .experiment import Run
 from .sweep import GroupResult
+from .train import TRAJECTORY
 from .workload import diag_steps
 
 TAIL_POINTS = 800  # with log_dense = 200: about 1,000 points a curve (≈ 270 bytes each in sqlite)
@@ -49,6 +50,15 @@ FINAL_LOSS = "final_full_train_loss"   # summaries: one value per run (step 0)
 MIN_LOSS = "min_full_train_loss"
 DIVERGED = "diverged"                  # 1.0 or 0.0
 DIVERGED_STEP = "diverged_step"        # -1 when it did not diverge
+STEPS_TO_GRAD_TOL = "steps_to_grad_tol"  # with train.grad_tol: first step with full-batch |∇L| < grad_tol
+REACHED_GRAD_TOL = "reached_grad_tol"    # (absent when never: censored, like steps_to_target), 1.0/0.0
+PARAM_PREFIX = "param/"                # param/<name>: one parameter's value after k updates (tiny models,
+                                       # train.TRACK_PARAMS_MAX), a metric history the UI plots
+
+
+def param_metric(name: str) -> str:
+    """The metric history of one scalar parameter: ``param/w``, ``param/w[1]``, ``param/x``."""
+    return f"{PARAM_PREFIX}{name}"
 
 # ---------------------------------------------------------------- short params (the UI's columns)
 LEARNING_RATE, BATCH_SIZE, SEED, STEPS = "learning_rate", "batch_size", "seed", "steps"
@@ -177,6 +187,11 @@ def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str,
             if s >= 0:
                 out[n["steps"]] = float(s)
                 out[n["examples"]] = float(s * bs)
+    if "steps_to_grad_tol" in a:
+        s = int(a["steps_to_grad_tol"][i])
+        out[REACHED_GRAD_TOL] = float(s >= 0)
+        if s >= 0:
+            out[STEPS_TO_GRAD_TOL] = float(s)
     return out
 
 
@@ -207,6 +222,12 @@ def diagnostic_curves(config: dict, a: dict[str, np.ndarray], i: int, stop: int)
     return out
 
 
+def trajectory_curves(a: dict[str, np.ndarray], i: int, steps: np.ndarray) -> dict[str, tuple]:
+    """``param/<name>`` at ``steps`` (the logged steps and the last), for models small enough to track."""
+    return {param_metric(k[len(TRAJECTORY):]): kept(steps, a[k][i][steps], True)
+            for k in a if k.startswith(TRAJECTORY)}
+
+
 def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
     """One ``RunRecord`` per run of a group, in the group's order."""
     a = result.arrays
@@ -223,6 +244,7 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         curves.update({key: kept(ev, a[key][i], ev <= stop) for key in (FULL_TRAIN_LOSS, TEST_LOSS)})
         if "sharpness" in a or "noise_scale" in a or "hessian_noise_scale" in a:
             curves.update(diagnostic_curves(c, a, i, stop))
+        curves.update(trajectory_curves(a, i, np.append(steps, t["steps"]) if t["steps"] <= stop else steps))
         curves = {k: v for k, v in curves.items() if len(v[0])}
         summary = summary_metrics(c, a, i)
         artifacts = {"config.json": json.dumps(c, indent=2, sort_keys=True)}

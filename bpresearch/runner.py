@@ -1,9 +1,11 @@
 """Run experiment files end to end: plan → compiled groups → records → MLflow.
 
-Training happens on the main thread; a writer thread logs each finished group while the
-next one trains, and a compiler thread compiles the next group meanwhile (XLA releases the
-GIL while it compiles and computes), so tracking and compilation overlap training. The
-parent run's ``compile_time_s`` is the time the main thread waited for compilation.
+An executor (``executors``) trains the groups: by default on this process's devices, the
+next group compiling on a thread while the current one trains (XLA releases the GIL while it
+compiles and computes); or on Ray actors. Planning, resume by config hash, the parent run
+and the single writer thread, which logs each finished group while the next ones train, stay
+here whatever the executor. The parent run's ``compile_time_s`` is the time the main thread
+waited for compilation (local executor), or the workers' compile time (Ray).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import queue
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import config, results, sweep
 from . import experiment as expmod
+from .executors import Job, LocalExecutor
 from .progress import Progress
 from .provenance import provenance
 
@@ -52,9 +54,15 @@ def describe(exp: expmod.Experiment) -> str:
     return "\n".join(lines)
 
 
-def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=None) -> SweepSummary:
-    """Train and log every configuration of ``exp`` that has no FINISHED run yet."""
+def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=None,
+                   executor=None) -> SweepSummary:
+    """Train and log every configuration of ``exp`` that has no FINISHED run yet.
+
+    ``executor``: where the groups train (``executors.LocalExecutor`` by default, or a
+    ``RayExecutor``); the caller closes it.
+    """
     out = out or sys.stderr
+    executor = executor or LocalExecutor()
     t_start = time.perf_counter()
     seconds0, points0 = tracker.seconds, tracker.points
     exp_id = tracker.experiment(exp.name, exp.description)
@@ -75,7 +83,8 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     parent = tracker.start_sweep(
         exp_id, f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
         params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(todo)),
-                "groups": str(len(groups)), "overrides": " ".join(overrides) or "none"},
+                "groups": str(len(groups)), "overrides": " ".join(overrides) or "none",
+                "executor": executor.name},
         tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)})
     summary.parent_id = parent
 
@@ -85,52 +94,40 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     failure: list[BaseException] = []
 
     def detail():
-        return f"runs (group {state['group']}/{len(groups)}, logged {state['logged']})"
+        return f"runs ({state['group']}/{len(groups)} groups trained, {state['logged']} runs logged)"
 
     def writer():
         while (item := work.get()) is not None:
             if failure:
                 continue
+            records, where = item
             try:
                 # one group, one call: on sqlite a few transactions for all its runs (tracking.log_runs)
-                tracker.log_runs(exp_id, parent, item, {**tags, "bpresearch.group": expmod.group_key(item[0].run.config)},
-                                 {rec.run.hash: unfinished[rec.run.hash] for rec in item if rec.run.hash in unfinished})
-                state["logged"] += len(item)
-                summary.diverged += sum(int(rec.summary["diverged"]) for rec in item)
+                tracker.log_runs(exp_id, parent, records,
+                                 {**tags, **where, "bpresearch.group": expmod.group_key(records[0].run.config)},
+                                 {rec.run.hash: unfinished[rec.run.hash] for rec in records if rec.run.hash in unfinished})
+                state["logged"] += len(records)
+                summary.diverged += sum(int(rec.summary["diverged"]) for rec in records)
             except BaseException as e:  # surfaced on the main thread
                 failure.append(e)
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
-    compiler = ThreadPoolExecutor(max_workers=1)
     status = "FAILED"
     try:
         group_list = list(groups.values())
+        jobs = [Job(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config),
+                    runs[0].config["train"]["chunk"]) for runs in group_list]
 
-        def compile_ahead(runs):
-            cfg = runs[0].config
-            return compiler.submit(sweep.compile_group, cfg, len(runs), exp.dataset(cfg), cfg["train"]["chunk"])
+        def on_runs(trained):
+            state["trained"] = trained
+            bar.update(trained, detail())
 
-        ahead = compile_ahead(group_list[0])
-        for g, runs in enumerate(group_list, 1):
-            state["group"] = g
-            cfg = runs[0].config
-            base = state["trained"]
-
-            def on_chunk(done, total, base=base):
-                state["trained"] = base + done
-                bar.update(state["trained"], detail())
-
-            t_wait = time.perf_counter()
-            compiled = ahead.result()
-            waited = time.perf_counter() - t_wait
-            if g < len(group_list):  # the next group compiles while this one trains
-                ahead = compile_ahead(group_list[g])
-            res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg),
-                                  cfg["train"]["chunk"], on_chunk, compiled)
-            summary.compile_s += waited  # what compilation cost the main thread
-            summary.train_s += res.run_s
-            work.put(results.records(runs, res))
+        for done in executor.run(jobs, on_runs):
+            state["group"] += 1
+            summary.compile_s += done.compile_s
+            summary.train_s += done.result.run_s
+            work.put((results.records(group_list[done.index], done.result), done.tags))
             if failure:
                 raise failure[0]
         t_wait = time.perf_counter()
@@ -146,7 +143,6 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
         status = "KILLED"
         raise
     finally:
-        compiler.shutdown(wait=False, cancel_futures=True)
         if thread.is_alive():
             work.put(None)
         bar.update(state["trained"], detail(), force=True)

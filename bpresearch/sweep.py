@@ -4,6 +4,8 @@ A group is every run of an experiment that shares one compiled program: same mod
 loss, optimizer kind, batch size and step count. Inside it the learning rate, the
 momentum and the seed are data, vmapped over; the group is cut into chunks of equal
 size (the last padded) so that one compilation serves them all and memory stays bounded.
+Where JAX sees several local devices, each chunk's configurations are split over them
+(``sharding``).
 
 ``run_group`` is a pure function from a group description (a resolved config, the
 members' swept values, the data arrays) to numpy arrays, so that a group can run in
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from . import train
+from . import sharding, train
 from .data import Dataset
 from .workload import build_run, to_device, train_spec
 
@@ -37,10 +39,16 @@ class GroupResult(NamedTuple):
     run_s: float
 
 
-def chunks(n: int, max_chunk: int) -> tuple[int, int]:
-    """(number of chunks, chunk size) for n members: equal sizes, padding < number of chunks."""
+def chunks(n: int, max_chunk: int, devices: int = 1) -> tuple[int, int]:
+    """(number of chunks, chunk size) for n members: equal sizes, each a multiple of ``devices``.
+
+    ``max_chunk`` is first rounded up to a multiple of ``devices``, so that every device gets
+    a share of every chunk. With one device the padding is under one member per chunk.
+    """
+    max_chunk = -(-max_chunk // devices) * devices
     n_chunks = -(-n // max_chunk)
-    return n_chunks, -(-n // n_chunks)
+    size = -(-n // n_chunks)
+    return n_chunks, -(-size // devices) * devices
 
 
 def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int = 64, data=None):
@@ -49,9 +57,10 @@ def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int
     Separate from ``run_group`` so that a caller may compile the next group on another
     thread while this one trains (XLA compiles without holding the GIL).
     """
-    data = to_device(config, dataset) if data is None else data
-    program = train.make_group_program(build_run(config, dataset))
-    _, size = chunks(n_members, max_chunk)
+    devices = sharding.n_devices()
+    data = sharding.replicate(to_device(config, dataset), devices) if data is None else data
+    program = sharding.group_program(build_run(config, dataset), devices)
+    _, size = chunks(n_members, max_chunk, devices)
     z = np.zeros(size, np.float32)
     t0 = time.perf_counter()
     compiled = program.lower(data, z, z, np.zeros(size, np.int32)).compile()
@@ -72,9 +81,10 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
     Returns:
         ``GroupResult``: arrays stacked over members, in the order given.
     """
-    data = to_device(config, dataset)
+    devices = sharding.n_devices()
+    data = sharding.replicate(to_device(config, dataset), devices)
     program, compile_s = compiled or compile_group(config, len(members), dataset, max_chunk, data)
-    n_chunks, size = chunks(len(members), max_chunk)
+    n_chunks, size = chunks(len(members), max_chunk, devices)
     padded = members + [members[-1]] * (n_chunks * size - len(members))
     lr = np.array([m.learning_rate for m in padded], np.float32)
     mom = np.array([m.momentum for m in padded], np.float32)

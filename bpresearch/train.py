@@ -35,6 +35,14 @@ Conventions (every curve in the project follows them):
   Measured at step 0 in every run and over training in full-batch runs only: each costs
   one or more passes over the whole training set (B_noise: N of them), which would
   multiply the cost of a small-batch run many times.
+- Steps-to-grad-tol (when ``grad_tol > 0``, SEED.md §3 "when the gradient is small enough,
+  we call it the minimum"): the first step whose *full-batch* gradient norm is below
+  ``grad_tol``, before any divergence; −1 when never. Full-batch runs: every step (their
+  ``grad_norm`` is the full gradient's norm); minibatch runs: every evaluated step, where
+  the full gradient is computed for it. The run still takes all its steps.
+- Parameter trajectories: a model with at most ``TRACK_PARAMS_MAX`` scalar parameters
+  returns each one's value after k updates, k = 0 … steps, as ``trajectory/<name>``
+  (``param_names``): the path that the ball of SEED.md §3 rolls along J(w).
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
 
 from . import diagnostics
 from .data import Dataset
@@ -64,6 +74,24 @@ class TrainSpec(NamedTuple):
     noise_scale: bool = False
     lanczos_iters: int = 20
     hessian_noise_scale: bool = False  # B_noise = tr(HΣ)/(GᵀHG): N Hessian-vector products each
+    grad_tol: float = 0.0           # 0: steps_to_grad_tol not measured
+
+
+# Models with at most this many scalar parameters return their trajectories (3: the seed's
+# graph x, y, z; a one- or two-weight neuron). More would be a metric history per weight.
+TRACK_PARAMS_MAX = 3
+TRAJECTORY = "trajectory/"  # the result key of one parameter's trajectory: trajectory/<name>
+
+
+def param_names(model: Model) -> list[str]:
+    """One name per scalar parameter, in ``ravel_pytree`` order: ``w``, ``b``; ``w[0]``, ``w[1]``; ``x``."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    names = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+        base = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        n = int(np.prod(leaf.shape))
+        names += [base] if n == 1 else [f"{base}[{i}]" for i in range(n)]
+    return names
 
 
 GROUP_AXIS = "runs"  # the vmapped axis of a group program (``make_group_program``)
@@ -115,6 +143,11 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
     targets = jnp.asarray(spec.targets, jnp.float32).reshape(-1)
     schedule = diag_schedule(steps, spec.diag_every)
     is_diag_step = jnp.asarray(np.isin(np.arange(n_chunks * E), schedule))  # (n_chunks·E,), static
+    names = param_names(model)
+    track = len(names) <= TRACK_PARAMS_MAX
+
+    def flat(params):  # (n_params,) in param_names order, when tracked
+        return ravel_pytree(params)[0] if track else jnp.zeros((0,), jnp.float32)
 
     def run(data: Dataset, learning_rate, momentum, seed, axis_name: str | None = None):
         X, y = data.X_train, data.y_train
@@ -128,6 +161,9 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
 
         def batch_loss(p, Xb, yb):
             return loss_fn(model.apply(p, Xb), yb)
+
+        def full_grad_norm(p):
+            return optax.tree.norm(jax.grad(full_loss)(p))
 
         def test_loss(p):
             if data.X_test is None:
@@ -173,6 +209,7 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
 
         def one_step(carry, k):
             params, state, div, div_step = carry
+            at_k = flat(params)  # the params after k updates
             live = k < steps  # the last chunk is padded past the budget: those steps never count
             k_batch, k_method = jax.random.split(jax.random.fold_in(k_data, k))
             if full_batch:
@@ -193,18 +230,20 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
             hold = div | ~live  # frozen, or padding past the last step
             params = _select(hold, params, new_params)
             state = _select(hold, state, new_state)
-            return (params, state, div, div_step), (loss, gnorm, diag)
+            return (params, state, div, div_step), (loss, gnorm, diag, at_k)
 
         def chunk(carry, c):
             params, state, div, div_step = carry
             k0 = c * E
             fl, tl = full_loss(params), test_loss(params)
             div, div_step = mark(div, div_step, is_bad(fl), k0)
-            carry, (losses, gnorms, diag) = jax.lax.scan(one_step, (params, state, div, div_step), k0 + jnp.arange(E))
-            return carry, (fl, tl, losses, gnorms, diag)
+            fg = full_grad_norm(params) if spec.grad_tol and not full_batch else nan
+            carry, (losses, gnorms, diag, path) = jax.lax.scan(
+                one_step, (params, state, div, div_step), k0 + jnp.arange(E))
+            return carry, (fl, tl, losses, gnorms, diag, fg, path)
 
         init = (params, state, jnp.bool_(False), jnp.int32(-1))
-        (params, state, div, div_step), (fl, tl, losses, gnorms, diag) = jax.lax.scan(
+        (params, state, div, div_step), (fl, tl, losses, gnorms, diag, fg, path) = jax.lax.scan(
             chunk, init, jnp.arange(n_chunks))
         fl_end, tl_end = full_loss(params), test_loss(params)
         div, div_step = mark(div, div_step, is_bad(fl_end), steps)
@@ -225,6 +264,15 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
         first = jnp.where(steps_to_target >= 0, steps_to_target, steps + 1)
         above = before[None, :] & (hit_steps[None, :] < first[:, None])
         steps_above = jnp.max(jnp.where(above, hit_steps[None, :], -1), axis=1)
+        extra = {}
+        if spec.grad_tol:  # candidates as for steps-to-target: every step (full batch) or evaluated steps
+            g_end = full_grad_norm(params)
+            g = jnp.append(gnorms.reshape(-1)[:steps], g_end) if full_batch else jnp.append(fg, g_end)
+            below = before & (g < spec.grad_tol)
+            extra["steps_to_grad_tol"] = jnp.where(below.any(), hit_steps[jnp.argmax(below)], -1).astype(jnp.int32)
+        if track:  # (steps + 1, n_params): after 0 … steps updates
+            traj = jnp.concatenate([path.reshape(-1, len(names))[:steps], flat(params)[None]])
+            extra.update({f"{TRAJECTORY}{name}": traj[:, j] for j, name in enumerate(names)})
         return {
             "train_loss": train_loss,
             "grad_norm": gnorms.reshape(-1)[:steps],
@@ -237,6 +285,7 @@ def make_run(model: Model, loss_fn: Callable, method_fn: Callable[..., Method], 
             "final_full_train_loss": fl_end,
             "min_full_train_loss": jnp.min(jnp.where(valid & jnp.isfinite(full), full, jnp.inf)),
             **diag,  # NaN where not measured
+            **extra,
         }
 
     return run

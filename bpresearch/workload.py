@@ -56,7 +56,8 @@ def train_spec(config: dict) -> train.TrainSpec:
                            batch_size=t["batch_size"], targets=tuple(t["targets"]),
                            divergence_factor=t["divergence_factor"], diag_every=d["every"] if on else 0,
                            sharpness=d["sharpness"], noise_scale=d["noise_scale"],
-                           lanczos_iters=d["lanczos_iters"], hessian_noise_scale=d["hessian_noise_scale"])
+                           lanczos_iters=d["lanczos_iters"], hessian_noise_scale=d["hessian_noise_scale"],
+                           grad_tol=t.get("grad_tol") or 0.0)
 
 
 def diag_steps(config: dict) -> np.ndarray:

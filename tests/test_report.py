@@ -88,8 +88,14 @@ def test_index_links_every_report(store):
 
 @pytest.mark.parametrize("name, figures, phrases", [
     ("seed-graph", ["seed_graph", "seed_graph_curves", "edge_of_stability"],
-     ["The post's η = 0.1 does not converge", "at machine precision", "ratios against it are meaningless", "converged (loss < 1e-06)", "diverged (at step",
-      "2/λ_max at initialisation = 0.0461", "below the bracket", "Predicted vs measured"]),
+     ["The post's η = 0.1 does not converge", "at machine precision", "ratios against it are meaningless",
+      "converged (loss < 1e-06)", "diverged (at step",
+      "2/λ_max at initialisation = 0.0461", "below the bracket", "Predicted vs measured",
+      "The post's worked update (η = 0.1, Target = -10): loss 2, loss gradients 8, 8, -6 (x, y, z), new values "
+      "-2.8, 4.2, -3.4; repeated, the loss goes 2 → 13.7 → 55.3 → 17.7 → …: η = 0.1 does not converge",
+      "the sweep's best is η = 0.01: loss below 1e-06 in 16 steps",
+      "The smallest learning rate, η = 0.01, was also the fastest to loss 1e-06 (16 steps)",
+      "logged as a metric history (param/x, param/y, param/z)"]),
     ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic",
                            "edge_of_stability"],
      ["Best learning rate per batch size", "the fastest learning rate was", "Scaling to loss 0.06: 90% intervals",
@@ -99,7 +105,8 @@ def test_index_links_every_report(store):
       "Path average of B_simple = tr(Σ)/|G|²", "McCandlish"]),
     ("neuron-random-vs-gd", ["loss_curves_sgd", "sensitivity", "random_vs_gd"],
      ["After 30 loss evaluations, random search", "gradient descent with η=10",
-      "Nothing is predicted: no diagnostics were logged"]),
+      "Nothing is predicted: no diagnostics were logged",
+      "Too small takes very long: the smallest learning rate, η = 1, "]),
 ])
 def test_report_holds_its_figures_tables_and_findings(store, name, figures, phrases):
     _, out = store

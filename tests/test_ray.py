@@ -1,0 +1,104 @@
+"""Sweeps on a local Ray instance: the same runs as the local executor, also when an actor dies.
+
+Ray starts once for this module (``ray.init(num_cpus=2, include_dashboard=False)``), its
+session folder and the ``~/.ray`` it writes inside the test's temporary folder.
+"""
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+
+from bpresearch import experiment  # noqa: E402
+from bpresearch.cli import main  # noqa: E402
+from bpresearch.executors import RayExecutor  # noqa: E402
+from bpresearch.runner import run_experiment  # noqa: E402
+from bpresearch.tracking import Tracker  # noqa: E402
+from storeview import snapshot  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# 6 compiled groups (one per batch size) of 4 runs each, different sizes of work.
+SETS = ["train.steps=40", "train.eval_every=5", "sweep.seeds=2", "sweep.learning_rate=[0.03, 0.3]",
+        "sweep.batch_size=[1, 2, 3, 4, 8, \"full\"]"]
+ARGS = [a for s in SETS for a in ("--set", s)]
+
+
+@pytest.fixture(scope="module")
+def ray_instance(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray")
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp)  # Ray writes ~/.ray (its auth token)
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp / "r"), _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="ERROR")
+    try:
+        yield tmp
+    finally:
+        ray.shutdown()
+        if home is not None:
+            os.environ["HOME"] = home
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("local")
+    shutil.copy(ROOT / "experiments" / "linear.npz", tmp)
+    shutil.copy(ROOT / "experiments" / "linear-regression.toml", tmp)
+    path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/local.db"
+    assert main(["sweep", str(path), "--tracking-uri", uri, *ARGS]) == 0
+    return path, snapshot(uri, "linear-regression")
+
+
+@pytest.mark.slow
+def test_ray_sweep_equals_local_sweep(ray_instance, local_sweep, tmp_path, capsys):
+    path, local = local_sweep
+    uri = f"sqlite:///{tmp_path}/ray.db"
+    assert main(["sweep", str(path), "--tracking-uri", uri, "--executor", "ray", *ARGS]) == 0
+    assert "Ray: 2 actors" in capsys.readouterr().err
+    got = snapshot(uri, "linear-regression")
+    assert len(got) == 24 and set(got) == set(local)
+    for h in local:
+        assert got[h] == local[h], local[h][0]
+    from mlflow.tracking import MlflowClient
+    run = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("linear-regression").experiment_id],
+                                        filter_string="tags.`bpresearch.kind` = 'run'", max_results=1)[0]
+    assert run.data.tags["bpresearch.executor"] == "ray" and run.data.tags["jax.backend"] == "cpu"
+
+
+class KillAfterFirst:
+    """The real Ray executor; once the first group has come back, SIGKILL one busy actor."""
+
+    def __init__(self, executor):
+        self.executor, self.name = executor, executor.name
+        self.killed_pid, self.groups_left = None, None
+
+    def run(self, jobs, on_runs=None):
+        for k, done in enumerate(self.executor.run(jobs, on_runs)):
+            if k == 0:
+                self.killed_pid, self.groups_left = self.executor.pids[0], len(jobs) - 1
+                os.kill(self.killed_pid, signal.SIGKILL)
+            yield done
+
+
+@pytest.mark.slow
+def test_a_killed_actor_costs_time_not_runs(ray_instance, local_sweep, tmp_path):
+    path, local = local_sweep
+    uri = f"sqlite:///{tmp_path}/kill.db"
+    executor = RayExecutor(actors=2)
+    try:
+        killer = KillAfterFirst(executor)
+        exp = experiment.load(path, SETS)
+        summary = run_experiment(exp, Tracker(uri), path.read_text(), SETS, executor=killer)
+        restarted = ray.get(executor.actors[0].pid.remote())
+    finally:
+        executor.close()
+    assert killer.groups_left >= 2, "both actors were busy when one was killed"
+    assert restarted != killer.killed_pid, "the killed actor was restarted"
+    assert summary.logged == 24
+    got = snapshot(uri, "linear-regression")  # one child run per configuration, checked inside
+    assert set(got) == set(local)
+    assert all(status == "FINISHED" for _, status, *_ in got.values())
+    assert got == local
