@@ -25,6 +25,8 @@ from .prose import (findings_best_intervals, findings_best_short, findings_bound
                     findings_divergence, findings_lost, findings_not_reached, findings_random, findings_resolution,
                     findings_scaling_intervals, findings_seed_graph, findings_sensitivity, findings_sharpness,
                     findings_steps_source, findings_two_noises, findings_untuned)
+from . import refinement
+from .prose import fmt_steps
 from .render import Report
 from .tables import best_table, critical_table, outcome_table, predicted_table, scaling_table
 
@@ -202,6 +204,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
                    lambda: F.loss_curves(curves, runs, R.FULL_TRAIN_LOSS, targets[0] if targets else None))
 
     bests = {t: M.best_learning_rate(cell[cell["optimizer"] != "random_search"], t) for t in targets}
+    refined = refinement.settings(data.resolved)   # [sweep] refine of the latest sweep, if any
     pred = predict(runs, curves, table, bests, full)
     intervals = {}
     for t in targets if n_bs >= 2 else []:
@@ -218,11 +221,20 @@ def build(data: load.ExperimentData, curves: pd.DataFrame) -> Report:
         rep.table(f"Best learning rate per batch size (fewest median steps to loss {t:g}; ties: better worst seed; "
                   f"steps: the interval between the last evaluation above the target and the first below)",
                   best_table(best, full, distinct))
+        br = None
+        if refined and any(abs(t - x) <= 1e-9 * abs(x) for x in refined["targets"]):
+            br = refinement.bracket(cell[cell["optimizer"] != "random_search"], best, t, refined["resolution"], gd)
+            rep.table(f"Refined optimum per batch size and its bracket (the neighbours' median steps to loss {t:g}); "
+                      f"configurations run against a uniform grid at spacing ×{refined['resolution']:.3g} over "
+                      f"the same range", refinement.table(br, full, fmt_steps))
+            findings += refinement.findings(br, t, refined["resolution"], full)
         rep.table(f"Outcomes of all runs for loss {t:g}", outcome_table(cell, t, full))
         if n_bs >= 2:
             rep.figure(f"heatmap_{M.target_label(t)}", f"Steps to loss {t:g} over learning rate × batch size",
                        lambda t=t: F.steps_heatmap(cell, t, full, pred.lr_mark))
             curve = M.scaling_curve(best)
+            if br is not None:  # the figure marks batch sizes whose optimum is not resolved
+                curve = curve.merge(br[["optimizer", "batch_size", "resolved"]], on=["optimizer", "batch_size"])
             if t in intervals:
                 if t in (targets[0], targets[-1]):  # the loosest and the tightest target
                     findings += findings_scaling_intervals(best, intervals[t].per_group, t, full, resolution)
