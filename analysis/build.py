@@ -39,6 +39,8 @@ from .render import Figure, Report
 from .summary import variant_summary
 from .tables import (best_table, critical_table, divergence_table, outcome_table, predicted_table, scaling_table,
                      with_facets)
+from . import refinement
+from .prose import fmt_steps
 
 
 # ---------------------------------------------------------------- one group: a combination of facet values
@@ -385,8 +387,29 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
         rep.ul(found)
         cell = _combined(gd_groups, lambda g: g.cell, facets)
         best = _combined(gd_groups, lambda g: g.bests.get(t), facets)
+        refined = refinement.settings(variant.resolved)   # [sweep] refine of the latest sweep, if any
+        brs = {}
+        if refined and any(abs(t - x) <= 1e-9 * abs(x) for x in refined["targets"]):
+            for g in gd_groups:
+                gd_g = g.runs[g.runs["optimizer"] != "random_search"]
+                brs[g.key] = refinement.bracket(g.cell[g.cell["optimizer"] != "random_search"], g.bests[t], t,
+                                                refined["resolution"], gd_g)
+                if g.label:
+                    rep.p(g.label)
+                rep.table(f"Refined optimum per batch size and its bracket (the neighbours' median steps to loss "
+                          f"{t:g}); configurations run against a uniform grid at spacing "
+                          f"×{refined['resolution']:.3g} over the same range", refinement.table(brs[g.key], full,
+                                                                                              fmt_steps))
+                found += [g.prefix(x) for x in refinement.findings(brs[g.key], t, refined["resolution"], full)]
+
+        def scaling_of(g):
+            curve = M.scaling_curve(g.bests[t])
+            if g.key in brs:  # the figure marks batch sizes whose optimum is not resolved
+                curve = curve.merge(brs[g.key][["optimizer", "batch_size", "resolved"]], on=["optimizer", "batch_size"])
+            return curve
+
         if n_bs >= 2:
-            curve = _combined(gd_groups, lambda g: M.scaling_curve(g.bests[t]), facets)
+            curve = _combined(gd_groups, scaling_of, facets)
             marks = _marks(gd_groups[0].intervals.get(t)) if len(gd_groups) == 1 else []
             every = max(g.eval_every for g in gd_groups) if gd_groups else 1
             name = f"scaling_{M.target_label(t)}"

@@ -228,6 +228,13 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
                     ax.plot(edge["batch_size"], ye, "o", ms=12, mfc="none", mec=FULL_RED, mew=1.6,
                             label="not tuned: optimum at the grid's edge" if grp is None or grp == groups[0]
                             else None)
+            if "resolved" in okg:  # a refined sweep: an unresolved optimum is only an upper bound
+                un = okg[~okg["resolved"].astype(bool)]
+                if not un.empty:
+                    s_un = un["batch_size"].to_numpy(float) if what == "examples" else 1.0
+                    ax.plot(un["batch_size"], un["steps"].to_numpy() * s_un, "o", mfc="white", mec=FULL_RED,
+                            mew=1.6, label="optimum not resolved (upper bound)" if grp is None or grp == groups[0]
+                            else None)
             for r in okg[~np.isfinite(okg["steps_max"])].itertuples():
                 yy = r.steps * (r.batch_size if what == "examples" else 1)
                 ax.annotate("some seeds n.r.", (r.batch_size, yy), textcoords="offset points", xytext=(4, 8),
@@ -264,6 +271,9 @@ def scaling(curve: pd.DataFrame, target: float, full: int | None = None, eval_ev
     n_lrs = curve["n_lrs"].unique()
     budget = f"{n_lrs[0]} learning rates tried per batch size" if len(n_lrs) == 1 else \
         f"UNEQUAL trial budgets: {', '.join(map(str, curve['n_lrs']))} learning rates"
+    if "resolved" in curve:
+        budget = (f"learning rate refined per batch size ({', '.join(map(str, curve['n_lrs']))} tried); "
+                  f"{int(curve['resolved'].sum())} of {len(curve)} optima resolved")
     if groups != [None]:
         budget += "; one colour per swept setting, each at its own best learning rate"
     every = f"; loss evaluated every {eval_every} steps" if eval_every > 1 else ""

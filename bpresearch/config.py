@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from . import refine as refinemod
 from .activations import ACTIVATIONS
 from .models import INITS
 from .optim import OPTIMIZERS
@@ -279,6 +280,7 @@ class Parsed(NamedTuple):
     description: str
     config: dict            # every section with defaults filled in, before the sweep
     axes: dict[str, list]   # dotted key -> swept values (learning rate, batch size, seed always)
+    refine: refinemod.Settings | None = None   # [sweep] refine: learning rates added per group
 
 
 def reporter(path: Path):
@@ -354,7 +356,9 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
 
     # the sweep: learning_rate, batch_size, seeds and any other section.key = [values]
     axes: dict[str, list] = {}
-    sweep = _flatten(doc.get("sweep", {}))
+    sweep_doc = dict(doc.get("sweep", {}))
+    refine_raw = sweep_doc.pop("refine", None)  # how to add learning rates, not a swept key
+    sweep = _flatten(sweep_doc)
     for key, (default, _) in SCHEMA["sweep"].items():
         sweep.setdefault(key, default)
     for key, raw in sweep.items():
@@ -378,7 +382,15 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
                 axes[key] = [check(v) for v in values]
         except Invalid as e:
             err("sweep", key, str(e))
-    return Parsed(top["name"], top["description"], cfg, axes)
+    settings = None
+    if refine_raw is not None:   # not part of any run's config: adding it changes no hash
+        try:
+            settings = refinemod.parse_settings(refine_raw, cfg["train"]["targets"])
+        except ValueError as e:
+            err("sweep", *str(e).split(": ", 1))
+        if all(k == "random_search" for k in axes.get("optimizer.kind", [cfg["optimizer"]["kind"]])):
+            err("sweep", "refine", "random_search ignores the learning rate; nothing to refine")
+    return Parsed(top["name"], top["description"], cfg, axes, settings)
 
 
 def _toml_value(v) -> str:
@@ -404,4 +416,9 @@ def to_toml(exp) -> str:
     for dotted, values in exp.axes.items():
         key = next((k for k, v in SWEPT_INTO.items() if v == dotted), f'"{dotted}"')
         lines.append(f"{key} = {_toml_value(values)}")
+    if getattr(exp, "refine", None) is not None:
+        r = exp.refine
+        extra = "" if r.per_round is None else f", per_round = {r.per_round}"
+        lines.append(f"refine = {{ target = {_toml_value(list(r.targets))}, resolution = {r.resolution!r}, "
+                     f"max_rounds = {r.max_rounds}{extra} }}")
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import config
 from . import data as datamod
+from . import refine as refinemod
 from .config import SWEPT_INTO, ExperimentError
 
 # Values vmapped inside one compiled program; everything else splits groups.
@@ -62,6 +63,7 @@ class Experiment:
     axes: dict[str, list]             # dotted key -> values
     runs: list[Run]
     datasets: dict[str, datamod.Dataset] = field(repr=False)  # data-config hash -> data
+    refine: refinemod.Settings | None = None  # [sweep] refine: learning rates added per group
 
     def groups(self) -> dict[str, list[Run]]:
         """Runs grouped by what their compiled program depends on (shapes and statics)."""
@@ -89,6 +91,23 @@ def group_key(config: dict) -> str:
         c[s].pop(k, None)
     c.pop("swept", None)
     return _hash(c)
+
+
+def refine_key(config: dict) -> str:
+    """What a refinement group shares: everything but the learning rate and the seed."""
+    c = copy.deepcopy(config)
+    c["optimizer"].pop("learning_rate", None)
+    c["train"].pop("seed", None)
+    c.pop("swept", None)
+    return _hash(c)
+
+
+def with_learning_rate(run: Run, learning_rate: float) -> Run:
+    """The same configuration at another learning rate, hashed as if that rate had been in the grid."""
+    c = copy.deepcopy(run.config)
+    c["optimizer"]["learning_rate"] = learning_rate
+    c["swept"] = {**c["swept"], SWEPT_INTO["learning_rate"]: learning_rate}
+    return Run(c, _hash({k: v for k, v in c.items() if k != "swept"}))
 
 
 def _check_compatible(cfg: dict, ds: datamod.Dataset, err):
@@ -154,4 +173,4 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
             continue
         seen.add(h)
         runs.append(Run(c, h))
-    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets)
+    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine)

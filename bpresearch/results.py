@@ -34,6 +34,8 @@ TAIL_POINTS = 800  # with log_dense = 200: about 1,000 points a curve (≈ 270 b
 KIND_TAG = "bpresearch.kind"          # "sweep" (parent) or "run" (child)
 HASH_TAG = "bpresearch.config_hash"   # experiment.config_hash of a child run's resolved config
 SWEEP, RUN = "sweep", "run"           # the values of KIND_TAG
+ROUND_TAG = "bpresearch.round"        # refining sweeps: 0 for the initial grid, k for the k-th round
+REFINE_ARTIFACT = "refine.json"       # refining sweeps: the parent's per-group record (rounds.RefineGroup)
 
 # ---------------------------------------------------------------- metric names
 TRAIN_LOSS = "train_loss"              # curves: the minibatch loss and gradient norm at logged steps,
@@ -55,10 +57,17 @@ REACHED_GRAD_TOL = "reached_grad_tol"    # (absent when never: censored, like st
 PARAM_PREFIX = "param/"                # param/<name>: one parameter's value after k updates (tiny models,
                                        # train.TRACK_PARAMS_MAX), a metric history the UI plots
 
+# the parent of a refining sweep: rounds (the most any group took), learning rates and
+# configurations added, refinement groups and how many of them resolved
+REFINE_ROUNDS, REFINE_LRS_ADDED, REFINE_CONFIGS_ADDED = \
+    "refine_rounds", "refine_learning_rates_added", "refine_configurations_added"
+REFINE_GROUPS, REFINE_GROUPS_RESOLVED = "refine_groups", "refine_groups_resolved"
+
 
 def param_metric(name: str) -> str:
     """The metric history of one scalar parameter: ``param/w``, ``param/w[1]``, ``param/x``."""
     return f"{PARAM_PREFIX}{name}"
+
 
 # ---------------------------------------------------------------- short params (the UI's columns)
 LEARNING_RATE, BATCH_SIZE, SEED, STEPS = "learning_rate", "batch_size", "seed", "steps"

@@ -10,13 +10,15 @@ waited for compilation (local executor), or the workers' compile time (Ray).
 
 from __future__ import annotations
 
+import json
 import queue
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import config, results, sweep
+from . import config, results, rounds, sweep
 from . import experiment as expmod
 from .executors import Job, LocalExecutor
 from .progress import Progress
@@ -38,6 +40,7 @@ class SweepSummary:
     points: int = 0
     diverged: int = 0
     parent_id: str | None = None
+    refined: list[dict] | None = None   # per refinement group (``RefineGroup.as_dict``), if refining
 
 
 def describe(exp: expmod.Experiment) -> str:
@@ -51,7 +54,47 @@ def describe(exp: expmod.Experiment) -> str:
         bs = "full" if c["train"]["full_batch"] else c["train"]["batch_size"]
         lines.append(f"  {c['model']['kind']} · {c['optimizer']['kind']} · bs={bs} · {c['train']['steps']} steps: "
                      f"{len(runs)} runs ({len(lrs)} learning rates × {len(seeds)} seeds)")
+    if exp.refine:
+        r = exp.refine
+        lines.append(f"  then refined per group for loss {', '.join(f'{t:g}' for t in r.targets)}: up to {r.max_rounds} "
+                     f"round(s) until the best learning rate is inside and its neighbours within ×{r.resolution:.3g}")
     return "\n".join(lines)
+
+
+def refine_lines(groups: list[dict]) -> list[str]:
+    """One line per refinement group: best learning rate and steps per target, rounds, added."""
+    lines = []
+    for g in groups:
+        parts = []
+        for t, d in g["targets"].items():
+            if d["best_learning_rate"] is None:
+                parts.append(f"loss {t}: not reached ({d['status']})")
+            else:
+                parts.append(f"loss {t}: lr {d['best_learning_rate']:.4g} → {d['best_steps']:g} steps"
+                             f"{'' if d['resolved'] else ' (' + d['status'] + ', not resolved)'}")
+        lines.append(f"  {g['group']}: {'; '.join(parts)}; {g['rounds']} round(s), "
+                     f"+{g['added']} learning rates ({g['configurations']} configurations; "
+                     f"a uniform grid at this spacing: {g['uniform_grid']})")
+    return lines
+
+
+def _plan(exp: expmod.Experiment, stored: dict[str, dict]):
+    """A refining sweep's compiled groups with work: (runs, schedule, first batch, chunk size); and the
+    reports of those already complete."""
+    plans, reports = [], []
+    for runs in exp.groups().values():
+        max_chunk = runs[0].config["train"]["chunk"]
+        # refinement rounds reuse this program
+        size = rounds.chunk_size(exp.refine, runs, max_chunk)
+        n_slots = rounds.slots(exp.refine, size, runs)
+        gen = rounds.schedule(runs, stored, exp.refine, n_slots)
+        try:
+            first = next(gen)
+        except StopIteration as stop:
+            reports.append(stop.value)
+            continue
+        plans.append((runs, gen, first, size))
+    return plans, reports
 
 
 def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=None,
@@ -59,7 +102,9 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     """Train and log every configuration of ``exp`` that has no FINISHED run yet.
 
     ``executor``: where the groups train (``executors.LocalExecutor`` by default, or a
-    ``RayExecutor``); the caller closes it.
+    ``RayExecutor``); the caller closes it. With ``[sweep] refine`` each compiled group then
+    runs refinement rounds (``rounds.schedule``) as more chunks of its one compiled program,
+    in this process: each round needs the one before it.
     """
     out = out or sys.stderr
     executor = executor or LocalExecutor()
@@ -67,17 +112,32 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     seconds0, points0 = tracker.seconds, tracker.points
     exp_id = tracker.experiment(exp.name, exp.description)
     finished, unfinished = tracker.runs_by_hash(exp_id)
-    todo = [r for r in exp.runs if r.hash not in finished]
-    groups = {}
-    for run in todo:
-        groups.setdefault(expmod.group_key(run.config), []).append(run)
-    summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - len(todo), 0, len(groups))
+    plans, reports = [], []
+    if exp.refine:
+        if executor.name != "local":
+            print(f"{exp.name}: [sweep] refine trains in this process, not on {executor.name} "
+                  f"(each round needs the one before it).", file=out)
+        plans, reports = _plan(exp, tracker.finished_summaries(exp_id))
+        todo = [r for _, _, first, _ in plans for r, _ in first]
+        n_todo = sum(1 for _, _, first, _ in plans for _, rnd in first if rnd == 0)
+        groups = {i: [r for r, _ in p[2]] for i, p in enumerate(plans)}
+    else:
+        todo = [r for r in exp.runs if r.hash not in finished]
+        n_todo = len(todo)
+        groups = {}
+        for run in todo:
+            groups.setdefault(expmod.group_key(run.config), []).append(run)
+    summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups))
     if not todo:
-        print(f"{exp.name}: all {len(exp.runs)} runs already finished; nothing to do.", file=out)
+        what = f"all {len(exp.runs)} runs already finished"
+        if exp.refine:
+            summary.refined = [g.as_dict(exp.refine) for rep in reports for g in rep.groups]
+            what += f" and the refinement is complete ({sum(g['added'] for g in summary.refined)} learning rates added)"
+        print(f"{exp.name}: {what}; nothing to do.", file=out)
         return summary
     if summary.skipped:
         print(f"{exp.name}: resuming: {summary.skipped} of {len(exp.runs)} runs already finished, "
-              f"{len(todo)} to go.", file=out)
+              f"{len(todo)} to go{' in the next round (refinement may add more)' if n_todo == 0 else ''}.", file=out)
 
     tags = provenance(str(exp.path.parent))
     parent = tracker.start_sweep(
@@ -88,7 +148,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
         tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)})
     summary.parent_id = parent
 
-    bar = Progress(len(todo), exp.name, out)
+    bar = Progress(len(todo), exp.name, out)   # its total grows with each refinement round
     state = {"trained": 0, "logged": 0, "group": 0}
     work: queue.Queue = queue.Queue(maxsize=2)   # bounded: host memory stays bounded too
     failure: list[BaseException] = []
@@ -115,7 +175,9 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     thread.start()
     status = "FAILED"
     try:
-        group_list = list(groups.values())
+        if exp.refine:
+            reports += _train_rounds(exp, plans, work, state, summary, bar, detail, failure)
+        group_list = [] if exp.refine else list(groups.values())
         jobs = [Job(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config),
                     runs[0].config["train"]["chunk"]) for runs in group_list]
 
@@ -138,6 +200,13 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
         summary.tracking_wait_s = time.perf_counter() - t_wait
         if failure:
             raise failure[0]
+        if exp.refine:
+            summary.refined = [grp.as_dict(exp.refine) for rep in reports for grp in rep.groups]
+            tracker.log_text(parent, json.dumps(summary.refined, indent=2), results.REFINE_ARTIFACT)
+            print(f"{exp.name}: learning-rate refinement (resolution {exp.refine.resolution:g}, "
+                  f"at most {exp.refine.max_rounds} rounds):", file=out)
+            for line in refine_lines(summary.refined):
+                print(line, file=out)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -157,5 +226,63 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
             "train_time_s": summary.train_s, "tracking_time_s": summary.tracking_s,
             "tracking_wait_s": summary.tracking_wait_s,
             "tracking_share": summary.tracking_s / summary.wall_s if summary.wall_s else 0.0,
-            "metric_points": summary.points}, status)
+            "metric_points": summary.points, **_refine_metrics(summary.refined)}, status)
     return summary
+
+
+def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> list:
+    """Each compiled group's initial grid, then its refinement rounds, as chunks of one program
+    compiled for the group's chunk size (the next group compiles on a thread meanwhile)."""
+    reports = []
+    compiler = ThreadPoolExecutor(max_workers=1)  # XLA compiles without holding the GIL
+
+    def compile_ahead(plan):
+        cfg, size = plan[0][0].config, plan[3]
+        return compiler.submit(sweep.compile_group, cfg, size, exp.dataset(cfg), size)
+
+    try:
+        ahead = compile_ahead(plans[0])
+        for g, (_, gen, batch, size) in enumerate(plans, 1):
+            cfg = batch[0][0].config
+            t_wait = time.perf_counter()
+            compiled = ahead.result()
+            summary.compile_s += time.perf_counter() - t_wait  # what compilation cost the main thread
+            if g < len(plans):  # the next group compiles while this one trains
+                ahead = compile_ahead(plans[g])
+            while batch:   # the initial grid, then each refinement round: chunks of one program
+                runs = [r for r, _ in batch]
+                base = state["trained"]
+
+                def on_chunk(done, total, base=base):
+                    state["trained"] = base + done
+                    bar.update(state["trained"], detail())
+
+                res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg),
+                                      cfg["train"]["chunk"], on_chunk, compiled, chunk_size=size)
+                summary.train_s += res.run_s
+                recs = results.records(runs, res)
+                work.put((recs, {results.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
+                if failure:
+                    raise failure[0]
+                try:
+                    batch = gen.send({rec.run.hash: rec.summary for rec in recs})
+                    bar.total += len(batch)
+                except StopIteration as stop:
+                    reports.append(stop.value)
+                    batch = None
+            state["group"] += 1
+    finally:
+        compiler.shutdown(wait=False, cancel_futures=True)
+    return reports
+
+
+def _refine_metrics(groups: list[dict] | None) -> dict[str, float]:
+    """The parent's refinement summary: rounds (the most any group took), learning rates and
+    configurations added, groups resolved out of all (the detail is the artifact refine.json)."""
+    if not groups:
+        return {}
+    return {results.REFINE_ROUNDS: max(g["rounds"] for g in groups),
+            results.REFINE_LRS_ADDED: sum(g["added"] for g in groups),
+            results.REFINE_CONFIGS_ADDED: sum(g["added"] * g["seeds"] for g in groups),
+            results.REFINE_GROUPS: len(groups),
+            results.REFINE_GROUPS_RESOLVED: sum(g["resolved"] for g in groups)}

@@ -68,7 +68,7 @@ def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int
 
 
 def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
-              on_chunk=None, compiled=None) -> GroupResult:
+              on_chunk=None, compiled=None, chunk_size: int | None = None) -> GroupResult:
     """Train every member of a group with one compiled program.
 
     Args:
@@ -78,13 +78,19 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
         max_chunk: the most members per compiled call.
         on_chunk: optional ``on_chunk(done, total)`` progress callback.
         compiled: ``compile_group``'s result, if the caller compiled ahead.
+        chunk_size: the chunk ``compiled`` was compiled for, when it is not the one
+            ``chunks(len(members), max_chunk)`` gives (a refinement round reuses the program).
     Returns:
         ``GroupResult``: arrays stacked over members, in the order given.
     """
     devices = sharding.n_devices()
     data = sharding.replicate(to_device(config, dataset), devices)
-    program, compile_s = compiled or compile_group(config, len(members), dataset, max_chunk, data)
-    n_chunks, size = chunks(len(members), max_chunk, devices)
+    if chunk_size:  # the program was compiled for this chunk: a refinement round reuses it
+        size = chunks(chunk_size, chunk_size, devices)[1]
+        n_chunks = -(-len(members) // size)
+    else:
+        n_chunks, size = chunks(len(members), max_chunk, devices)
+    program, compile_s = compiled or compile_group(config, size, dataset, size, data)
     padded = members + [members[-1]] * (n_chunks * size - len(members))
     lr = np.array([m.learning_rate for m in padded], np.float32)
     mom = np.array([m.momentum for m in padded], np.float32)

@@ -154,6 +154,17 @@ class Tracker:
                 unfinished.setdefault(h, []).append(r.info.run_id)
         return finished, unfinished
 
+    def finished_summaries(self, exp_id: str) -> dict[str, dict[str, float]]:
+        """config hash -> summary metrics (latest values) of each FINISHED child run (for refinement)."""
+        return {r.data.tags.get(HASH_TAG): dict(r.data.metrics) for r in search_all(
+            self.client, [exp_id], f"tags.{KIND_TAG} = 'run' and attributes.status = 'FINISHED'")}
+
+    def log_text(self, run_id: str, text: str, fname: str):
+        """A text artifact on a run (the parent's refine.json)."""
+        t0 = time.perf_counter()
+        self.client.log_text(run_id, text, fname)
+        self.seconds += time.perf_counter() - t0
+
     # ---------------------------------------------------------------- runs
     def _insert_new_metrics(self, run_id: str, metrics: list) -> bool:
         """All metric rows of a run that has none yet, in one bulk insert; False if not a SQL store.

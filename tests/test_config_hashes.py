@@ -33,10 +33,14 @@ PINNED = {
     "linear-regression.toml": (132, "499219d35ac4e650c19113b359a5f200c37fec6b7ac7eb13420cae122baa5e6d",
         "2e3544741e2c057499a02dd08eecfabe80f71fc1a19d9c5d30d2ab0a105f4df3",
         "d5d2b0704dc3e45a085aeff999653e908b0f23963d78b63011cd7bf2841ff864"),
-    "digits-mlp.toml": (180, "ce6c22f17aecf8b04d9d7f38585d23154e65e1a214595300f7d9f75eb289fd65",
+    # issue 12: 9 of the 12 learning rates, then refined ([sweep] refine); same group keys
+    "digits-mlp.toml": (135, "a43a4148c32308278524fa2ddda4787a4d7f041f0a56806fbb86004873d0a1b5",
         "9f200869077780312c2dd2e44139a5b2d23dc03507da38327a253a1d98311a62",
-        "4c84dba61098b49948d82fc548c548cec4ec66a67694ca6b1dc0c835dd19394a"),
+        "c4dabbb17c854c0a68aec438c6c64346ff057792b507c6421fad056df2baf707"),
 }
+# digits-mlp before issue 12 (12 learning rates 0.004 … 8, no refinement): its runs keep
+# these hashes, so a store made before it resumes, and ``refine`` changes no hash.
+DIGITS_BEFORE_REFINE = (180, "ce6c22f17aecf8b04d9d7f38585d23154e65e1a214595300f7d9f75eb289fd65")
 
 
 def _digest(items) -> str:
@@ -54,3 +58,12 @@ def fingerprint(path: Path):
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_shipped_experiments_resolve_to_pinned_hashes(name):
     assert fingerprint(EXPERIMENTS / name) == PINNED[name]
+
+
+def test_refining_digits_keeps_the_old_grid_hashes():
+    grid = 'sweep.learning_rate={ min = 0.004, max = 8.0, num = 12, scale = "log" }'
+    old = experiment.load(EXPERIMENTS / "digits-mlp.toml", [grid])
+    assert old.refine is not None
+    assert (len(old.runs), _digest(sorted(r.hash for r in old.runs))) == DIGITS_BEFORE_REFINE
+    new = experiment.load(EXPERIMENTS / "digits-mlp.toml")
+    assert {r.hash for r in new.runs} < {r.hash for r in old.runs}
