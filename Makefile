@@ -20,7 +20,7 @@ SERVER_PORT      ?= 5001
 SERVER_STORE     ?= sqlite:///mlflow-server.db
 SERVER_ARTIFACTS ?= mlartifacts-server
 
-.PHONY: install test test-ui sweep ui server report bench clean
+.PHONY: install test test-fast test-ui sweep ui server report bench clean
 
 install: $(STAMP)
 
@@ -30,9 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-# Every test, the slow end-to-end ones included (select with -m "not slow" when iterating).
+# `make test` runs everything (CI), the slow end-to-end tests included (kill -9, fault
+# injection, concurrency, fuzzing); `make test-fast` skips them for the edit–test loop.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
 test-ui: $(STAMP)

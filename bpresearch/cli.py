@@ -15,8 +15,13 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``, ``\\x00``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str) -> int:
-    print(f"bpresearch: error: {message}", file=sys.stderr)
+    print(f"bpresearch: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
