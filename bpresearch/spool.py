@@ -12,7 +12,7 @@ Where: ``$BPRESEARCH_SPOOL`` if set; beside a sqlite store
 (``names.safe_name``), one ``.npz`` file per group.
 
 File format (numpy ``.npz``, no pickles): ``meta`` is UTF-8 JSON (experiment name and
-description, and per run its resolved config, hash, params, summary and artifacts);
+description, the provenance tags of the process that trained them, and per run its resolved config, hash, params, summary and artifacts);
 ``run``, ``key``, ``step`` and ``value`` are the metric points in columns (run index,
 index into ``meta["keys"]``, step, float64 value), so curves come back bit for bit.
 """
@@ -70,7 +70,7 @@ class Spool:
     def folder(self, experiment: str) -> Path:
         return self.root / safe_name(experiment)
 
-    def save(self, experiment: str, description: str, records: list[RunRecord]) -> Path:
+    def save(self, experiment: str, description: str, records: list[RunRecord], tags: dict | None = None) -> Path:
         """Write ``records`` as one file, atomically (temp file, fsync, rename); its path."""
         folder = self.folder(experiment)
         folder.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,7 @@ class Spool:
                 step[i:i + m] = ss
             i += m
         meta = {"version": VERSION, "experiment": experiment, "description": description, "keys": keys,
+                "tags": tags or {},
                 "runs": [{"config": rec.run.config, "hash": rec.run.hash, "params": rec.params,
                           "summary": rec.summary, "artifacts": rec.artifacts} for rec in records]}
         blob = np.frombuffer(json.dumps(meta).encode(), np.uint8)
