@@ -71,7 +71,9 @@ def client(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # A failing database is reported once, in one line, by the caller (retry.py); MLflow
+    # would also log each failure with its traceback.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = resolve_uri(uri)
     if not sqlite_path(uri):
         # One try per request, a bounded wait: bpresearch retries transient errors itself, for a
