@@ -14,7 +14,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from bpresearch import experiment
+from bpresearch import config
 
 FUZZ = settings(max_examples=int(os.environ.get("BPRESEARCH_FUZZ_EXAMPLES", "40")), derandomize=True,
                 deadline=None, database=None, print_blob=True,
@@ -30,8 +30,8 @@ BASE = {
     "sweep": {"learning_rate": [0.1], "batch_size": [4, "full"]},
 }
 
-SECTIONS = [s for s in experiment.SCHEMA if s] + ["", "Data", "sweep", "unknown", "ü"]
-KEYS = sorted({k for keys in experiment.SCHEMA.values() for k in keys}) + [
+SECTIONS = [s for s in config.SCHEMA if s] + ["", "Data", "sweep", "unknown", "ü"]
+KEYS = sorted({k for keys in config.SCHEMA.values() for k in keys}) + [
     "optimizer.kind", "model.activation", "train.steps", "model.hidden", "min", "max", "num", "scale"]
 
 # Numbers at the edges: huge, tiny, negative, non-finite, the int32/int64 limits.
@@ -54,7 +54,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
     st.dictionaries(st.one_of(st.sampled_from(KEYS), text), inner, max_size=3)), max_leaves=8)
 
 
-SCHEMA_KEYS = [(s, k) for s, keys in experiment.SCHEMA.items() for k in keys]
+SCHEMA_KEYS = [(s, k) for s, keys in config.SCHEMA.items() for k in keys]
 SWEPT = ["learning_rate", "batch_size", "seeds"] + [f"{s}.{k}" for s, k in SCHEMA_KEYS if s not in ("", "sweep")]
 words = st.sampled_from(["full", "auto", "log", "linear", "sgd", "adam", "momentum", "random_search", "mlp",
                          "neuron", "seed_graph", "relu", "tanh", "sigmoid", "identity", "teacher", "seed",
@@ -68,7 +68,7 @@ plausible = st.one_of(numbers, words, st.booleans(), st.lists(st.one_of(numbers,
 
 def typed(section: str, key: str):
     """Values of the default's type (edge cases included), so that many edits stay valid."""
-    default = experiment.SCHEMA[section][key][0]
+    default = config.SCHEMA[section][key][0]
     if isinstance(default, bool):
         return st.booleans()
     if isinstance(default, int):
@@ -165,7 +165,7 @@ def toml_texts(draw) -> str:
     return t
 
 
-DOTTED = [f"{s}.{k}" for s, keys in experiment.SCHEMA.items() if s for k in keys] + [
+DOTTED = [f"{s}.{k}" for s, keys in config.SCHEMA.items() if s for k in keys] + [
     "name", "description", "sweep.optimizer.kind", "sweep.learning_rate.min", "a.b.c.d", "", ".", "train.",
     ".steps", "sweep.model.hidden", "name.x"]
 fragments = st.one_of(values.map(value_text), text,

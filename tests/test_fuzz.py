@@ -17,7 +17,7 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from bpresearch import experiment, sweep, train
+from bpresearch import experiment, sweep, train, workload
 from bpresearch.cli import main
 
 from fuzzing import BASE, FUZZ, csv_files, npz_files, overrides, to_toml, toml_texts
@@ -47,12 +47,12 @@ def trace_groups(exp: experiment.Experiment):
     for runs in exp.groups().values():
         cfg = runs[0].config
         ds = exp.dataset(cfg)
-        program = train.make_group_program(sweep.build_run(cfg, ds))
+        program = train.make_group_program(workload.build_run(cfg, ds))
         members = [sweep.member_of(r.config) for r in runs]
         lr = np.array([m.learning_rate for m in members], np.float32)
         mom = np.array([m.momentum for m in members], np.float32)
         seed = np.array([m.seed for m in members], np.int32)
-        program.lower(sweep.to_device(cfg, ds), lr, mom, seed)
+        program.lower(workload.to_device(cfg, ds), lr, mom, seed)
 
 
 def check(args: list[str], capsys, tmp_path):
