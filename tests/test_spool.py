@@ -235,3 +235,32 @@ def test_store_lease_of_a_dead_pid_on_this_host_expires_at_once(monkeypatch):
     with lease.store_lease(tag.get, tag.put, "e", said, sleep=lambda s: s == lease.SETTLE_S or pytest.fail("waited")):
         assert json.loads(tag.value)["pid"] == os.getpid()
     assert said.getvalue() == ""
+
+
+# ---------------------------------------------------------------- hostile names end to end
+@pytest.mark.slow
+def test_hostile_experiment_names_stay_inside_their_folders(tmp_path, monkeypatch):
+    """Store, artifacts, spool and reports of experiments named like a path or an option."""
+    from bpresearch.cli import main
+
+    names = ["..", "-rf", "a/../../b"]
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    files = []
+    for i, name in enumerate(names):
+        files.append(work / f"e{i}.toml")
+        files[-1].write_text(f'name = "{name}"\n[data]\nsource = "seed"\n[model]\nkind = "seed_graph"\n'
+                             '[train]\nsteps = 5\n[sweep]\nlearning_rate = [0.01]\n')
+    uri = f"sqlite:///{work}/store/mlflow.db"
+    assert main(["sweep", *map(str, files), "--tracking-uri", uri]) == 0
+    assert main(["report", "--tracking-uri", uri, "--out", str(work / "reports"), "--", *names]) == 0
+    for name in names:
+        safe = safe_name(name)
+        assert (work / "store" / "mlartifacts" / safe).is_dir()
+        assert (work / "store" / ".bpresearch-spool" / safe).is_dir()
+        assert (work / "reports" / safe / "report.md").exists()
+    outside = [p for p in tmp_path.rglob("*") if work not in p.parents and p != work]
+    assert outside == [tmp_path / "a"], outside          # nothing written above the working folder
+    assert sorted(p.name for p in work.iterdir()) == sorted([f.name for f in files] + ["reports", "store"])
+    assert sorted(p.name for p in (work / "reports").iterdir()) == sorted(["index.html"] + list(map(safe_name, names)))
