@@ -4,8 +4,8 @@ The runner's seam to the store for one experiment:
 
 - ``hold(exp_id)``: the experiment's lease for the whole sweep (``lease.py``);
 - ``save(records, tags)``: the group in the spool, atomically, as soon as it is trained;
-- ``write(path, records, ...)``: each run into the store (transient errors retried for a
-  bounded time, ``retry.py``), then the spool file deleted;
+- ``write(path, records, ...)``: the group's runs into the store (``Tracker.log_runs``;
+  transient errors retried for a bounded time, ``retry.py``), then the spool file deleted;
 - ``saved()``: groups an earlier sweep trained but could not write, to write first;
 - ``call(fn, what)``: any other store operation, with the same retries.
 
@@ -76,23 +76,29 @@ class Delivery:
             out.append((path, meta, records))
         return out
 
-    def write_run(self, exp_id: str, parent: str, rec: RunRecord, tags: dict, replaces=()) -> str | None:
-        """One run, complete and FINISHED. A retry first checks that no earlier attempt finished it."""
-        attempts = [0]
-
-        def once():
-            attempts[0] += 1
-            if attempts[0] > 1 and self.tracker.has_finished(exp_id, rec.run.hash):
-                return None
-            return self.tracker.log_run(exp_id, parent, rec, {**tags, "bpresearch.group": group_key(rec.run.config)},
-                                        replaces)
-        return self.call(once, f"writing run {rec.run.name}")
-
     def write(self, path: Path | None, exp_id: str, parent: str, records: list[RunRecord], tags: dict,
               unfinished: dict, on_run=None):
-        """Every run of a group, then its spool file deleted."""
+        """Every run of a group, complete and FINISHED; then its spool file deleted.
+
+        A retry first reads which runs an earlier attempt finished (its answer may have been
+        lost with the connection) and writes only the others: never a second FINISHED run.
+        """
+        pending, attempts = list(records), [0]
+
+        def once():
+            nonlocal pending
+            attempts[0] += 1
+            if attempts[0] > 1:
+                finished, _ = self.tracker.runs_by_hash(exp_id)
+                pending = [r for r in pending if r.run.hash not in finished]
+            if pending:
+                group = {"bpresearch.group": group_key(pending[0].run.config)}  # one group per call
+                self.tracker.log_runs(exp_id, parent, pending, {**tags, **group},
+                                      {r.run.hash: unfinished.get(r.run.hash, []) for r in pending})
+
+        if records:
+            self.call(once, f"writing {len(records)} run(s) ({records[0].run.name} …)")
         for rec in records:
-            self.write_run(exp_id, parent, rec, tags, unfinished.get(rec.run.hash, ()))
             if on_run:
                 on_run(rec)
         if path is not None:

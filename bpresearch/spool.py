@@ -12,9 +12,10 @@ Where: ``$BPRESEARCH_SPOOL`` if set; beside a sqlite store
 (``names.safe_name``), one ``.npz`` file per group.
 
 File format (numpy ``.npz``, no pickles): ``meta`` is UTF-8 JSON (experiment name and
-description, the provenance tags of the process that trained them, and per run its resolved config, hash, params, summary and artifacts);
-``run``, ``key``, ``step`` and ``value`` are the metric points in columns (run index,
-index into ``meta["keys"]``, step, float64 value), so curves come back bit for bit.
+description, the provenance tags of the process that trained them, and per run its
+resolved config, hash, params, curve names, summary and artifacts); run r's j-th curve is
+the arrays ``s{r}_{j}`` (steps, int64) and ``v{r}_{j}`` (values, float64), so curves come
+back bit for bit.
 """
 
 from __future__ import annotations
@@ -74,30 +75,22 @@ class Spool:
         """Write ``records`` as one file, atomically (temp file, fsync, rename); its path."""
         folder = self.folder(experiment)
         folder.mkdir(parents=True, exist_ok=True)
-        keys = sorted({k for rec in records for k, _, _ in rec.metrics})
-        index = {k: i for i, k in enumerate(keys)}
-        n = sum(len(rec.metrics) for rec in records)
-        run, key = np.empty(n, np.int32), np.empty(n, np.int16)
-        step, value = np.empty(n, np.int64), np.empty(n, np.float64)
-        i = 0
+        arrays, runs = {}, []
         for r, rec in enumerate(records):
-            m = len(rec.metrics)
-            if m:
-                ks, vs, ss = zip(*rec.metrics)
-                run[i:i + m] = r
-                key[i:i + m] = [index[k] for k in ks]
-                value[i:i + m] = vs
-                step[i:i + m] = ss
-            i += m
-        meta = {"version": VERSION, "experiment": experiment, "description": description, "keys": keys,
-                "tags": tags or {},
-                "runs": [{"config": rec.run.config, "hash": rec.run.hash, "params": rec.params,
-                          "summary": rec.summary, "artifacts": rec.artifacts} for rec in records]}
-        blob = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+            keys = list(rec.curves)
+            for j, key in enumerate(keys):
+                steps, values = rec.curves[key]
+                arrays[f"s{r}_{j}"] = np.asarray(steps, np.int64)
+                arrays[f"v{r}_{j}"] = np.asarray(values, np.float64)
+            runs.append({"config": rec.run.config, "hash": rec.run.hash, "params": rec.params, "curves": keys,
+                         "summary": rec.summary, "artifacts": rec.artifacts})
+        meta = {"version": VERSION, "experiment": experiment, "description": description, "tags": tags or {},
+                "runs": runs}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
         tmp, final = folder / f".{stem}.tmp", folder / f"{stem}.npz"
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=blob, run=run, key=key, step=step, value=value)
+            np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -116,18 +109,15 @@ class Spool:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
-                run, key, step, value = z["run"], z["key"], z["step"], z["value"]
+                if meta.get("version") != VERSION:
+                    raise SpoolError(f"{path}: spool format {meta.get('version')!r}, expected {VERSION}")
+                records = [RunRecord(Run(e["config"], e["hash"]), e["params"],
+                                     {key: (z[f"s{r}_{j}"], z[f"v{r}_{j}"]) for j, key in enumerate(e["curves"])},
+                                     e["summary"], e["artifacts"]) for r, e in enumerate(meta["runs"])]
+        except SpoolError:
+            raise
         except Exception as e:  # noqa: BLE001 - any damage reads the same to the user
             raise SpoolError(f"{path}: cannot read saved results ({type(e).__name__}: {e})") from None
-        if meta.get("version") != VERSION:
-            raise SpoolError(f"{path}: spool format {meta.get('version')!r}, expected {VERSION}")
-        keys = meta["keys"]
-        records = []
-        for r, entry in enumerate(meta["runs"]):
-            sel = run == r
-            metrics = [(keys[k], float(v), int(s)) for k, v, s in zip(key[sel], value[sel], step[sel])]
-            records.append(RunRecord(Run(entry["config"], entry["hash"]), entry["params"], metrics,
-                                     entry["summary"], entry["artifacts"]))
         return meta, records
 
     @staticmethod

@@ -71,7 +71,10 @@ def test_spool_round_trips_records_bit_for_bit(group_records, tmp_path):
     for a, b in zip(recs, back):
         assert b.run.hash == a.run.hash and b.run.config == a.run.config and b.run.name == a.run.name
         assert b.params == a.params and b.artifacts == a.artifacts
-        assert b.metrics == a.metrics  # same order, same floats, same steps
+        assert list(b.curves) == list(a.curves)
+        for key, (steps, values) in a.curves.items():  # same steps, same float64 bits
+            assert b.curves[key][0].dtype == np.int64 and b.curves[key][1].dtype == np.float64
+            assert np.array_equal(b.curves[key][0], steps) and b.curves[key][1].tobytes() == values.tobytes()
         assert json.dumps(b.summary) == json.dumps(a.summary)
     sp.discard(path)
     assert sp.pending() == []

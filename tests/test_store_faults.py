@@ -106,7 +106,8 @@ def assert_complete_and_exact(uri: str, path: Path):
         rec = want[k.data.tags[HASH_TAG]]
         for key in ("train_loss", "full_train_loss"):
             got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, key))
-            assert got == [(s, v) for kk, v, s in rec.metrics if kk == key], (rec.run.name, key)
+            steps, values = rec.curves[key]
+            assert got == list(zip(steps.tolist(), values.tolist())), (rec.run.name, key)
         assert k.data.metrics["diverged"] == rec.summary["diverged"]
     return client, e
 
