@@ -299,12 +299,6 @@ class Tracker:
         return run_id
 
     # ---------------------------------------------------------------- reliability (spool, lease)
-    def has_finished(self, exp_id: str, config_hash: str) -> bool:
-        """Whether a FINISHED child run of this configuration exists (checked before a retried write)."""
-        runs = self.client.search_runs([exp_id], filter_string=f"tags.`{HASH_TAG}` = '{config_hash}' "
-                                       f"and attributes.status = 'FINISHED'", max_results=1)
-        return len(runs) > 0
-
     def mark_killed(self, run_ids):
         for run_id in run_ids:
             self.client.set_terminated(run_id, "KILLED")

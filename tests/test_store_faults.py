@@ -176,9 +176,20 @@ def test_sqlite_store_that_fills_mid_sweep_loses_nothing(linear_example, tmp_pat
     spool = tmp_path / ".bpresearch-spool"  # the default: beside the sqlite store
     assert sorted(spool.rglob("*.npz"))
 
-    assert main(["sweep", str(linear_example), "--tracking-uri", uri, *SETS]) == 0
+    written = finished_count(db)
+    assert main(["sync", "--tracking-uri", uri]) == 0  # the saved groups, without a sweep
     assert not list(spool.rglob("*.npz"))
-    assert_complete_and_exact(uri, linear_example)
+    synced = finished_count(db) - written
+    assert synced > 0
+    assert main(["sweep", str(linear_example), "--tracking-uri", uri, *SETS]) == 0  # trains the rest
+    client, e = assert_complete_and_exact(uri, linear_example)
+    parents = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'",
+                                 order_by=["attributes.start_time DESC"])
+    rest = GRID - written - synced  # what was never trained: the last sweep trained exactly that
+    if rest:
+        assert int(parents[0].data.params["runs_to_do"]) == rest and len(parents) == 3
+    else:
+        assert [p.info.run_name.split()[0] for p in parents] == ["sync", "sweep"]
 
 
 @pytest.mark.slow
@@ -231,3 +242,18 @@ def test_which_store_errors_are_transient():
     assert not is_transient(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}))
     assert is_transient(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}))
     assert not is_transient(ValueError("a bug, not the store"))
+
+
+def test_servers_bind_to_localhost_unless_told_otherwise():
+    """`make ui` and `make server`, the servers the project starts: 127.0.0.1 unless a host is given."""
+    root = Path(__file__).resolve().parent.parent
+
+    def command(target, *args):
+        out = subprocess.run(["make", "-n", "-s", target, *args], cwd=root, capture_output=True, text=True,
+                             check=True).stdout
+        assert "mlflow server" in out
+        return " ".join(out.replace("\\\n", " ").split()) + " "
+
+    for target, var in (("ui", "UI_HOST"), ("server", "SERVER_HOST")):
+        assert re.search(r"--host 127\.0\.0\.1 ", command(target)), target
+        assert re.search(r"--host 0\.0\.0\.0 ", command(target, f"{var}=0.0.0.0")), target
