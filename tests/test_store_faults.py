@@ -194,13 +194,36 @@ def test_sqlite_store_that_fills_mid_sweep_loses_nothing(linear_example, tmp_pat
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_experiment_log_each_configuration_once(linear_example, tmp_path):
+    """Two sweeps started while a third holds the experiment: both wait; then each run is logged once."""
+    import threading
+
+    from bpresearch import lease
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    release, held = threading.Event(), threading.Event()
+
+    def holder():  # stands for a sweep in progress (the same flock a sweep takes)
+        with lease.file_lock(tmp_path / ".bpresearch-spool" / "linear-regression" / ".lock", "test", sys.stderr):
+            held.set()
+            release.wait(300)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    logs = [tmp_path / f"sweep{i}.log" for i in range(2)]
     procs = [subprocess.Popen([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri, *SETS],
-                              env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    errs = [p.communicate(timeout=300)[1] for p in procs]
+                              env=sweep_env(), stdout=subprocess.DEVNULL, stderr=open(log, "w")) for log in logs]
+    deadline = time.time() + 180
+    while not all("waiting" in log.read_text() for log in logs) and time.time() < deadline:
+        assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
+        time.sleep(0.2)
+    release.set()
+    t.join()
+    for p in procs:
+        p.wait(timeout=300)
+    errs = [log.read_text() for log in logs]
     assert [p.returncode for p in procs] == [0, 0], errs
-    assert sum("is being swept by pid" in e and "waiting" in e for e in errs) == 1, errs
+    assert all("is being swept by pid" in e and "waiting" in e for e in errs), errs
     assert sum("nothing to do" in e for e in errs) == 1, "the second found everything finished"
     assert_complete_and_exact(uri, linear_example)
 
