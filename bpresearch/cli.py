@@ -32,6 +32,10 @@ def _connect(tracking_uri):
     from .tracking import Tracker, is_transient, resolve_uri
 
     uri = resolve_uri(tracking_uri)
+    # Against a server: one try per request and a bounded wait; bpresearch retries transient
+    # errors itself for a bounded time (retry.py) instead of MLflow's ≈ 4 minutes per request.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     return uri, retry.call(lambda: Tracker(uri), f"connecting to the MLflow store {uri}", is_transient)
 
 

@@ -75,11 +75,6 @@ def client(uri: str | None = None):
     # would also log each failure with its traceback.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = resolve_uri(uri)
-    if not sqlite_path(uri):
-        # One try per request, a bounded wait: bpresearch retries transient errors itself, for a
-        # bounded time (retry.py), instead of MLflow's ≈ 4 minutes of retries per request.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     with _store_lock(uri):
         c = MlflowClient(tracking_uri=uri)
         c.search_experiments(max_results=1)  # forces store creation / migration under the lock

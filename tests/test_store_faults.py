@@ -77,7 +77,8 @@ def kill_server(p: subprocess.Popen):
 
 def sweep_env(**extra) -> dict:
     env = {**os.environ, "BPRESEARCH_STORE_RETRY_S": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", **extra}
-    env.pop("BPRESEARCH_SPOOL", None) if "BPRESEARCH_SPOOL" not in extra else None
+    if "BPRESEARCH_SPOOL" not in extra:
+        env.pop("BPRESEARCH_SPOOL", None)  # the default: beside the sqlite store
     return env
 
 
@@ -230,6 +231,8 @@ def test_two_sweeps_of_one_experiment_log_each_configuration_once(linear_example
 
 def test_unreachable_server_fails_before_training(linear_example, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BPRESEARCH_STORE_RETRY_S", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # as the CLI sets them; restored after
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     monkeypatch.setenv("BPRESEARCH_SPOOL", str(tmp_path / "spool"))
     t0 = time.monotonic()
     rc = main(["sweep", str(linear_example), "--tracking-uri", f"http://127.0.0.1:{free_port()}", *SETS])
