@@ -199,8 +199,7 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
                 failure.append(e)
 
     def raise_failure():
-        e = failure[0]
-        raise (keep.failure(e) if isinstance(e, retry.StoreFailure) else e)
+        raise failure[0]
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
@@ -246,6 +245,9 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
     except retry.StoreFailure as e:
         if keep.failed:
             raise
+        if thread.is_alive():  # let the writer spool what is still queued, then say what is saved
+            work.put(None)
+            thread.join(timeout=120)
         raise keep.failure(e) from None
     except KeyboardInterrupt:
         status = "KILLED"
