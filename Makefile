@@ -19,8 +19,12 @@ UI_PORT ?= 5000
 SERVER_PORT      ?= 5001
 SERVER_STORE     ?= sqlite:///mlflow-server.db
 SERVER_ARTIFACTS ?= mlartifacts-server
+# Both servers listen on this machine only unless given a host, e.g. `make ui UI_HOST=0.0.0.0`
+# (the network then reaches them, without authentication).
+UI_HOST     ?= 127.0.0.1
+SERVER_HOST ?= 127.0.0.1
 
-.PHONY: install test test-ui sweep ui server report bench clean
+.PHONY: install test test-fast test-ui sweep ui server report bench clean
 
 install: $(STAMP)
 
@@ -30,9 +34,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-# Every test, the slow end-to-end ones included (select with -m "not slow" when iterating).
+# `make test` runs everything (CI), the slow end-to-end tests included (kill -9, fault
+# injection, concurrency, fuzzing); `make test-fast` skips them for the edit–test loop.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
 test-ui: $(STAMP)
@@ -43,14 +51,14 @@ sweep: $(STAMP)
 
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
-	    --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT) --workers 1
+	    --backend-store-uri $(MLFLOW_TRACKING_URI) --host $(UI_HOST) --port $(UI_PORT) --workers 1
 
 # Sweeps log to it with MLFLOW_TRACKING_URI=http://127.0.0.1:$(SERVER_PORT); artifacts go
 # through the server into SERVER_ARTIFACTS.
 server: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 	    --backend-store-uri $(SERVER_STORE) --artifacts-destination $(SERVER_ARTIFACTS) \
-	    --host 127.0.0.1 --port $(SERVER_PORT) --workers 1
+	    --host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1
 
 report: $(STAMP)
 	$(BIN)/bpresearch report --out reports

@@ -187,7 +187,7 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame, targets) -> Steps
     if curves.empty:
         return StepsToTargets(table, False, 0)
     check = steps_to_target(curves, runs, targets)
-    bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(), table["steps"].fillna(-1).to_numpy())
+    bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(float), table["steps"].fillna(-1).to_numpy(float))
     if "full_batch" in runs:  # full batch counts every step; the full_train_loss curve only every E
         fb = table["run_id"].map(runs.set_index("run_id")["full_batch"]).fillna(False).to_numpy(bool)
         bad &= ~(fb & (table["steps"].fillna(np.inf).to_numpy() <= check["steps"].fillna(np.inf).to_numpy()))

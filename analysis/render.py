@@ -11,13 +11,14 @@ import base64
 import html
 import io
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from bpresearch.names import safe_name
 
 from . import figures as F
 
@@ -171,8 +172,8 @@ def to_markdown(rep: Report) -> str:
 
 
 def slug(name: str) -> str:
-    """A folder name for an experiment name."""
-    return re.sub(r"[^\w.-]", "_", name)
+    """A folder name for an experiment name: one safe path component (``bpresearch.names``)."""
+    return safe_name(name)
 
 
 def write(rep: Report, folder: Path) -> list[Path]:

@@ -13,11 +13,43 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_STORE = 3   # the tracking store failed; trained results are in the spool (see `bpresearch sync`)
 
 
-def _fail(message: str) -> int:
-    print(f"bpresearch: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``, ``\\x00``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"bpresearch: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _connect(tracking_uri):
+    """(uri, Tracker) once the store answers; transient errors are retried for a bounded time."""
+    from . import retry
+    from .tracking import Tracker, is_transient, resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    # Against a server: one try per request and a bounded wait; bpresearch retries transient
+    # errors itself for a bounded time (retry.py) instead of MLflow's ≈ 4 minutes per request.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    return uri, retry.call(lambda: Tracker(uri), f"connecting to the MLflow store {uri}", is_transient)
+
+
+def cmd_sync(args) -> int:
+    from .retry import StoreFailure
+    from .runner import sync
+
+    try:
+        uri, tracker = _connect(args.tracking_uri)
+        n = sync(tracker)
+    except StoreFailure as e:
+        return _fail(str(e), EXIT_STORE)
+    print(f"{n} saved run(s) written to {uri}." if n else f"Nothing saved in the spool for {uri}.")
+    return 0
 
 
 def cmd_seed_example(args) -> int:
@@ -76,8 +108,8 @@ def cmd_sweep(args) -> int:
     configure_cpu_pool()  # before JAX starts its backend
 
     from .executors import LocalExecutor, MissingRay, RayExecutor
+    from .retry import StoreFailure
     from .runner import run_experiment
-    from .tracking import Tracker, resolve_uri
 
     if args.executor == "ray":  # Ray starts before the driver's JAX touches a device
         try:
@@ -87,11 +119,12 @@ def cmd_sweep(args) -> int:
         print(f"Ray: {len(executor.actors)} actors", file=sys.stderr)
     else:
         executor = LocalExecutor()
-    uri = resolve_uri(args.tracking_uri)
-    tracker = Tracker(uri)
-    print(f"MLflow store: {uri}", file=sys.stderr)
     try:
+        uri, tracker = _connect(args.tracking_uri)
+        print(f"MLflow store: {uri}", file=sys.stderr)
         summaries = [run_experiment(exp, tracker, text, args.set, executor=executor) for exp, text in exps]
+    except StoreFailure as e:
+        return _fail(str(e), EXIT_STORE)
     finally:
         executor.close()
     print()
@@ -164,6 +197,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="--executor ray: a running Ray cluster (default: start a local one)")
     s.add_argument("--actors", type=int, help="--executor ray: how many actors (default: one per GPU, else per CPU)")
     s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("sync", help="write results saved in the spool (after a store failure) to the store")
+    s.add_argument("--tracking-uri")
+    s.set_defaults(fn=cmd_sync)
 
     s = sub.add_parser("list", help="experiments in the store and their run counts")
     s.add_argument("--tracking-uri")

@@ -34,12 +34,17 @@ class Invalid(Exception):
     pass
 
 
-def _int(lo=None):
+INT_MAX = 2**31 - 1  # counts, sizes and seeds become int32 inside the compiled program
+
+
+def _int(lo=None, hi=INT_MAX):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, int):
             raise Invalid(f"must be an integer, got {v!r}")
         if lo is not None and v < lo:
             raise Invalid(f"must be ≥ {lo}, got {v}")
+        if v > hi:
+            raise Invalid(f"must be ≤ {hi}, got {v}")
         return v
     return check
 

@@ -110,14 +110,23 @@ def with_learning_rate(run: Run, learning_rate: float) -> Run:
     return Run(c, _hash({k: v for k, v in c.items() if k != "swept"}))
 
 
+MAX_CLASSES = 100_000   # cross_entropy: one output per class
+TEACHER_MAX = 10**8     # teacher data: (n_train + n_test) × n_features values at most (≈ 400 MB)
+
+
 def _check_compatible(cfg: dict, ds: datamod.Dataset, err):
     loss, kind = cfg["loss"]["kind"], cfg["model"]["kind"]
     if loss == "cross_entropy":
         if kind == "seed_graph":
             err("loss", "kind", "cross_entropy needs class logits; seed_graph outputs one number")
-        y = ds.y_train
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            err("loss", "kind", "cross_entropy needs integer class labels ≥ 0 in y")
+        for key, y in (("y", ds.y_train), ("y_test", ds.y_test)):
+            if y is None or not len(y):
+                continue
+            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+                err("loss", "kind", f"cross_entropy needs integer class labels ≥ 0 in {key}")
+            if y.max() >= MAX_CLASSES:  # one output per class: a label of 10⁹ would ask for 10⁹ outputs
+                err("loss", "kind", f"cross_entropy: {key} has label {int(y.max())}, so {int(y.max()) + 1} "
+                    f"classes (at most {MAX_CLASSES})")
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
@@ -148,6 +157,10 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         c = config.resolve_defaults(c)
         dkey = _data_key(c["data"])
         if dkey not in datasets:
+            d = c["data"]
+            if d["source"] == "teacher" and (d["n_train"] + d["n_test"]) * d["n_features"] > TEACHER_MAX:
+                err("data", "n_train", f"teacher data of ({d['n_train']} + {d['n_test']}) × {d['n_features']} "
+                    f"values is too large (at most {TEACHER_MAX:.0e})")
             try:
                 ds = datamod.load(c["data"], path.parent)
             except datamod.DataError as e:

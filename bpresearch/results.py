@@ -174,14 +174,19 @@ def flat_params(config: dict) -> dict[str, str]:
 
 
 def summary_metrics(config: dict, a: dict[str, np.ndarray], i: int) -> dict[str, float]:
-    """Summary metrics of member i; a target never reached is absent, with reached = 0."""
+    """Summary metrics of member i; a target never reached is absent, with reached = 0.
+
+    A loss that is not finite (a run that diverged at its first steps) is absent too: a
+    report reads a missing value as missing, never NaN or inf as a number.
+    """
     diverged = bool(a["diverged"][i])
     out = {
-        FINAL_LOSS: float(a["final_full_train_loss"][i]),
-        MIN_LOSS: float(a["min_full_train_loss"][i]),
         DIVERGED: float(diverged),
         DIVERGED_STEP: float(a["diverged_step"][i]),
     }
+    for key, array in ((FINAL_LOSS, "final_full_train_loss"), (MIN_LOSS, "min_full_train_loss")):
+        if np.isfinite(a[array][i]):
+            out[key] = float(a[array][i])
     bs = config["train"]["batch_size"]
     for j, target in enumerate(config["train"]["targets"]):
         s = int(a["steps_to_target"][i, j])

@@ -18,8 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import config, results, rounds, sweep
+from . import config, results, retry, rounds, sweep
 from . import experiment as expmod
+from .delivery import Delivery
 from .executors import Job, LocalExecutor
 from .progress import Progress
 from .provenance import provenance
@@ -105,13 +106,35 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     ``RayExecutor``); the caller closes it. With ``[sweep] refine`` each compiled group then
     runs refinement rounds (``rounds.schedule``) as more chunks of its one compiled program,
     in this process: each round needs the one before it.
+
+    Groups an earlier sweep trained but could not write (the spool) are written first, not
+    retrained. One sweep of an experiment per store at a time: a second one waits (lease.py).
+
+    Raises:
+        retry.StoreFailure: the store failed; every trained group not yet written is in the spool.
     """
     out = out or sys.stderr
-    executor = executor or LocalExecutor()
+    keep = Delivery(tracker, exp.name, exp.description, out)
+    exp_id = keep.call(lambda: tracker.experiment(exp.name, exp.description), "opening the experiment")
+    with keep.hold(exp_id):
+        return _run_held(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor())
+
+
+def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overrides, out, executor) -> SweepSummary:
     t_start = time.perf_counter()
     seconds0, points0 = tracker.seconds, tracker.points
-    exp_id = tracker.experiment(exp.name, exp.description)
-    finished, unfinished = tracker.runs_by_hash(exp_id)
+    finished, unfinished = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
+    strays = [i for h, ids in unfinished.items() if h in finished for i in ids]
+    if strays:  # copies of finished runs left RUNNING by an interrupted write
+        keep.call(lambda: tracker.mark_killed(strays), "closing unfinished copies of finished runs")
+    saved = []
+    for path, meta, recs in keep.saved():  # groups trained by an earlier sweep that could not write them
+        recs = [r for r in recs if r.run.hash not in finished]
+        if recs:
+            saved.append((path, meta, recs))
+        else:
+            keep.spool.discard(path)  # written before the earlier sweep could delete the file
+    in_spool = {r.run.hash for _, _, recs in saved for r in recs}
     plans, reports = [], []
     if exp.refine:
         if executor.name != "local":
@@ -122,13 +145,13 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
         n_todo = sum(1 for _, _, first, _ in plans for _, rnd in first if rnd == 0)
         groups = {i: [r for r, _ in p[2]] for i, p in enumerate(plans)}
     else:
-        todo = [r for r in exp.runs if r.hash not in finished]
+        todo = [r for r in exp.runs if r.hash not in finished and r.hash not in in_spool]
         n_todo = len(todo)
         groups = {}
         for run in todo:
             groups.setdefault(expmod.group_key(run.config), []).append(run)
     summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups))
-    if not todo:
+    if not todo and not saved:
         what = f"all {len(exp.runs)} runs already finished"
         if exp.refine:
             summary.refined = [g.as_dict(exp.refine) for rep in reports for g in rep.groups]
@@ -140,12 +163,13 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
               f"{len(todo)} to go{' in the next round (refinement may add more)' if n_todo == 0 else ''}.", file=out)
 
     tags = provenance(str(exp.path.parent))
-    parent = tracker.start_sweep(
+    parent = keep.call(lambda: tracker.start_sweep(
         exp_id, f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
         params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(todo)),
                 "groups": str(len(groups)), "overrides": " ".join(overrides) or "none",
                 "executor": executor.name},
-        tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)})
+        tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)}),
+        "starting the sweep run")
     summary.parent_id = parent
 
     bar = Progress(len(todo), exp.name, out)   # its total grows with each refinement round
@@ -156,25 +180,35 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     def detail():
         return f"runs ({state['group']}/{len(groups)} groups trained, {state['logged']} runs logged)"
 
+    def count(rec):
+        state["logged"] += 1
+        summary.diverged += int(rec.summary["diverged"])
+
     def writer():
+        # Each group goes into the spool first, then into the store (one group, one call: on sqlite
+        # a few transactions for all its runs, Delivery.write → log_runs). After a store failure
+        # the groups still coming are only spooled.
         while (item := work.get()) is not None:
-            if failure:
-                continue
             records, where = item
+            group_tags = {**tags, **where}
             try:
-                # one group, one call: on sqlite a few transactions for all its runs (tracking.log_runs)
-                tracker.log_runs(exp_id, parent, records,
-                                 {**tags, **where, "bpresearch.group": expmod.group_key(records[0].run.config)},
-                                 {rec.run.hash: unfinished[rec.run.hash] for rec in records if rec.run.hash in unfinished})
-                state["logged"] += len(records)
-                summary.diverged += sum(int(rec.summary["diverged"]) for rec in records)
+                path = keep.save(records, group_tags)
+                if not failure:
+                    keep.write(path, exp_id, parent, records, group_tags, unfinished, count)
             except BaseException as e:  # surfaced on the main thread
                 failure.append(e)
+
+    def raise_failure():
+        raise failure[0]
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     status = "FAILED"
     try:
+        for path, meta, recs in saved:  # written first, never retrained
+            keep.write(path, exp_id, parent, recs, meta.get("tags") or tags, unfinished, count)
+            print(f"{exp.name}: wrote {len(recs)} run(s) saved in the spool by an earlier sweep "
+                  f"({path.name}); not retrained.", file=out, flush=True)
         if exp.refine:
             reports += _train_rounds(exp, plans, work, state, summary, bar, detail, failure)
         group_list = [] if exp.refine else list(groups.values())
@@ -185,13 +219,13 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
             state["trained"] = trained
             bar.update(trained, detail())
 
-        for done in executor.run(jobs, on_runs):
+        for done in (executor.run(jobs, on_runs) if jobs else ()):
             state["group"] += 1
             summary.compile_s += done.compile_s
             summary.train_s += done.result.run_s
             work.put((results.records(group_list[done.index], done.result), done.tags))
             if failure:
-                raise failure[0]
+                raise_failure()
         t_wait = time.perf_counter()
         work.put(None)
         while thread.is_alive():
@@ -199,7 +233,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
             bar.update(state["trained"], detail())
         summary.tracking_wait_s = time.perf_counter() - t_wait
         if failure:
-            raise failure[0]
+            raise_failure()
         if exp.refine:
             summary.refined = [grp.as_dict(exp.refine) for rep in reports for grp in rep.groups]
             tracker.log_text(parent, json.dumps(summary.refined, indent=2), results.REFINE_ARTIFACT)
@@ -208,25 +242,39 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
             for line in refine_lines(summary.refined):
                 print(line, file=out)
         status = "FINISHED"
+    except retry.StoreFailure as e:
+        if keep.failed:
+            raise
+        if thread.is_alive():  # let the writer spool what is still queued, then say what is saved
+            work.put(None)
+            thread.join(timeout=120)
+        raise keep.failure(e) from None
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         if thread.is_alive():
             work.put(None)
+            if failure:  # the writer is only spooling what is still queued: let it finish
+                thread.join(timeout=120)
         bar.update(state["trained"], detail(), force=True)
         bar.close()
         summary.logged = state["logged"]
         summary.wall_s = time.perf_counter() - t_start
         summary.tracking_s = tracker.seconds - seconds0
         summary.points = tracker.points - points0
-        tracker.end_sweep(parent, {
+        metrics = {
             "grid_size": len(exp.runs), "runs_logged": summary.logged, "runs_skipped": summary.skipped,
             "runs_diverged": summary.diverged, "wall_time_s": summary.wall_s, "compile_time_s": summary.compile_s,
             "train_time_s": summary.train_s, "tracking_time_s": summary.tracking_s,
             "tracking_wait_s": summary.tracking_wait_s,
             "tracking_share": summary.tracking_s / summary.wall_s if summary.wall_s else 0.0,
-            "metric_points": summary.points, **_refine_metrics(summary.refined)}, status)
+            "metric_points": summary.points, **_refine_metrics(summary.refined)}
+        try:  # after a store failure: tried once, not retried
+            keep.call(lambda: tracker.end_sweep(parent, metrics, status), "closing the sweep run")
+        except retry.StoreFailure:
+            if not keep.failed:
+                raise
     return summary
 
 
@@ -286,3 +334,43 @@ def _refine_metrics(groups: list[dict] | None) -> dict[str, float]:
             results.REFINE_CONFIGS_ADDED: sum(g["added"] * g["seeds"] for g in groups),
             results.REFINE_GROUPS: len(groups),
             results.REFINE_GROUPS_RESOLVED: sum(g["resolved"] for g in groups)}
+
+
+def sync(tracker, out=None) -> int:
+    """Write every group waiting in the spool of ``tracker``'s store; the number of runs written."""
+    from .spool import Spool, folder_for
+
+    out = out or sys.stderr
+    spool = Spool(folder_for(tracker.uri))
+    names = {}
+    for path in spool.pending():
+        try:
+            meta, _ = spool.load(path)
+        except Exception:  # noqa: BLE001 - Delivery.saved() reports and sets it aside
+            meta = None
+        if meta:
+            names.setdefault(meta["experiment"], meta.get("description", ""))
+    written = 0
+    for name, description in names.items():
+        keep = Delivery(tracker, name, description, out)
+        exp_id = keep.call(lambda: tracker.experiment(name, description), "opening the experiment")
+        with keep.hold(exp_id):
+            finished, unfinished = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
+            saved = keep.saved()
+            if not saved:
+                continue
+            parent = keep.call(lambda: tracker.start_sweep(exp_id, f"sync {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                                           params={"spool": str(spool.root)}, tags={},
+                                                           artifacts={}), "starting the sync run")
+            n = 0
+            try:
+                for path, meta, recs in saved:
+                    recs = [r for r in recs if r.run.hash not in finished]
+                    keep.write(path, exp_id, parent, recs, meta.get("tags") or {}, unfinished)
+                    n += len(recs)
+            except retry.StoreFailure as e:
+                raise keep.failure(e) from None
+            keep.call(lambda: tracker.end_sweep(parent, {"runs_logged": n}, "FINISHED"), "closing the sync run")
+            print(f"{name}: wrote {n} saved run(s) from the spool; not retrained.", file=out)
+            written += n
+    return written

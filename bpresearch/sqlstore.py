@@ -132,7 +132,8 @@ def insert(con: sqlite3.Connection, runs: list[NewRun], kill: list[tuple[str, in
                         [(t, rid) for rid, t in kill])
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if con.in_transaction:  # sqlite itself rolls back after some errors (a full disk, an I/O error)
+            con.execute("ROLLBACK")
         raise
     return points
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sqlite3
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import sqlstore
+from .names import safe_name
 from .results import HASH_TAG, KIND_TAG, RunRecord
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -35,6 +37,7 @@ BATCH = 1000                        # MLflow's limit of metrics per log_batch ca
 PAGE = 5000                         # runs per search_runs page (MLflow allows up to 50,000)
 PARENT_TAG = "mlflow.parentRunId"   # MLflow's own tags: the UI nests child runs and shows the note
 NOTE_TAG = "mlflow.note.content"
+LEASE_TAG = "bpresearch.lease"      # experiment tag: who sweeps it now (lease.py)
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -68,7 +71,9 @@ def client(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # A failing database is reported once, in one line, by the caller (retry.py); MLflow
+    # would also log each failure with its traceback.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = resolve_uri(uri)
     with _store_lock(uri):
         c = MlflowClient(tracking_uri=uri)
@@ -136,7 +141,7 @@ class Tracker:
             location = None
             db = sqlite_path(self.uri)
             if db is not None:  # keep artifacts beside the store, not in the caller's folder
-                location = (db.resolve().parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)).as_uri()
+                location = (db.resolve().parent / "mlartifacts" / safe_name(name)).as_uri()
             exp_id = self.client.create_experiment(name, artifact_location=location)
         else:
             exp_id = exp.experiment_id
@@ -288,6 +293,18 @@ class Tracker:
             self.client.set_terminated(old, "KILLED")
         return run_id
 
+    # ---------------------------------------------------------------- reliability (spool, lease)
+    def mark_killed(self, run_ids):
+        for run_id in run_ids:
+            self.client.set_terminated(run_id, "KILLED")
+
+    def lease(self, exp_id: str) -> str:
+        """The experiment's ``bpresearch.lease`` tag ("" when free)."""
+        return self.client.get_experiment(exp_id).tags.get(LEASE_TAG, "")
+
+    def set_lease(self, exp_id: str, value: str):
+        self.client.set_experiment_tag(exp_id, LEASE_TAG, value)
+
     def experiments(self) -> list[tuple[str, str, int, int]]:
         """(name, description, finished child runs, sweeps) for every experiment."""
         out = []
@@ -298,3 +315,40 @@ class Tracker:
             if kids or sweeps:
                 out.append((exp.name, exp.tags.get(NOTE_TAG, ""), len(kids), len(sweeps)))
         return out
+
+
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
+                    "ABORTED"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store error worth retrying: server unreachable, reset or 5xx; a sqlite store busy or locked.
+
+    A database error decides by its own message (``database is locked`` is transient; a full
+    disk or a read-only database is not), whatever MLflow wrapped it in.
+    """
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    chain, e = [], exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        if isinstance(e, (sqlite3.OperationalError, sqlalchemy.exc.OperationalError)):
+            text = str(e).lower()
+            return "locked" in text or "busy" in text
+    for e in chain:
+        if isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+                          TimeoutError)):
+            return True
+    for e in chain:
+        if isinstance(e, MlflowException):
+            code = re.search(r"failed with error code (\d+)", str(e.message))
+            if code:  # a non-JSON HTTP error answer
+                return int(code.group(1)) >= 500 or int(code.group(1)) == 429
+            if str(e.message).startswith("API request to") and "failed with" in str(e.message):
+                return True  # connection-level failure (refused, reset, timed out, too many 5xx)
+            return e.error_code in _TRANSIENT_CODES
+    return False

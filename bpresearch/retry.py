@@ -1,0 +1,71 @@
+"""Bounded retries for the tracking store.
+
+A transient store error (server unreachable or answering 5xx, connection reset, a sqlite
+store busy or locked) is retried with exponential backoff (0.5 s, 1 s, 2 s, … at most 5 s
+apart) for ``BPRESEARCH_STORE_RETRY_S`` seconds (default 30), measured from the first
+failure of that operation; then, like any other store error, it is a ``StoreFailure``.
+Which errors are transient is the tracking module's call (``tracking.is_transient``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+DEFAULT_BUDGET_S = 30.0
+
+
+class StoreFailure(RuntimeError):
+    """The store failed (after retries for transient errors); the message is one line."""
+
+
+def budget_s() -> float:
+    """Seconds of retrying per operation: ``$BPRESEARCH_STORE_RETRY_S``, else 30."""
+    try:
+        return max(0.0, float(os.environ.get("BPRESEARCH_STORE_RETRY_S", DEFAULT_BUDGET_S)))
+    except ValueError:
+        return DEFAULT_BUDGET_S
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception: its type and the first line of its message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def call(fn: Callable[[], T], what: str, transient: Callable[[BaseException], bool],
+         budget: float | None = None, sleep=time.sleep, clock=time.monotonic, on_retry=None) -> T:
+    """``fn()``, retried while it raises transient errors and ``budget`` seconds have not passed.
+
+    Args:
+        fn: the store operation (retrying it must be safe: see the runner for run writes).
+        what: what the operation does, for the error message ("writing run lr=0.1 bs=8 seed=0").
+        transient: tells a transient error from a permanent one.
+        budget: seconds of retrying (default ``budget_s()``).
+        on_retry: optional ``on_retry(attempt, exc, delay)`` before each sleep.
+    Raises:
+        StoreFailure: a permanent error, or a transient one that outlived the budget.
+    """
+    budget = budget_s() if budget is None else budget
+    start, delay, attempt = None, 0.5, 0
+    while True:
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit, StoreFailure):
+            raise
+        except Exception as e:  # noqa: BLE001 - classified below
+            attempt += 1
+            start = clock() if start is None else start
+            if not transient(e):
+                raise StoreFailure(f"{what}: {describe(e)}") from e
+            left = budget - (clock() - start)
+            if left <= 0:
+                raise StoreFailure(f"{what}: still failing after {attempt} attempts in {budget:g} s "
+                                   f"({describe(e)})") from e
+            wait = min(delay, left)
+            if on_retry:
+                on_retry(attempt, e, wait)
+            sleep(wait)
+            delay = min(delay * 2, 5.0)
