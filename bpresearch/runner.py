@@ -140,7 +140,11 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
         if executor.name != "local":
             print(f"{exp.name}: [sweep] refine trains in this process, not on {executor.name} "
                   f"(each round needs the one before it).", file=out)
-        plans, reports = _plan(exp, tracker.finished_summaries(exp_id))
+        stored = keep.call(lambda: tracker.finished_summaries(exp_id), "reading finished runs")
+        # groups waiting in the spool are trained: plan with their summaries so that no round
+        # trains them again (they are written first, below)
+        stored.update({r.run.hash: r.summary for _, _, recs in saved for r in recs})
+        plans, reports = _plan(exp, stored)
         todo = [r for _, _, first, _ in plans for r, _ in first]
         n_todo = sum(1 for _, _, first, _ in plans for _, rnd in first if rnd == 0)
         groups = {i: [r for r, _ in p[2]] for i, p in enumerate(plans)}

@@ -283,3 +283,29 @@ def test_servers_bind_to_localhost_unless_told_otherwise():
     for target, var in (("ui", "UI_HOST"), ("server", "SERVER_HOST")):
         assert re.search(r"--host 127\.0\.0\.1 ", command(target)), target
         assert re.search(r"--host 0\.0\.0\.0 ", command(target, f"{var}=0.0.0.0")), target
+
+
+@pytest.mark.slow
+def test_refining_sweep_writes_the_spool_and_never_retrains_it(linear_example, tmp_path):
+    """A refining sweep that loses its store mid-way: the rerun writes the spooled groups and plans
+    its rounds with them, so no configuration gets a second FINISHED run."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    sets = [*SETS, "--set", "sweep.refine={ target = 0.06, max_rounds = 2 }"]
+    proc = subprocess.Popen([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri, *sets],
+                            env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while finished_count(db) == 0 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        size = db.stat().st_size
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, size))  # the disk is full for this sweep
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode in (0, 3), err
+    assert main(["sweep", str(linear_example), "--tracking-uri", uri, *sets]) == 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        hashes = [h for (h,) in c.execute(
+            "select t.value from runs r join tags t on t.run_uuid = r.run_uuid where t.key = ? "
+            "and r.status = 'FINISHED'", (HASH_TAG,))]
+    assert hashes and len(hashes) == len(set(hashes)), "a configuration was logged twice"
+    assert not list((tmp_path / ".bpresearch-spool").rglob("*.npz"))
