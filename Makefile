@@ -24,7 +24,7 @@ SERVER_ARTIFACTS ?= mlartifacts-server
 UI_HOST     ?= 127.0.0.1
 SERVER_HOST ?= 127.0.0.1
 
-.PHONY: install test test-fast test-ui sweep ui server report bench clean
+.PHONY: install test test-fast test-ui sweep ui server report bench clean clean-store
 
 install: $(STAMP)
 
@@ -49,7 +49,9 @@ test-ui: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/bpresearch sweep $(EXPERIMENTS)
 
+# Prints the link to open (each experiment's run table, in model-training mode), then serves.
 ui: $(STAMP)
+	@$(BIN)/bpresearch list --links http://127.0.0.1:$(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 	    --backend-store-uri $(MLFLOW_TRACKING_URI) --host $(UI_HOST) --port $(UI_PORT) --workers 1
 
@@ -66,5 +68,16 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out reports/bench
 
+# `make clean` removes what can be rebuilt (.venv, reports/, caches) and keeps the results:
+# the MLflow store (mlflow.db, mlartifacts/). `make clean-store` deletes the store instead.
 clean:
-	rm -rf $(VENV) .pytest_cache reports
+	rm -rf $(VENV) .pytest_cache .hypothesis reports
+	@echo "Removed .venv, reports/ and test caches; kept the MLflow store (mlflow.db, mlartifacts/)."
+	@echo "To delete the store and every logged run: make clean-store"
+
+STORE_DB := $(patsubst sqlite:///%,%,$(MLFLOW_TRACKING_URI))
+clean-store:
+	@case "$(MLFLOW_TRACKING_URI)" in sqlite:///*) ;; \
+	  *) echo "clean-store: deletes only a local sqlite store, not $(MLFLOW_TRACKING_URI)"; exit 2;; esac
+	rm -rf $(STORE_DB) $(STORE_DB).lock $(dir $(STORE_DB))mlartifacts
+	@echo "Deleted the MLflow store $(STORE_DB) and its mlartifacts/; kept .venv. The next make sweep trains everything."

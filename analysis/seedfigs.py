@@ -106,9 +106,11 @@ def surface(config: dict) -> Callable[[np.ndarray], np.ndarray]:
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
+    from bpresearch import config as C
     from bpresearch import data as D
     from bpresearch import workload as W
 
+    config = C.complete(config)   # the logged config holds only the keys that apply
     if config["data"]["source"] == "file":
         raise F.NotApplicable("J(w) needs the training data, and a user's data file is not kept in the store")
     ds = W.to_device(config, D.load(config["data"], "."))

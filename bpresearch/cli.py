@@ -1,7 +1,8 @@
-"""The ``bpresearch`` command: seed-example, sweep, list, report.
+"""The bpresearch command: seed-example, sweep, list, report.
 
 Bad input (an experiment file, a data file, an unknown experiment) prints one line on
-stderr naming the file, the key and the problem, and exits with code 2.
+stderr naming the file, the key and the problem, and exits with code 2. Ctrl-C during a
+sweep exits with 130 after saying how to resume; a closed pipe (``| head``) exits quietly.
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_STORE = 3   # the tracking store failed; trained results are in the spool (see `bpresearch sync`)
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141     # 128 + SIGPIPE, as a shell reports a command whose reader went away
+DESCRIPTION = ("Train grids of learning rates × batch sizes × seeds with JAX, log every loss "
+               "curve to MLflow, and write convergence reports.")
 
 
 def _one_line(text: str) -> str:
@@ -65,14 +71,17 @@ def cmd_seed_example(args) -> int:
     return 0
 
 
-def _where_next(uri: str) -> str:
-    from .tracking import sqlite_path
+def _where_next(uri: str, names: list[str]) -> str:
+    from .tracking import DEFAULT_UI, sqlite_path, ui_links
 
+    if sqlite_path(uri) is None:
+        return "Next: write the convergence reports with `make report` (reports/index.html)."
     ui = "make ui" if uri == "sqlite:///mlflow.db" else \
-        f"mlflow server --backend-store-uri {uri} --host 127.0.0.1 --port 5000 --workers 1"
-    hint = "" if sqlite_path(uri) is None else f" ({ui}), then open http://127.0.0.1:5000"
-    return (f"Next: look at the loss curves in the MLflow UI{hint}; "
-            f"write the convergence reports with `make report` (reports/index.html).")
+        f"MLFLOW_TRACKING_URI={uri} make ui"
+    links = dict(ui_links(uri, DEFAULT_UI))
+    first = next((links[n] for n in names if n in links), f"{DEFAULT_UI}/#/experiments?workflowType=machine_learning")
+    return (f"Next: the loss curves in the MLflow UI: `{ui}`, then open {first}\n"
+            f"      the convergence reports: `make report` (reports/index.html).")
 
 
 def cmd_sweep(args) -> int:
@@ -92,11 +101,17 @@ def cmd_sweep(args) -> int:
             return _fail(str(e))
     if args.dry_run:
         from .runner import describe
-        total = 0
+        from .tracking import finished_hashes, resolve_uri
+
+        uri = resolve_uri(args.tracking_uri)
+        total = done = 0
         for exp, _ in exps:
-            print(describe(exp))
+            finished = finished_hashes(uri, exp.name)
+            print(describe(exp, finished))
             total += len(exp.runs)
-        print(f"dry run: {total} runs in all; nothing trained, nothing logged.")
+            done += sum(r.hash in finished for r in exp.runs)
+        print(f"dry run: {total} runs in all, {done} already finished in {uri}, {total - done} to train; "
+              f"nothing trained, nothing logged.")
         return 0
 
     # Compiled programs persist across sweeps (JAX's persistent cache): a rerun with other
@@ -119,20 +134,33 @@ def cmd_sweep(args) -> int:
         print(f"Ray: {len(executor.actors)} actors", file=sys.stderr)
     else:
         executor = LocalExecutor()
+    summaries = []
     try:
         uri, tracker = _connect(args.tracking_uri)
         print(f"MLflow store: {uri}", file=sys.stderr)
-        summaries = [run_experiment(exp, tracker, text, args.set, executor=executor) for exp, text in exps]
+        for exp, text in exps:
+            summaries.append(run_experiment(exp, tracker, text, args.set, executor=executor))
     except StoreFailure as e:
-        return _fail(str(e), EXIT_STORE)
-    finally:
         executor.close()
+        return _fail(str(e), EXIT_STORE)
+    except KeyboardInterrupt:
+        name = exps[len(summaries)][0].name if len(summaries) < len(exps) else ""
+        print(f"\ninterrupted: {name}: the runs logged so far are in the store (FINISHED, complete)"
+              f"{'' if len(summaries) + 1 >= len(exps) else ', and the experiments after it are still to train'}.\n"
+              f"Resume (finished runs are skipped): {_command_line()}", file=sys.stderr)
+        return EXIT_INTERRUPTED   # the executor is left to the process's exit (a Ray shutdown takes seconds)
+    except BaseException:
+        executor.close()
+        raise
+    executor.close()
     print()
     print(f"{'experiment':<24} {'runs':>6} {'new':>5} {'diverged':>8} {'compile':>8} {'train':>8} "
           f"{'tracking':>9} {'wall':>7}")
     for s in summaries:
-        print(f"{s.name:<24} {s.grid:>6} {s.logged:>5} {s.diverged:>8} {s.compile_s:>7.1f}s {s.train_s:>7.1f}s "
-              f"{s.tracking_s:>8.1f}s {s.wall_s:>6.1f}s")
+        print(f"{s.name:<24} {s.grid:>6} {s.logged:>5} {s.diverged_in_store:>8} {s.compile_s:>7.1f}s "
+              f"{s.train_s:>7.1f}s {s.tracking_s:>8.1f}s {s.wall_s:>6.1f}s")
+    print("(runs: the grid; new: logged now; diverged: runs of the grid in the store that diverged, "
+          "earlier ones included)")
     wall = sum(s.wall_s for s in summaries)
     tracked = sum(s.tracking_s for s in summaries)
     points = sum(s.points for s in summaries)
@@ -141,8 +169,14 @@ def cmd_sweep(args) -> int:
         print(f"{sum(s.logged for s in summaries)} runs and {points:,} metric points logged in {wall:.1f}s; "
               f"tracking took {tracked:.1f}s ({100 * tracked / wall:.0f}% of the time, overlapped with "
               f"training; {waited:.1f}s spent waiting for it at the end).")
-    print(_where_next(uri))
+    print(_where_next(uri, [exp.name for exp, _ in exps]))
     return 0
+
+
+def _command_line() -> str:
+    """The command as typed (``bpresearch`` and its arguments), quoted for a shell."""
+    prog = sys.argv[0] if sys.argv and sys.argv[0].endswith("bpresearch") else "bpresearch"
+    return shlex.join([prog, *sys.argv[1:]])
 
 
 def cmd_list(args) -> int:
@@ -156,6 +190,14 @@ def cmd_list(args) -> int:
     rows = Tracker(uri).experiments()
     if not rows:
         print(f"No experiments in {uri}: run `make sweep` first.")
+        return 0
+    if args.links is not None:   # `make ui`: where to click, one experiment a line
+        from .tracking import ui_links
+
+        links = dict(ui_links(uri, args.links))
+        print(f"Open in a browser (the run table of each experiment; in the UI, 'Model training' mode):")
+        for name, _, runs, _ in rows:
+            print(f"  {name:<24} {links.get(name, '')}")
         return 0
     print(f"{'experiment':<28} {'runs':>6} {'sweeps':>7}  description")
     for name, desc, runs, sweeps in rows:
@@ -173,7 +215,16 @@ def cmd_report(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bpresearch", description=__doc__.split("\n")[0])
+    from importlib import metadata
+
+    p = argparse.ArgumentParser(prog="bpresearch", description=DESCRIPTION,
+                                epilog="Start with: make sweep, then make ui and make report. "
+                                       "bpresearch COMMAND --help describes each command.")
+    try:
+        version = metadata.version("bpresearch")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        version = "unknown"
+    p.add_argument("--version", action="version", version=f"bpresearch {version}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("seed-example", help="the seed's worked example f = (x+y)·z, forward and backward")
@@ -204,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("list", help="experiments in the store and their run counts")
     s.add_argument("--tracking-uri")
+    s.add_argument("--links", nargs="?", const="http://127.0.0.1:5000", metavar="UI_URL",
+                   help="print each experiment's link in the MLflow UI at UI_URL instead (default http://127.0.0.1:5000)")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("report", help="write convergence reports (HTML + Markdown) from MLflow")
@@ -220,10 +273,23 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()   # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # `bpresearch ... | head`: the reader has what it wanted. Point stdout at devnull so
+        # that the interpreter's last flush does not fail again (Python's own advice).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED and argv is None:
+        # A command-line Ctrl-C: the store is consistent; leave now rather than wait for a
+        # compiled call still running on a worker thread.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

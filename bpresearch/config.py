@@ -11,6 +11,7 @@ it is what is hashed and logged, so it stays plain data.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import tomllib
@@ -181,7 +182,113 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
 # resolved config, so the configs of older files keep their hash (a sweep still resumes).
 OMITTED_WHEN_UNSET = (("train", "grad_tol"),)
 
+# Which keys of a section mean something, given the data source, model and optimizer the
+# config names. The rest are defaults for other choices ("model.start" of an MLP, the
+# teacher's n_train for digits): they stay in the config and its hash (so stores resume),
+# but are neither logged as params nor shown in resolved configs (``applicable``).
+APPLIES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    "data": ("source", {
+        "digits": ("test_fraction", "split_seed"),
+        "teacher": ("n_train", "n_test", "n_features", "noise", "teacher_activation", "teacher_bias", "seed"),
+        "file": ("path", "target_column", "test_fraction", "split_seed", "sha256"),
+        "seed": ("target",),
+    }),
+    "model": ("kind", {
+        "neuron": ("activation", "bias", "init", "init_scale"),
+        "mlp": ("hidden", "activation", "init", "init_scale"),
+        "seed_graph": ("start",),
+    }),
+    "optimizer": ("kind", {
+        "sgd": ("learning_rate",),
+        "momentum": ("learning_rate", "momentum"),
+        "adam": ("learning_rate", "b1", "b2", "eps"),
+        "random_search": ("learning_rate", "search_scale"),
+    }),
+}
+
+
+def applicable_keys(cfg: dict) -> set[tuple[str, str]]:
+    """``(section, key)`` of every setting that applies to this resolved config."""
+    out = set()
+    for section, values in cfg.items():
+        if not isinstance(values, dict) or section == "swept":
+            continue
+        if section in APPLIES:
+            choice, table = APPLIES[section]
+            keys = {choice, *table.get(values.get(choice), values)}
+        else:
+            keys = set(values)
+        if section == "model" and values.get("init") != "normal":
+            keys.discard("init_scale")          # only the normal init has a scale
+        if section == "data" and not str(values.get("path") or "").endswith(".csv"):
+            keys.discard("target_column")       # .npz files name their arrays X and y
+        if section == "diagnostics":
+            if not values.get("sharpness"):
+                keys.discard("lanczos_iters")   # Lanczos steps of the sharpness measurement
+            if not any(values.get(k) for k in ("sharpness", "noise_scale", "hessian_noise_scale")):
+                keys.discard("every")
+        out |= {(section, k) for k in keys if k in values}
+    return out
+
+
+def applicable(cfg: dict, keys: set[tuple[str, str]] | None = None) -> dict:
+    """``cfg`` without the settings that do not apply to it (``keys``: which to keep).
+
+    Sections and top-level entries outside the schema (``name``, ``swept``) pass unchanged.
+    """
+    keys = applicable_keys(cfg) if keys is None else keys
+    return {s: ({k: v for k, v in vals.items() if (s, k) in keys} if isinstance(vals, dict) and s in SCHEMA else vals)
+            for s, vals in cfg.items()}
+
+
+def complete(cfg: dict) -> dict:
+    """A logged (``applicable``) config with the keys it left out set back to their defaults,
+    so that code building a model or data set from it finds every key (they do not apply)."""
+    out = copy.deepcopy(cfg)
+    for section, keys in SCHEMA.items():
+        if section in ("", "sweep") or not isinstance(out.get(section), dict):
+            continue
+        for key, (default, _) in keys.items():
+            out[section].setdefault(key, copy.deepcopy(default))
+    return resolve_defaults(out)
+
+
 SWEPT_INTO = {"learning_rate": "optimizer.learning_rate", "batch_size": "train.batch_size", "seeds": "train.seed"}
+
+
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'train'?)`` when ``word`` is a likely typo of one of ``options``, else ``""``."""
+    close = difflib.get_close_matches(word, [o for o in options if o], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_override(text: str, key: str):
+    """Raise a one-line ``ExperimentError`` naming ``--set`` when ``key`` names no setting.
+
+    A typo in ``--set trian.steps=50`` is the command line's, not the experiment file's.
+    """
+    parts = key.split(".")
+    sections = [s for s in SCHEMA if s]
+    if len(parts) == 1:
+        if key not in SCHEMA[""]:
+            raise ExperimentError(f"--set {text}: unknown key {key!r} (expected section.key)"
+                                  f"{did_you_mean(key, [*SCHEMA[''], *sections])}")
+        return
+    section, rest = parts[0], parts[1:]
+    if section not in SCHEMA:
+        raise ExperimentError(f"--set {text}: unknown section {section!r}"
+                              f"{did_you_mean(section, sections) or ' (expected one of: ' + ', '.join(sections) + ')'}")
+    if section == "sweep":
+        if len(rest) == 1 and rest[0] in SCHEMA["sweep"]:
+            return
+        if len(rest) == 2 and rest[0] in sections and rest[0] != "sweep" and rest[1] in SCHEMA[rest[0]]:
+            return
+        name = ".".join(rest)
+        raise ExperimentError(f"--set {text}: unknown swept key {name!r}"
+                              f"{did_you_mean(name, [*SCHEMA['sweep'], *(f'{s}.{k}' for s in sections if s != 'sweep' for k in SCHEMA[s])])}")
+    if len(rest) != 1 or rest[0] not in SCHEMA[section]:
+        name = ".".join(rest)
+        raise ExperimentError(f"--set {text}: unknown key {name!r} in [{section}]{did_you_mean(name, SCHEMA[section])}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -324,6 +431,7 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
         raise ExperimentError(f"{path}: invalid TOML: {e}") from None
     for text in overrides:
         key, value = parse_override(text)
+        check_override(text, key)
         _set_dotted(doc, key, value, f"{path}: --set {text}")
 
     # sections and keys
@@ -331,7 +439,7 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
     for section, value in doc.items():
         if isinstance(value, dict):
             if section not in SCHEMA or section == "":
-                err("", section, f"unknown section [{section}] (expected one of: "
+                err("", section, f"unknown section [{section}]{did_you_mean(section, SCHEMA)} (expected one of: "
                     f"{', '.join(s for s in SCHEMA if s)})")
         elif section not in SCHEMA[""]:
             err("", section, f"unknown top-level key (expected name, description, or a [section])")
@@ -351,7 +459,7 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
         if section:
             for key in given:
                 if key not in keys:
-                    err(section, key, f"unknown key (expected one of: {', '.join(keys)})")
+                    err(section, key, f"unknown key{did_you_mean(key, keys)} (expected one of: {', '.join(keys)})")
         cfg[section] = out
     top = cfg.pop("")
     if top["name"] is None:
@@ -414,7 +522,9 @@ def to_toml(exp) -> str:
     """The resolved experiment file (of an ``experiment.Experiment``): every default filled in, overrides applied."""
     lines = [f"# resolved from {exp.path}", f"name = {_toml_value(exp.name)}",
              f"description = {_toml_value(exp.description)}"]
-    for section, values in exp.base.items():
+    keep = set().union(*(applicable_keys(r.config) for r in exp.runs)) if exp.runs else None
+    base = applicable(exp.base, keep) if keep is not None else exp.base
+    for section, values in base.items():
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
     lines += ["", "[sweep]"]

@@ -89,7 +89,7 @@ class Delivery:
             nonlocal pending
             attempts[0] += 1
             if attempts[0] > 1:
-                finished, _ = self.tracker.runs_by_hash(exp_id)
+                finished = self.tracker.runs_by_hash(exp_id)[0]
                 pending = [r for r in pending if r.run.hash not in finished]
             if pending:
                 group = {"bpresearch.group": group_key(pending[0].run.config)}  # one group per call

@@ -10,6 +10,7 @@ are data inside it, everything else splits groups).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,6 +38,7 @@ class Run:
     """One configuration of the grid: the fully resolved config and its hash."""
     config: dict
     hash: str
+    digits: int = 3   # significant digits of the learning rate in ``name``
 
     def get(self, dotted: str):
         section, key = dotted.split(".")
@@ -44,14 +46,27 @@ class Run:
 
     @property
     def name(self) -> str:
-        """Readable run name for the UI: ``lr=0.3 bs=32 seed=1`` (+ other swept values)."""
+        """Run name for the UI, short enough for its run table: ``lr=0.3 bs=32 s1``.
+
+        Only what the grid varies, so it is unique within the grid: swept choices by value
+        (``adam``), the learning rate (3 significant digits, more where two would read
+        the same: ``digits``), ``bs=`` and the seed ``s…`` when swept, then any other swept
+        ``key=value``. A grid that varies nothing still names its learning rate.
+        """
         c = self.config
-        bs = "full" if c["train"]["full_batch"] else c["train"]["batch_size"]
-        parts = [f"lr={c['optimizer']['learning_rate']:.4g}", f"bs={bs}", f"seed={c['train']['seed']}"]
-        parts += [f"{_short(k)}={v}" for k, v in c["swept"].items() if k not in SWEPT_INTO.values()]
-        if c["optimizer"]["kind"] == "random_search":
-            parts[0] = "random_search"
-        return " ".join(parts)
+        swept = dict(c["swept"])
+        kinds = [str(v) for k, v in swept.items() if k.endswith(".kind")]
+        parts = [k for k in kinds]
+        if c["optimizer"]["kind"] != "random_search":  # random search has no learning rate
+            if "optimizer.learning_rate" in swept or not swept:
+                parts.append(f"lr={c['optimizer']['learning_rate']:.{self.digits}g}")
+        if "train.batch_size" in swept:
+            parts.append(f"bs={'full' if c['train']['full_batch'] else c['train']['batch_size']}")
+        if "train.seed" in swept:
+            parts.append(f"s{c['train']['seed']}")
+        parts += [f"{_short(k)}={v}" for k, v in swept.items()
+                  if k not in SWEPT_INTO.values() and not k.endswith(".kind")]
+        return " ".join(parts) or "run"
 
 
 @dataclass
@@ -186,4 +201,6 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
             continue
         seen.add(h)
         runs.append(Run(c, h))
+    if len({r.name for r in runs}) < len(runs):  # learning rates equal to 3 digits: say more
+        runs = [dataclasses.replace(r, digits=6) for r in runs]
     return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine)

@@ -16,12 +16,15 @@ Logging schedule (keeps the store small, summaries stay exact):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from .config import applicable, applicable_keys
 from .diagnostics import stability_lr
 from .experiment import Run
 from .sweep import GroupResult
@@ -68,6 +71,46 @@ def param_metric(name: str) -> str:
     """The metric history of one scalar parameter: ``param/w``, ``param/w[1]``, ``param/x``."""
     return f"{PARAM_PREFIX}{name}"
 
+# ---------------------------------------------------------------- names in the store
+# The MLflow UI (3.17) lays a run's charts out in sections named by the prefix before "/":
+# prefixed sections first, in alphabetical order, then the unprefixed "Model metrics". So
+# the store holds the loss curves under "curves/", gradient norm and diagnostics under
+# "diagnostics/" and a child run's one-value summaries under "summary/": the chart view
+# leads with full_train_loss, test_loss and train_loss, and the summaries (which sorting
+# and filtering need: metrics.`summary/diverged` = 1) follow; a sweep's own numbers
+# (parent runs) stay unprefixed. The code uses the short names above: tracking writes
+# ``stored_key``/``stored_summary`` and tracking_read gives back ``short_key``, so stores
+# written before the prefixes read the same.
+CURVES_PREFIX, DIAGNOSTICS_PREFIX, SUMMARY_PREFIX = "curves/", "diagnostics/", "summary/"
+_PREFIXES = (CURVES_PREFIX, DIAGNOSTICS_PREFIX, SUMMARY_PREFIX)
+
+
+def stored_key(key: str) -> str:
+    """The MLflow name of a per-step metric: ``curves/full_train_loss``, ``diagnostics/grad_norm``."""
+    if key in (FULL_TRAIN_LOSS, TRAIN_LOSS, TEST_LOSS):
+        return CURVES_PREFIX + key
+    if key in (GRAD_NORM, *DIAGNOSTIC_KEYS):
+        return DIAGNOSTICS_PREFIX + key
+    return key
+
+
+def stored_summary(key: str) -> str:
+    """The MLflow name of a child run's summary metric: ``summary/final_full_train_loss``."""
+    return SUMMARY_PREFIX + key
+
+
+def short_key(stored: str) -> str:
+    """The name the code uses for a metric read from the store (either naming)."""
+    for prefix in _PREFIXES:
+        if stored.startswith(prefix):
+            return stored[len(prefix):]
+    return stored
+
+
+def stored_names(key: str) -> tuple[str, ...]:
+    """Every MLflow name a per-step metric ``key`` may have: prefixed now, bare in older stores."""
+    return tuple(dict.fromkeys((stored_key(key), key)))
+
 
 # ---------------------------------------------------------------- short params (the UI's columns)
 LEARNING_RATE, BATCH_SIZE, SEED, STEPS = "learning_rate", "batch_size", "seed", "steps"
@@ -81,6 +124,46 @@ class RunRecord:
     curves: dict[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps int64, values float64), finite values
     summary: dict[str, float]
     artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text
+    dataset: dict | None = None              # ``dataset_input``: the run's MLflow dataset input
+    times: tuple[int, int] | None = None     # (start, end) ms since the epoch: when it trained
+
+
+def data_digest(dataset) -> str:
+    """SHA-256 of a data set's arrays (train, then test), for the dataset input's digest."""
+    h = hashlib.sha256()
+    for a in (dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test):
+        if a is not None:
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def dataset_input(config: dict, dataset) -> dict:
+    """What the UI's *Dataset* column shows for a run: name, digest, source.
+
+    The keyword arguments of ``mlflow.entities.Dataset``: ``name`` (``digits``,
+    ``teacher``, the file's name, ``seed``), ``digest`` (the first 8 hex digits of
+    ``data_digest``, or of the file's SHA-256), ``source_type`` and ``source`` (JSON:
+    scikit-learn's loader or the generator with its parameters, or the file's path) and
+    ``profile`` (example counts and input width).
+    """
+    d = config["data"]
+    keep = applicable_keys(config)
+    params = {k: v for k, v in d.items() if ("data", k) in keep and k not in ("source", "sha256")}
+    query = "&".join(f"{k}={v}" for k, v in params.items() if k != "path")
+    if d["source"] == "file":
+        name, kind, uri = Path(d["path"]).name, "local", d["path"] + (f"?{query}" if query else "")
+        digest = d.get("sha256") or data_digest(dataset)
+    else:
+        origin = {"digits": "sklearn.datasets.load_digits", "teacher": "bpresearch.data.teacher",
+                  "seed": "bpresearch.data.seed_point"}.get(d["source"], d["source"])
+        name, kind, uri = d["source"], "code", origin + (f"?{query}" if query else "")
+        digest = data_digest(dataset)
+    n_test = 0 if dataset.X_test is None else int(dataset.X_test.shape[0])
+    profile = {"n_train": int(dataset.X_train.shape[0]), "n_test": n_test, "n_features": int(dataset.X_train.shape[1])}
+    return {"name": name, "digest": digest[:8], "source_type": kind, "source": json.dumps({"uri": uri}),
+            "profile": json.dumps(profile)}
 
 
 def logged_steps(steps: int, log_dense: int, log_every) -> np.ndarray:
@@ -152,9 +235,13 @@ def swept_params(sweep: dict) -> set[str]:
 
 
 def flat_params(config: dict) -> dict[str, str]:
-    """The resolved config flattened to ``section.key`` strings, plus short names for the UI."""
+    """The resolved config flattened to ``section.key`` strings, plus short names for the UI.
+
+    Only the settings that apply to the run's data source, model and optimizer
+    (``config.applicable``): no ``model.start`` for an MLP, no teacher sizes for digits.
+    """
     out = {}
-    for section, values in config.items():
+    for section, values in applicable(config).items():
         if isinstance(values, dict) and section != "swept":
             for k, v in values.items():
                 out[param_key(section, k)] = param_text(v)
@@ -242,8 +329,8 @@ def trajectory_curves(a: dict[str, np.ndarray], i: int, steps: np.ndarray) -> di
             for k in a if k.startswith(TRAJECTORY)}
 
 
-def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
-    """One ``RunRecord`` per run of a group, in the group's order."""
+def records(runs: list[Run], result: GroupResult, dataset: dict | None = None) -> list[RunRecord]:
+    """One ``RunRecord`` per run of a group, in the group's order (``dataset``: its input)."""
     a = result.arrays
     out = []
     for i, run in enumerate(runs):
@@ -261,7 +348,7 @@ def records(runs: list[Run], result: GroupResult) -> list[RunRecord]:
         curves.update(trajectory_curves(a, i, np.append(steps, t["steps"]) if t["steps"] <= stop else steps))
         curves = {k: v for k, v in curves.items() if len(v[0])}
         summary = summary_metrics(c, a, i)
-        artifacts = {"config.json": json.dumps(c, indent=2, sort_keys=True)}
-        out.append(RunRecord(run, flat_params(c), curves, summary, artifacts))
+        artifacts = {"config.json": json.dumps(applicable(c), indent=2, sort_keys=True)}
+        out.append(RunRecord(run, flat_params(c), curves, summary, artifacts, dataset))
     return out
 

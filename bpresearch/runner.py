@@ -39,12 +39,30 @@ class SweepSummary:
     tracking_s: float = 0.0
     tracking_wait_s: float = 0.0
     points: int = 0
-    diverged: int = 0
+    diverged: int = 0           # diverged runs of this sweep
+    diverged_before: int = 0    # diverged runs of the grid already in the store (skipped now)
+    trained: int = 0
     parent_id: str | None = None
     refined: list[dict] | None = None   # per refinement group (``RefineGroup.as_dict``), if refining
 
 
-def describe(exp: expmod.Experiment) -> str:
+    @property
+    def diverged_in_store(self) -> int:
+        """Diverged runs of the whole grid in the store after this sweep."""
+        return self.diverged_before + self.diverged
+
+
+def source_tags(exp: expmod.Experiment) -> dict[str, str]:
+    """MLflow's ``mlflow.source.*`` tags: the UI's *Source* column shows the experiment file,
+    the run page its git commit."""
+    tags = {"mlflow.source.name": str(exp.path), "mlflow.source.type": "LOCAL"}
+    commit = provenance(str(exp.path.parent)).get("git.commit")
+    if commit and commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def describe(exp: expmod.Experiment, finished: set[str] | None = None) -> str:
     """What a dry run prints: grid size and the compiled groups."""
     groups = exp.groups()
     lines = [f"{exp.path}: experiment {exp.name!r}: {len(exp.runs)} runs in {len(groups)} compiled group(s)"]
@@ -59,6 +77,9 @@ def describe(exp: expmod.Experiment) -> str:
         r = exp.refine
         lines.append(f"  then refined per group for loss {', '.join(f'{t:g}' for t in r.targets)}: up to {r.max_rounds} "
                      f"round(s) until the best learning rate is inside and its neighbours within ×{r.resolution:.3g}")
+    if finished is not None:
+        done = sum(r.hash in finished for r in exp.runs)
+        lines.append(f"  already finished in the store: {done} of {len(exp.runs)}; a sweep would train {len(exp.runs) - done}")
     return "\n".join(lines)
 
 
@@ -123,7 +144,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
 def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overrides, out, executor) -> SweepSummary:
     t_start = time.perf_counter()
     seconds0, points0 = tracker.seconds, tracker.points
-    finished, unfinished = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
+    finished, unfinished, diverged = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
     strays = [i for h, ids in unfinished.items() if h in finished for i in ids]
     if strays:  # copies of finished runs left RUNNING by an interrupted write
         keep.call(lambda: tracker.mark_killed(strays), "closing unfinished copies of finished runs")
@@ -155,6 +176,7 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
         for run in todo:
             groups.setdefault(expmod.group_key(run.config), []).append(run)
     summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups))
+    summary.diverged_before = sum(r.hash in diverged for r in exp.runs)
     if not todo and not saved:
         what = f"all {len(exp.runs)} runs already finished"
         if exp.refine:
@@ -166,9 +188,9 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
         print(f"{exp.name}: resuming: {summary.skipped} of {len(exp.runs)} runs already finished, "
               f"{len(todo)} to go{' in the next round (refinement may add more)' if n_todo == 0 else ''}.", file=out)
 
-    tags = provenance(str(exp.path.parent))
+    tags = {**provenance(str(exp.path.parent)), **source_tags(exp)}
     parent = keep.call(lambda: tracker.start_sweep(
-        exp_id, f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        exp_id, f"sweep {time.strftime('%m-%d %H:%M:%S')}",
         params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(todo)),
                 "groups": str(len(groups)), "overrides": " ".join(overrides) or "none",
                 "executor": executor.name},
@@ -182,7 +204,7 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
     failure: list[BaseException] = []
 
     def detail():
-        return f"runs ({state['group']}/{len(groups)} groups trained, {state['logged']} runs logged)"
+        return f"{state['group']}/{len(groups)} groups trained"
 
     def count(rec):
         state["logged"] += 1
@@ -221,20 +243,30 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
 
         def on_runs(trained):
             state["trained"] = trained
-            bar.update(trained, detail())
+            bar.update(trained, state["logged"], detail())
 
+        inputs_of: dict[int, dict] = {}   # one dataset input (and digest) per data set
         for done in (executor.run(jobs, on_runs) if jobs else ()):
             state["group"] += 1
             summary.compile_s += done.compile_s
             summary.train_s += done.result.run_s
-            work.put((results.records(group_list[done.index], done.result), done.tags))
+            end = int(time.time() * 1000)
+            span = (end - int(round(done.result.run_s * 1000)), end)   # the group's training
+            ds = jobs[done.index].dataset
+            if id(ds) not in inputs_of:
+                inputs_of[id(ds)] = results.dataset_input(jobs[done.index].config, ds)
+            recs = results.records(group_list[done.index], done.result, inputs_of[id(ds)])
+            for rec in recs:
+                rec.times = span
+            bar.logging_started()
+            work.put((recs, done.tags))
             if failure:
                 raise_failure()
         t_wait = time.perf_counter()
         work.put(None)
         while thread.is_alive():
             thread.join(timeout=0.5)
-            bar.update(state["trained"], detail())
+            bar.update(state["trained"], state["logged"], detail())
         summary.tracking_wait_s = time.perf_counter() - t_wait
         if failure:
             raise_failure()
@@ -261,9 +293,10 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
             work.put(None)
             if failure:  # the writer is only spooling what is still queued: let it finish
                 thread.join(timeout=120)
-        bar.update(state["trained"], detail(), force=True)
+        bar.update(state["trained"], state["logged"], detail(), force=True)
         bar.close()
         summary.logged = state["logged"]
+        summary.trained = state["trained"]
         summary.wall_s = time.perf_counter() - t_start
         summary.tracking_s = tracker.seconds - seconds0
         summary.points = tracker.points - points0
@@ -307,12 +340,16 @@ def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> lis
 
                 def on_chunk(done, total, base=base):
                     state["trained"] = base + done
-                    bar.update(state["trained"], detail())
+                    bar.update(state["trained"], state["logged"], detail())
 
                 res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg),
                                       cfg["train"]["chunk"], on_chunk, compiled, chunk_size=size)
                 summary.train_s += res.run_s
-                recs = results.records(runs, res)
+                end = int(time.time() * 1000)
+                recs = results.records(runs, res, results.dataset_input(cfg, exp.dataset(cfg)))
+                for rec in recs:
+                    rec.times = (end - int(round(res.run_s * 1000)), end)   # the round's training
+                bar.logging_started()
                 work.put((recs, {results.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
                 if failure:
                     raise failure[0]
@@ -359,7 +396,7 @@ def sync(tracker, out=None) -> int:
         keep = Delivery(tracker, name, description, out)
         exp_id = keep.call(lambda: tracker.experiment(name, description), "opening the experiment")
         with keep.hold(exp_id):
-            finished, unfinished = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
+            finished, unfinished, _ = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
             saved = keep.saved()
             if not saved:
                 continue

@@ -60,6 +60,11 @@ class NewRun:
     params: dict[str, str]
     curves: dict[str, tuple[np.ndarray, np.ndarray]]   # key -> (steps, values)
     summary: dict[str, float]           # logged at step 0
+    start_ms: int | None = None         # start time when it differs from ``time_ms`` (the end)
+    dataset: dict | None = None         # a dataset input: name, digest, source_type, source, profile
+
+
+CONTEXT_TAG, CONTEXT = "mlflow.data.context", "train"   # what the UI shows beside a dataset
 
 
 def new_run_id() -> str:
@@ -113,7 +118,8 @@ def insert(con: sqlite3.Connection, runs: list[NewRun], kill: list[tuple[str, in
             "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
             "start_time, end_time, deleted_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
             "VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', 'FINISHED', ?, ?, NULL, '', 'active', ?, ?)",
-            [(r.run_id, r.name, r.time_ms, r.time_ms, r.artifact_uri, r.experiment_id) for r in runs])
+            [(r.run_id, r.name, r.time_ms if r.start_ms is None else r.start_ms, r.time_ms, r.artifact_uri,
+              r.experiment_id) for r in runs])
         con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
                         [(k, v, r.run_id) for r in runs for k, v in r.tags.items()])
         con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
@@ -128,6 +134,7 @@ def insert(con: sqlite3.Connection, runs: list[NewRun], kill: list[tuple[str, in
                                  "VALUES (?, ?, ?, ?, ?, ?)", chain.from_iterable(rows)).rowcount
         con.executemany("INSERT INTO latest_metrics (key, value, timestamp, run_uuid, step, is_nan) "
                         "VALUES (?, ?, ?, ?, ?, ?)", latest)
+        _insert_inputs(con, [r for r in runs if r.dataset])
         con.executemany("UPDATE runs SET status = 'KILLED', end_time = ? WHERE run_uuid = ?",
                         [(t, rid) for rid, t in kill])
         con.execute("COMMIT")
@@ -136,6 +143,26 @@ def insert(con: sqlite3.Connection, runs: list[NewRun], kill: list[tuple[str, in
             con.execute("ROLLBACK")
         raise
     return points
+
+
+def _insert_inputs(con: sqlite3.Connection, runs: list[NewRun]):
+    """Each run's dataset input, as ``MlflowClient.log_inputs`` writes it: the data set once
+    per experiment (keyed by name and digest), then an input row and its context tag per run."""
+    uuids = {}
+    for r in runs:
+        d = r.dataset
+        key = (r.experiment_id, d["name"], d["digest"])
+        if key not in uuids:
+            con.execute("INSERT OR IGNORE INTO datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, "
+                        "dataset_source, dataset_schema, dataset_profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (uuid.uuid4().hex, *key, d["source_type"], d["source"], d.get("schema"), d.get("profile")))
+            uuids[key] = con.execute("SELECT dataset_uuid FROM datasets WHERE experiment_id = ? AND name = ? "
+                                     "AND digest = ?", key).fetchone()[0]
+    inputs = [(uuid.uuid4().hex, uuids[(r.experiment_id, r.dataset["name"], r.dataset["digest"])], r.run_id) for r in runs]
+    con.executemany("INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id, step) "
+                    "VALUES (?, 'DATASET', ?, 'RUN', ?, 0)", inputs)
+    con.executemany("INSERT INTO input_tags (input_uuid, name, value) VALUES (?, ?, ?)",
+                    [(i, CONTEXT_TAG, CONTEXT) for i, _, _ in inputs])
 
 
 def transactions(runs: list[NewRun], max_points: int = MAX_POINTS) -> list[list[NewRun]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import sqlstore
 from .names import safe_name
-from .results import HASH_TAG, KIND_TAG, RunRecord
+from .results import DIVERGED, FINAL_LOSS, HASH_TAG, KIND_TAG, RunRecord, short_key, stored_key, stored_summary
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 BATCH = 1000                        # MLflow's limit of metrics per log_batch call
@@ -38,6 +38,29 @@ PAGE = 5000                         # runs per search_runs page (MLflow allows u
 PARENT_TAG = "mlflow.parentRunId"   # MLflow's own tags: the UI nests child runs and shows the note
 NOTE_TAG = "mlflow.note.content"
 LEASE_TAG = "bpresearch.lease"      # experiment tag: who sweeps it now (lease.py)
+# The UI opens an experiment on its run table (not the GenAI overview) in model-training
+# mode: the experiment's kind says so, and the link below asks for that mode.
+KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+def runs_url(base: str, experiment_id: str) -> str:
+    """The experiment's run table in the MLflow UI: model-training mode, every child run
+    listed flat (the UI nests child runs only when sorted by start time), best final loss first."""
+    from urllib.parse import quote
+
+    order = quote(f"metrics.`{stored_summary(FINAL_LOSS)}`", safe="")
+    return (f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&orderByKey={order}&orderByAsc=true")
+
+
+def ui_links(uri: str, base: str = DEFAULT_UI) -> list[tuple[str, str]]:
+    """(experiment name, ``runs_url``) for every experiment of the store; none if it does not exist."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []
+    return [(e.name, runs_url(base, e.experiment_id)) for e in client(uri).search_experiments()
+            if e.name != "Default"]
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -117,6 +140,23 @@ def attach_folder(uri: str, run_id: str, folder: Path, artifact_path: str):
     client(uri).log_artifacts(run_id, str(folder), artifact_path)
 
 
+def _stored_metrics(record: RunRecord) -> tuple[dict, dict]:
+    """(curves, summary) of a child run under their names in the store."""
+    return ({stored_key(k): v for k, v in record.curves.items()},
+            {stored_summary(k): v for k, v in record.summary.items()})
+
+
+def finished_hashes(uri: str, experiment: str) -> set[str]:
+    """Config hashes of an experiment's FINISHED child runs; empty when the store or the
+    experiment does not exist (a dry run creates nothing)."""
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return set()
+    tracker = Tracker(uri)
+    exp = tracker.client.get_experiment_by_name(experiment)
+    return set() if exp is None else tracker.runs_by_hash(exp.experiment_id)[0]
+
+
 class Tracker:
     """Writes experiments, sweeps and runs to one MLflow store."""
 
@@ -146,22 +186,27 @@ class Tracker:
         else:
             exp_id = exp.experiment_id
         self.client.set_experiment_tag(exp_id, NOTE_TAG, description)
+        self.client.set_experiment_tag(exp_id, KIND_EXPERIMENT_TAG, TRAINING_KIND)
         return exp_id
 
-    def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]]]:
-        """(hashes with a FINISHED child run, hash -> ids of unfinished child runs)."""
-        finished, unfinished = set(), {}
+    def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]], set[str]]:
+        """(hashes with a FINISHED child run, hash -> ids of unfinished child runs,
+        hashes whose FINISHED run diverged)."""
+        finished, unfinished, diverged = set(), {}, set()
         for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = 'run'"):
             h = r.data.tags.get(HASH_TAG)
             if r.info.status == "FINISHED":
                 finished.add(h)
+                m = r.data.metrics
+                if m.get(stored_summary(DIVERGED), m.get(DIVERGED, 0.0)) > 0.5:
+                    diverged.add(h)
             else:
                 unfinished.setdefault(h, []).append(r.info.run_id)
-        return finished, unfinished
+        return finished, unfinished, diverged
 
     def finished_summaries(self, exp_id: str) -> dict[str, dict[str, float]]:
         """config hash -> summary metrics (latest values) of each FINISHED child run (for refinement)."""
-        return {r.data.tags.get(HASH_TAG): dict(r.data.metrics) for r in search_all(
+        return {r.data.tags.get(HASH_TAG): {short_key(k): v for k, v in r.data.metrics.items()} for r in search_all(
             self.client, [exp_id], f"tags.{KIND_TAG} = 'run' and attributes.status = 'FINISHED'")}
 
     def log_text(self, run_id: str, text: str, fname: str):
@@ -228,7 +273,13 @@ class Tracker:
 
     def log_run(self, exp_id: str, parent_id: str, record: RunRecord, tags: dict,
                 replaces: list[str] = ()) -> str:
-        """Write one child run completely, then mark it FINISHED; stale copies become KILLED."""
+        """Write one child run completely, then mark it FINISHED; stale copies become KILLED.
+
+        The run starts and ends at ``record.times`` (when it trained, so the UI's duration is
+        the training time, not the time it took to write it); its metrics go in under their
+        names in the store (``results.stored_key``/``stored_summary``: curves first in the UI)
+        and its data set as a dataset input (``record.dataset``).
+        """
         return self.log_runs(exp_id, parent_id, [record], tags, {record.run.hash: list(replaces)})[0]
 
     def log_runs(self, exp_id: str, parent_id: str, records: list[RunRecord], tags: dict,
@@ -271,10 +322,13 @@ class Tracker:
             for fname, text in rec.artifacts.items():
                 (folder / fname).parent.mkdir(parents=True, exist_ok=True)
                 (folder / fname).write_text(text)
+            curves, summary = _stored_metrics(rec)
+            start, end = rec.times or (now, now)
             runs.append(sqlstore.NewRun(
-                run_id, rec.run.name, int(exp_id), uri, now,
+                run_id, rec.run.name, int(exp_id), uri, end,
                 {**self._child_tags(parent_id, rec, tags), "mlflow.runName": rec.run.name},
-                {k: fit_param(run_id, k, v, self.param_limit) for k, v in rec.params.items()}, rec.curves, rec.summary))
+                {k: fit_param(run_id, k, v, self.param_limit) for k, v in rec.params.items()}, curves, summary,
+                start_ms=start, dataset=rec.dataset))
         stale = {run.run_id: replaces.get(rec.run.hash, ()) for rec, run in zip(records, runs)}
         if self._sqlite is None:
             self._sqlite = sqlstore.connect(db)
@@ -283,12 +337,19 @@ class Tracker:
         return [r.run_id for r in runs]
 
     def _client_run(self, exp_id, parent_id, record: RunRecord, tags: dict, replaces) -> str:
-        run = self.client.create_run(exp_id, run_name=record.run.name, tags=self._child_tags(parent_id, record, tags))
+        start, end = record.times or (None, None)
+        run = self.client.create_run(exp_id, run_name=record.run.name, start_time=start,
+                                     tags=self._child_tags(parent_id, record, tags))
         run_id = run.info.run_id
-        self._write(run_id, record.params, record.curves, record.summary, fresh=True)
+        self._write(run_id, record.params, *_stored_metrics(record), fresh=True)
+        if record.dataset:  # the UI's Dataset column: name (digest), context "train"
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+
+            self.client.log_inputs(run_id, [DatasetInput(Dataset(**record.dataset),
+                                                         [InputTag(sqlstore.CONTEXT_TAG, sqlstore.CONTEXT)])])
         for fname, text in record.artifacts.items():
             self.client.log_text(run_id, text, fname)
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, "FINISHED", end_time=end)
         for old in replaces:
             self.client.set_terminated(old, "KILLED")
         return run_id

@@ -16,7 +16,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .results import KIND_TAG, RUN
+from .results import KIND_TAG, RUN, short_key, stored_names
 from .tracking import NOTE_TAG, PARENT_TAG, client, search_all, sqlite_path
 
 SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
@@ -48,8 +48,10 @@ class StoredExperiment:
 
 
 def _stored(r) -> StoredRun:
+    """A run as analysis reads it: metrics under their short names (``results.short_key``)."""
+    metrics = {short_key(k): v for k, v in r.data.metrics.items()}
     return StoredRun(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
-                     r.data.tags.get(PARENT_TAG), dict(r.data.params), dict(r.data.metrics), dict(r.data.tags))
+                     r.data.tags.get(PARENT_TAG), dict(r.data.params), metrics, dict(r.data.tags))
 
 
 def _existing_client(uri: str):
@@ -135,13 +137,14 @@ def metric_points(uri: str, run_ids, keys, sql: bool | None = None) -> list[tupl
     Args:
         uri: MLflow tracking URI.
         run_ids: the runs to read.
-        keys: metric names.
+        keys: metric names as the code spells them (``full_train_loss``); read under their
+            names in the store (``curves/full_train_loss``, or bare in older stores).
         sql: read MLflow's ``metrics`` table directly (None: whenever the store is sqlite);
             False asks the client API, which works on any store.
 
     Returns:
-        ``(run_id, key, step, value, timestamp)`` tuples (``POINT``), in no particular
-        order; a point logged twice appears twice.
+        ``(run_id, key, step, value, timestamp)`` tuples (``POINT``) with ``key`` as given,
+        in no particular order; a point logged twice appears twice.
     """
     run_ids, keys = list(run_ids), list(keys)
     if not run_ids or not keys:
@@ -149,4 +152,6 @@ def metric_points(uri: str, run_ids, keys, sql: bool | None = None) -> list[tupl
     db = sqlite_path(uri)
     if sql is None:
         sql = db is not None
-    return _points_sqlite(db, run_ids, keys) if sql else _points_client(uri, run_ids, keys)
+    names = list(dict.fromkeys(n for k in keys for n in stored_names(k)))
+    rows = _points_sqlite(db, run_ids, names) if sql else _points_client(uri, run_ids, names)
+    return [(r, short_key(k), *rest) for r, k, *rest in rows]

@@ -7,6 +7,10 @@ on purpose, by issue 11 (new key ``diagnostics.hessian_noise_scale``; divergence
 target intervals and the diagnostics schedule follow new rules, so runs of the old rules
 must not be resumed as if they were the same); a change here means old stores would no
 longer resume or compare, and needs a README note.
+
+The resolved-TOML digests were updated on purpose again by issue 14: resolved configs no
+longer show settings that do not apply to the run's data source, model and optimizer
+(``config.applicable``). Run hashes and group keys did not change with it, so stores resume.
 """
 
 import hashlib
@@ -23,20 +27,20 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PINNED = {
     "seed-graph.toml": (13, "5b9f320afe324d579e513aad0ebdb4870fa62641e671f853a7faa7c505da5930",
         "4961e964d24adcf70ecb7b85e1e431fe9ea01f34dc5f68d3dbb470ffaa2c3d57",
-        "b08deca6bdea178a32a6b3bfe8925ac23813c2bba85324862b9a3b23e0d65889"),
+        "1693aeb232e3e6ecb6171ebf41f33d5bbd9c213e55ce2f416adc4260bbdc14f8"),
     "neuron-random-vs-gd.toml": (32, "d45f249d2f6b60a5223ac9fa6ec99c9458aec095e1381db43724f7fc61915d39",
         "ade8adb88b2878de3bb309216da6a5cd17272c2222021b64497ca217c84a879d",
-        "7dfb6ba8e6c12d451ab1c56adb85cc5376bf0557dda93b104dafe4a2142cd397"),
+        "6a712c574bb1372297eea32bc23013430116092e388d7f5e0a07e3926bd628b0"),
     "batch-vs-stochastic.toml": (30, "72df7938b3e20e217ac9a73335581e6f5976c50d2617fc01122d301efe792c9d",
         "82c07f8757d2d0f3063701399218bbb87406aea4bdc6f020c90ceeab01c00cea",
-        "6ac679f75e130617cc322524b2662c980c6d117968e7f4a598125101ced4156e"),
+        "dabd51b1544bb58156e63fad23a6e211c8ae182c093495f041dd7efee36ef4b6"),
     "linear-regression.toml": (132, "499219d35ac4e650c19113b359a5f200c37fec6b7ac7eb13420cae122baa5e6d",
         "2e3544741e2c057499a02dd08eecfabe80f71fc1a19d9c5d30d2ab0a105f4df3",
-        "d5d2b0704dc3e45a085aeff999653e908b0f23963d78b63011cd7bf2841ff864"),
+        "8c79d6ada7f2d989a2aa4d18843ba5770699f362318a4e3383bcb1992e030ba3"),
     # issue 12: 9 of the 12 learning rates, then refined ([sweep] refine); same group keys
     "digits-mlp.toml": (135, "a43a4148c32308278524fa2ddda4787a4d7f041f0a56806fbb86004873d0a1b5",
         "9f200869077780312c2dd2e44139a5b2d23dc03507da38327a253a1d98311a62",
-        "c4dabbb17c854c0a68aec438c6c64346ff057792b507c6421fad056df2baf707"),
+        "149aa00620a8a7766484de5a86838310eba9c6dbaa96a3721c7c96497dbc043b"),
 }
 # digits-mlp before issue 12 (12 learning rates 0.004 … 8, no refinement): its runs keep
 # these hashes, so a store made before it resumes, and ``refine`` changes no hash.

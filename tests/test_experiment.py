@@ -37,7 +37,7 @@ def test_issue_example_works_as_written(linear_example):
     assert sorted(r.config["train"]["batch_size"] for r in exp.runs)[-1] == 256  # "full" = 256 rows
     assert all(r.config["train"]["full_batch"] == (r.config["train"]["batch_size"] == 256) for r in exp.runs)
     assert len({r.hash for r in exp.runs}) == len(exp.runs)
-    assert exp.runs[0].name == "lr=0.01 bs=1 seed=0"
+    assert exp.runs[0].name == "lr=0.01 bs=1 s0"
 
 
 def test_shipped_experiments_load():
@@ -71,7 +71,7 @@ def test_swept_optimizer_random_search_has_one_learning_rate():
     rs = [r for r in exp.runs if r.config["optimizer"]["kind"] == "random_search"]
     gd = [r for r in exp.runs if r.config["optimizer"]["kind"] == "sgd"]
     assert len(rs) == 8 and len(gd) == 3 * 8
-    assert rs[0].name.startswith("random_search") and "optimizer=random_search" in rs[0].name
+    assert rs[0].name == "random_search s0" and gd[0].name == "sgd lr=1 s0"
 
 
 def test_to_toml_round_trips(linear_example):
@@ -86,6 +86,7 @@ def test_to_toml_round_trips(linear_example):
 
 BAD = [
     ("unknown-section", MINIMAL + "[foo]\nx = 1\n", "foo", "unknown section"),
+    ("typo-section", MINIMAL + "[trian]\nx = 1\n", "trian", "did you mean 'train'?"),
     ("unknown-key", MINIMAL.replace("steps = 10", "steps = 10\nstepz = 3"), "[train] stepz", "unknown key"),
     ("wrong-type", MINIMAL.replace("steps = 10", 'steps = "ten"'), "[train] steps", "integer"),
     ("steps-zero", MINIMAL.replace("steps = 10", "steps = 0"), "[train] steps", "≥ 1"),
@@ -126,7 +127,14 @@ def test_bad_override_names_the_override(tmp_path, capsys):
     path.write_text(MINIMAL)
     assert main(["sweep", str(path), "--set", "train.stepz=5", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "[train] stepz" in err and "unknown key" in err
+    assert "--set train.stepz=5: unknown key 'stepz' in [train] (did you mean 'steps'?)" in err
+    assert str(path) not in err, "a typo on the command line is not the file's"
+    assert main(["sweep", str(path), "--set", "trian.steps=50", "--dry-run"]) == 2
+    assert "--set trian.steps=50: unknown section 'trian' (did you mean 'train'?)" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--set", "sweep.learnig_rate=[1]", "--dry-run"]) == 2
+    assert "(did you mean 'learning_rate'?)" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--set", "nonsense.x=1", "--dry-run"]) == 2
+    assert "unknown section 'nonsense' (expected one of: data, model" in capsys.readouterr().err
     assert main(["sweep", str(path), "--set", "train.steps", "--dry-run"]) == 2
     assert "--set train.steps" in capsys.readouterr().err
 

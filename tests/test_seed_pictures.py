@@ -146,7 +146,8 @@ def test_ball_on_the_curve_draws_the_logged_iterates(swept, name):
     uri, _ = swept
     data, names, picks, J, fig = _figure(uri, name)
     client = MlflowClient(uri)
-    runs = {r: client.get_run(r).data.metrics for r in data.runs["run_id"]}
+    runs = {r: {R.short_key(k): v for k, v in client.get_run(r).data.metrics.items()}   # summary/… → short names
+            for r in data.runs["run_id"]}
     lr = dict(zip(data.runs["run_id"], data.runs["learning_rate"]))
     # The learning rates come from the sweep's results, read here straight from the summaries.
     reached = {r: m["steps_to_target"] for r, m in runs.items() if m["reached_target"] == 1}
@@ -170,7 +171,7 @@ def test_ball_on_the_curve_draws_the_logged_iterates(swept, name):
         else:
             assert len(drawn) < len(logged)  # the diverging run leaves the plot
         # the ball sits on the curve: J at the logged w is the logged full training loss
-        full = {m.step: m.value for m in client.get_metric_history(p.run_id, R.FULL_TRAIN_LOSS)}
+        full = {m.step: m.value for m in client.get_metric_history(p.run_id, R.stored_key(R.FULL_TRAIN_LOSS))}
         k = np.arange(len(drawn))
         np.testing.assert_allclose(J(drawn), [full[s] for s in k], rtol=1e-4, atol=1e-7)
         if len(names) == 1:

@@ -12,7 +12,7 @@ import pytest
 
 from bpresearch import experiment
 from bpresearch.cli import main
-from bpresearch.results import RunRecord
+from bpresearch.results import RunRecord, stored_key, stored_summary
 from bpresearch.tracking import Tracker, sqlite_path
 from storeview import mlflow_server, postgres_missing, postgres_server, snapshot
 
@@ -42,6 +42,7 @@ def scenario(uri: str, folder: Path, capsys) -> dict:
     assert main(["report", "linear-regression", "--tracking-uri", uri, "--out", str(folder / "reports")]) == 0
     report = (folder / "reports" / "linear-regression" / "report.md").read_text()
     report = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?", "WHEN", report.replace(uri, "STORE").replace(str(folder), "FOLDER"))
+    report = re.sub(r"\bsweep \d\d-\d\d \d\d:\d\d:\d\d\b", "sweep WHEN", report)   # sweep runs' names
     report = re.sub(r"\b[0-9a-f]{32}\b", "RUN_ID", report)
     return {"runs": snapshot(uri, "linear-regression"), "list": listed, "report": report}
 
@@ -109,12 +110,13 @@ def test_bulk_metric_insert_on_postgresql(linear_example, postgres):
         e = t.experiment(f"x{bulk}", "d")
         ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
     (ta, a), (tb, b) = ids[True], ids[False]
-    for k in ("train_loss", "full_train_loss", "final", "big", "nan"):
+    names = [*map(stored_key, ("train_loss", "full_train_loss")), *map(stored_summary, ("final", "big", "nan"))]
+    for k in names:   # as the store names them (curves/…, summary/…)
         ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
         hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
-        assert str(ha) == str(hb), k
+        assert ha and str(ha) == str(hb), k
     assert str(ta.client.get_run(a).data.metrics) == str(tb.client.get_run(b).data.metrics)
-    assert len(ta.client.get_metric_history(a, "train_loss")) == 1500
+    assert len(ta.client.get_metric_history(a, stored_key("train_loss"))) == 1500
     # ... and the fast path is the one that runs: on a run without metrics it inserts them
     run_id = ta.client.create_run(ta.experiment("xTrue", "d")).info.run_id
     assert ta._insert_new_metrics(run_id, [ta._Metric("m", 1.0, 0, 0)]) is True

@@ -1,5 +1,6 @@
 """A real sweep into a real sqlite MLflow store, read back; resume; kill -9; concurrent stores."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -87,16 +88,16 @@ def test_curves_are_complete_point_by_point(swept):
         res = sweep.run_group(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config))
         for rec in results.records(runs, res):
             k = by_hash[rec.run.hash]
-            n_diverged += int(k.data.metrics["diverged"])
+            n_diverged += int(k.data.metrics["summary/diverged"])
             for key in ("train_loss", "grad_norm", "full_train_loss"):
                 want = list(zip(*map(np.ndarray.tolist, rec.curves[key])))
-                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, key))
+                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, results.stored_key(key)))
                 assert got == want, (rec.run.name, key)
             assert len(rec.curves["full_train_loss"][0]) > 0
             for key, value in rec.summary.items():
-                assert k.data.metrics[key] == pytest.approx(value, nan_ok=True), key
-            if not k.data.metrics["diverged"]:
-                assert [m.step for m in client.get_metric_history(k.info.run_id, "full_train_loss")] == \
+                assert k.data.metrics[f"summary/{key}"] == pytest.approx(value, nan_ok=True), key
+            if not k.data.metrics["summary/diverged"]:
+                assert [m.step for m in client.get_metric_history(k.info.run_id, "curves/full_train_loss")] == \
                        list(res.eval_steps)
     assert n_diverged > 0, "lr = 3 should diverge with batch size 1: the truncation path is tested"
 
@@ -105,9 +106,53 @@ def test_second_sweep_logs_nothing_new(swept, capsys):
     exp, uri, client = swept
     e = client.get_experiment_by_name("linear-regression")
     before = len(client.search_runs([e.experiment_id]))
+    capsys.readouterr()
     assert main(["sweep", str(exp.path), "--tracking-uri", uri, *SMALL]) == 0
-    assert "nothing to do" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "nothing to do" in out.err
     assert len(client.search_runs([e.experiment_id])) == before
+    # the summary table reports the store's diverged runs of the grid, not 0 new ones
+    diverged = sum(int(k.data.metrics["summary/diverged"]) for k in children(client, e.experiment_id))
+    row = next(line for line in out.out.splitlines() if line.startswith("linear-regression"))
+    assert row.split()[1:4] == ["18", "0", str(diverged)] and diverged > 0
+
+
+def test_dry_run_says_how_many_are_already_finished(swept, capsys):
+    exp, uri, client = swept
+    capsys.readouterr()
+    more = [*SMALL[:-1], 'sweep.batch_size=[1, 8, "full", 4]']   # 6 more runs than the store has
+    assert main(["sweep", str(exp.path), "--tracking-uri", uri, *more, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "already finished in the store: 18 of 24; a sweep would train 6" in out
+    assert "24 runs in all, 18 already finished" in out
+
+
+def test_what_the_ui_shows_is_logged(swept):
+    """Experiment kind, dataset input, source, training times, applicable params, metric sections."""
+    exp, uri, client = swept
+    e = client.get_experiment_by_name("linear-regression")
+    assert e.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'")[0]
+    kids = [client.get_run(k.info.run_id) for k in children(client, e.experiment_id)]
+    spans = set()
+    for k in kids:
+        (inp,) = k.inputs.dataset_inputs
+        assert inp.dataset.name == "linear.npz" and inp.dataset.digest == k.data.params["data.sha256"][:8]
+        assert json.loads(inp.dataset.source)["uri"].startswith("linear.npz")
+        assert {t.key: t.value for t in inp.tags} == {"mlflow.data.context": "train"}
+        tags = k.data.tags
+        assert tags["mlflow.source.name"] == str(exp.path) and tags["mlflow.source.type"] == "LOCAL"
+        if tags["git.commit"] != "unknown":
+            assert tags["mlflow.source.git.commit"] == tags["git.commit"]
+        for key in ("model.start", "model.hidden", "data.n_train", "data.target", "optimizer.momentum",
+                    "optimizer.b1", "data.target_column", "model.init_scale"):
+            assert key not in k.data.params, key
+        assert parent.info.start_time <= k.info.start_time <= k.info.end_time <= parent.info.end_time
+        spans.add((k.info.start_time, k.info.end_time))
+        assert {m.split("/")[0] for m in k.data.metrics} == {"curves", "diagnostics", "summary"}
+    assert len(spans) == len(exp.groups()), "a run's times are those of its group's compiled call"
+    names = [k.info.run_name for k in kids]
+    assert len(set(names)) == len(names) and max(map(len, names)) <= 20   # the run table's width
 
 
 def _count(db: Path, status: str) -> int:
@@ -141,8 +186,8 @@ def test_resume_after_kill_9_completes_exactly_the_rest(linear_example, tmp_path
     client = MlflowClient(uri)
     e = client.get_experiment_by_name("linear-regression")
     for k in children(client, e.experiment_id, "FINISHED"):  # FINISHED means complete
-        assert len(client.get_metric_history(k.info.run_id, "train_loss")) == 40
-        assert "final_full_train_loss" in k.data.metrics
+        assert len(client.get_metric_history(k.info.run_id, "curves/train_loss")) == 40
+        assert "summary/final_full_train_loss" in k.data.metrics
 
     assert main(["sweep", str(linear_example), "--tracking-uri", uri, *sets]) == 0
     finished = children(client, e.experiment_id, "FINISHED")
@@ -177,15 +222,27 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
     steps = np.arange(1500)
     curves = {k: (steps, np.sin(steps * (j + 1.0))) for j, k in enumerate(["train_loss", "grad_norm"])}
     summary = {"final": 0.5, "big": float("inf"), "nan": float("nan"), "diverged": 0.0}
-    rec = RunRecord(experiment.load(linear_example).runs[0], {"p": "1"}, curves, summary)
+    exp = experiment.load(linear_example)
+    rec = RunRecord(exp.runs[0], {"p": "1"}, curves, summary,
+                    dataset=results.dataset_input(exp.runs[0].config, exp.dataset(exp.runs[0].config)),
+                    times=(1_700_000_000_000, 1_700_000_004_250))
     ids = {}
     for bulk in (True, False):
         t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
         e = t.experiment("x", "d")
         ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
     (ta, a), (tb, b) = ids[True], ids[False]
-    for k in ("train_loss", "grad_norm", "final", "big", "nan", "diverged"):
+    names = [results.stored_key(k) for k in ("train_loss", "grad_norm")]
+    names += [results.stored_summary(k) for k in ("final", "big", "nan", "diverged")]
+    for k in names:
         ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
         hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
-        assert str(ha) == str(hb), k
+        assert ha and str(ha) == str(hb), k
     assert str(ta.client.get_run(a).data.metrics) == str(tb.client.get_run(b).data.metrics)
+    ra, rb = ta.client.get_run(a), tb.client.get_run(b)
+    assert (ra.info.start_time, ra.info.end_time) == (rb.info.start_time, rb.info.end_time) == rec.times
+
+    def inputs(run):
+        return [(i.dataset.name, i.dataset.digest, i.dataset.source_type, i.dataset.source, i.dataset.profile,
+                 [(t.key, t.value) for t in i.tags]) for i in run.inputs.dataset_inputs]
+    assert inputs(ra) == inputs(rb) and inputs(ra)[0][:2] == ("linear.npz", rec.dataset["digest"])

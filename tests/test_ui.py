@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from bpresearch.cli import main
 from bpresearch.results import KIND_TAG
+from bpresearch.tracking import runs_url
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -141,17 +142,11 @@ def children(client, exp_id):
     return client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'")
 
 
-def runs_link(base: str, exp_id: str) -> str:
-    """The experiment's run table in model-training mode, every child run listed flat."""
-    return (f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
-            "&orderByKey=metrics.%60final_full_train_loss%60&orderByAsc=true")
-
-
 def test_experiment_opens_on_the_run_table_with_child_runs(ui):
     page, base, exp_id, client, shots = ui
     kids = children(client, exp_id)
     with shot(page, shots, "experiment"):
-        page.goto(runs_link(base, exp_id))
+        page.goto(runs_url(base, exp_id))  # the link `make ui` prints
         page.get_by_role("columnheader", name="Run Name").first.wait_for()
         for k in kids:  # every child run, without expanding its parent
             page.get_by_role("link", name=k.info.run_name, exact=True).wait_for()
@@ -167,7 +162,7 @@ def test_a_filter_on_a_swept_param_finds_child_runs(ui):
     other = sorted(k.info.run_name for k in kids if k.data.params["batch_size"] != "8")
     assert want and other
     with shot(page, shots, "filtered"):
-        page.goto(runs_link(base, exp_id))
+        page.goto(runs_url(base, exp_id))  # the link `make ui` prints
         box = page.get_by_placeholder("metrics.rmse", exact=False)
         box.fill('params.batch_size = "8"')
         box.press("Enter")
@@ -178,13 +173,31 @@ def test_a_filter_on_a_swept_param_finds_child_runs(ui):
             assert page.get_by_role("link", name=name, exact=True).count() == 0, name
 
 
-def test_the_run_page_shows_the_loss_chart(ui):
+def test_the_run_page_shows_the_loss_chart_first_and_the_dataset(ui):
     page, base, exp_id, client, shots = ui
     kid = children(client, exp_id)[0]
-    with shot(page, shots, "run-charts"):
-        page.goto(f"{base}/#/experiments/{exp_id}/runs/{kid.info.run_id}/model-metrics?workflowType=machine_learning")
+    ds = client.get_run(kid.info.run_id).inputs.dataset_inputs[0].dataset
+    with shot(page, shots, "run-page"):
+        page.goto(f"{base}/#/experiments/{exp_id}/runs/{kid.info.run_id}?workflowType=machine_learning")
         page.get_by_role("heading", name=kid.info.run_name).wait_for()
+        page.get_by_text(f"{ds.name} ({ds.digest})").first.wait_for()   # Datasets: "linear.npz (6825…)"
+        page.get_by_text(Path(kid.data.tags["mlflow.source.name"]).name).first.wait_for()   # Source
+    with shot(page, shots, "run-charts"):
+        page.get_by_role("tab", name="Model metrics").click()
         title = page.get_by_text("full_train_loss", exact=True).first
         title.wait_for()
-        title.scroll_into_view_if_needed()
         page.locator(".js-plotly-plot").first.wait_for()  # a chart was drawn, not just its title
+        # sections top to bottom: the curves lead, the summaries follow (their names' prefixes)
+        tops = [page.get_by_text(s, exact=True).first.bounding_box()["y"] for s in ("curves", "diagnostics", "summary")]
+        assert tops == sorted(tops), tops
+        assert title.bounding_box()["y"] < tops[1], "full_train_loss is in the first section"
+
+
+def test_the_dataset_column_shows_the_input(ui):
+    page, base, exp_id, client, shots = ui
+    kid = children(client, exp_id)[0]
+    ds = client.get_run(kid.info.run_id).inputs.dataset_inputs[0].dataset
+    with shot(page, shots, "dataset-column"):
+        page.goto(runs_url(base, exp_id))
+        page.get_by_role("link", name=kid.info.run_name, exact=True).wait_for()
+        assert page.get_by_text(f"{ds.name} ({ds.digest})").count() >= len(children(client, exp_id))
