@@ -279,7 +279,7 @@ def check_override(text: str, key: str):
         raise ExperimentError(f"--set {text}: unknown section {section!r}"
                               f"{did_you_mean(section, sections) or ' (expected one of: ' + ', '.join(sections) + ')'}")
     if section == "sweep":
-        if len(rest) == 1 and rest[0] in SCHEMA["sweep"]:
+        if len(rest) == 1 and rest[0] in (*SCHEMA["sweep"], "refine"):   # refine: how to add learning rates
             return
         if len(rest) == 2 and rest[0] in sections and rest[0] != "sweep" and rest[1] in SCHEMA[rest[0]]:
             return

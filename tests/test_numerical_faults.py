@@ -84,12 +84,13 @@ def test_every_run_is_recorded_as_diverged_with_its_step(faulty_store):
     runs = children(client, "all-diverged")
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
     for r in runs:
-        m = r.data.metrics
+        m = {R.short_key(k): v for k, v in r.data.metrics.items()}  # the store's names: summary/…
         assert m[R.DIVERGED] == 1 and m[R.DIVERGED_STEP] == 1, r.info.run_name  # at the first update
         assert m["reached_target"] == 0 and "steps_to_target" not in m      # censored, not a number
     start = children(client, "nan-at-start")
-    assert len(start) == 1 and start[0].data.metrics[R.DIVERGED_STEP] == 0
-    assert R.FINAL_LOSS not in start[0].data.metrics and R.MIN_LOSS not in start[0].data.metrics
+    m = {R.short_key(k): v for k, v in start[0].data.metrics.items()} if len(start) == 1 else {}
+    assert len(start) == 1 and m[R.DIVERGED_STEP] == 0
+    assert R.FINAL_LOSS not in m and R.MIN_LOSS not in m
 
 
 def test_nothing_non_finite_is_written(faulty_store):
@@ -107,12 +108,12 @@ def test_diagnostics_after_divergence_are_missing(faulty_store):
     for r in children(client, "all-diverged"):
         overflowed = float(r.data.params["learning_rate"]) >= 1e30  # non-finite parameters at step 1
         for key in ("sharpness", "stability_lr", "gradient_noise_scale"):
-            steps = [m.step for m in client.get_metric_history(r.info.run_id, key)]
-            assert steps[:1] == [0] and max(steps) <= r.data.metrics[R.DIVERGED_STEP], (r.info.run_name, key, steps)
+            steps = [m.step for m in client.get_metric_history(r.info.run_id, R.stored_key(key))]
+            assert steps[:1] == [0] and max(steps) <= r.data.metrics[R.stored_summary(R.DIVERGED_STEP)], (r.info.run_name, key, steps)
             if overflowed:
                 assert steps == [0], (r.info.run_name, key, steps)  # NaN at step 1: missing, not written
     (nan_run,) = children(client, "nan-at-start")
-    assert client.get_metric_history(nan_run.info.run_id, "sharpness") == []  # NaN at step 0: not logged
+    assert client.get_metric_history(nan_run.info.run_id, R.stored_key("sharpness")) == []  # NaN at step 0: not logged
 
 
 def test_report_builds_and_says_what_happened(faulty_store, capsys):

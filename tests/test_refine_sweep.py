@@ -227,7 +227,7 @@ def test_a_killed_refinement_resumes_to_the_same_optimum(tmp_path):
     assert set(resumed) == set(ref)      # the same configurations, hence the same rounds
     for h, k in resumed.items():         # … with the same outcomes, and the same round tags
         assert k.data.tags[ROUND_TAG] == ref[h].data.tags[ROUND_TAG]
-        assert k.data.metrics.get("steps_to_target") == ref[h].data.metrics.get("steps_to_target")
+        assert k.data.metrics.get("summary/steps_to_target") == ref[h].data.metrics.get("summary/steps_to_target")
     last = c.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'",
                          order_by=["attributes.start_time DESC"])[0]
     c_ref = MlflowClient(ref_uri)

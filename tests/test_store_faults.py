@@ -106,10 +106,10 @@ def assert_complete_and_exact(uri: str, path: Path):
     for k in done:
         rec = want[k.data.tags[HASH_TAG]]
         for key in ("train_loss", "full_train_loss"):
-            got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, key))
+            got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, results.stored_key(key)))
             steps, values = rec.curves[key]
             assert got == list(zip(steps.tolist(), values.tolist())), (rec.run.name, key)
-        assert k.data.metrics["diverged"] == rec.summary["diverged"]
+        assert k.data.metrics[results.stored_summary("diverged")] == rec.summary["diverged"]
     return client, e
 
 
