@@ -60,7 +60,7 @@ def findings_compare(best: pd.DataFrame, target: float, full: int | None) -> lis
 
     Args:
         best: ``measures.best_learning_rate`` of every group, one after the other, with a
-            ``group`` column naming each (``build._combined``).
+            ``group`` column naming each (``groups._combined``).
 
     Returns:
         One sentence per batch size, the batch size where the most groups reached the

@@ -79,7 +79,7 @@ def _target_entry(best_row, lrs: list[float], random_search: bool, scaling=None)
 
 
 def variant_summary(variant, groups) -> dict:
-    """The ``summary.json`` entry of one variant from its groups (``build.Group``)."""
+    """The ``summary.json`` entry of one variant from its groups (``groups.Group``)."""
     out = {"overrides": dict(variant.overrides), "facets": list(variant.facets), "label": variant.label,
            "slug": variant.slug, "base": bool(variant.base), "runs": int(len(variant.runs)),
            "runs_diverged": int(variant.runs["diverged"].sum()) if "diverged" in variant.runs else 0,

@@ -136,7 +136,7 @@ def with_facets(frame: pd.DataFrame, facets: list[str], table_of, keep_optimizer
     """``table_of`` applied to each group of ``frame`` (its ``group`` column), the facet values as first columns.
 
     Args:
-        frame: the groups' frames one after the other (``build._combined``), with a column per facet.
+        frame: the groups' frames one after the other (``groups._combined``), with a column per facet.
         facets: the variant's facets (may be empty).
         table_of: frame of one group -> the table a reader reads.
         keep_optimizer: keep a table's ``optimizer`` column (dropped anyway when ``optimizer.kind`` is a facet).

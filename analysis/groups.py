@@ -1,0 +1,123 @@
+"""Groups of a report: one per combination of facet values (every swept key other than the
+learning rate, the batch size and the seed), each with its own measures; never pooled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import figures as F
+from . import load
+from . import measures as M
+from . import uncertainty as U
+from .predictions import Predicted, predict
+
+# ---------------------------------------------------------------- one group: a combination of facet values
+@dataclass
+class Group:
+    """The runs of one combination of facet values, and every measure computed on them alone."""
+    values: dict                 # facet -> value ({} when the variant sweeps no other key)
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    label: str = ""              # "optimizer.kind=adam, model.activation=relu" ("" without facets)
+    key: str = ""                # suffix for figure names ("" without facets)
+    targets: list = field(default_factory=list)
+    steps: M.StepsToTargets | None = None
+    cell: pd.DataFrame | None = None
+    frac: pd.DataFrame | None = None
+    sens: pd.DataFrame | None = None
+    bests: dict = field(default_factory=dict)
+    pred: Predicted | None = None
+    distinct: pd.DataFrame | None = None
+    distinct_table: pd.DataFrame | None = None  # the steps table with identical trajectories counted once   # distinct trajectories per cell (uncertainty.distinct_counts)
+    resolution: int = 1                    # the coarsest steps-to-target interval (measures.resolution_of)
+    intervals: dict = field(default_factory=dict)  # target -> uncertainty.scaling_intervals
+    full: int | None = None
+    budget: int = 0
+    eval_every: int = 1
+
+    @property
+    def gd(self) -> bool:
+        """Whether the group trains by gradient (random search has no learning rate to tune)."""
+        return (self.runs["optimizer"] != "random_search").any()
+
+    def prefix(self, text: str) -> str:
+        """A finding about this group, naming it when the variant has facets."""
+        return f"{self.label}: {text}" if self.label else text
+
+
+def _value_text(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else str(v)
+
+
+def short_facet(key: str) -> str:
+    """How a facet is named in text: ``optimizer.kind`` -> ``optimizer``, ``model.activation`` -> ``activation``."""
+    section, _, name = key.partition(".")
+    return section if name == "kind" else name or section
+
+
+def facet_label(values: dict) -> str:
+    """``optimizer=adam, activation=relu``: a group as findings, tables' titles and figures name it."""
+    return ", ".join(f"{short_facet(f)}={_value_text(v)}" for f, v in values.items())
+
+
+def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) -> list[Group]:
+    """One ``Group`` per combination of facet values, measures computed within it."""
+    if not facets:
+        parts = [({}, runs)]
+    else:
+        parts = [(dict(zip(facets, k if isinstance(k, tuple) else (k,))), g.reset_index(drop=True))
+                 for k, g in runs.groupby(facets, sort=True)]
+    groups = []
+    for values, g in parts:
+        label = facet_label(values)
+        key = "_".join(_value_text(v) for v in values.values())
+        c = curves[curves["run_id"].isin(g["run_id"])] if not curves.empty else curves
+        groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else "")))
+    return groups
+
+
+def _measure(g: Group) -> Group:
+    runs = g.runs
+    g.targets = M.targets_of(runs)
+    g.full = F.full_batch_size(runs)
+    g.budget = int(runs["steps"].max())
+    g.eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
+    g.steps = M.steps_to_targets(runs, g.curves, g.targets)
+    table = g.steps.table
+    fp = U.fingerprints(runs, g.curves)
+    g.distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
+    g.resolution = M.resolution_of(table)
+    common = M.on_common_grid(U.keep_distinct(table, fp), g.resolution)
+    g.distinct_table = U.keep_distinct(table, fp)
+    g.cell = M.cells(table)
+    g.frac = M.diverged_fraction(runs)
+    g.sens = M.lr_sensitivity(runs)
+    gd_cell = g.cell[g.cell["optimizer"] != "random_search"]
+    g.bests = {t: M.best_learning_rate(gd_cell, t) for t in g.targets}
+    g.pred = predict(runs, g.curves, table, g.bests, g.full)
+    if runs[runs["optimizer"] != "random_search"]["batch_size"].nunique() >= 2:
+        for t in g.targets:
+            c = common[(common["target"] == t) & (common["optimizer"] != "random_search")]
+            if not c.empty:
+                g.intervals[t] = U.scaling_intervals(c, M.TUNED_OVER, g.bests[t])
+    return g
+
+
+def _combined(groups: list[Group], frame_of, facets: list[str]) -> pd.DataFrame:
+    """The frames of every group, one after the other, with the facet values as leading columns."""
+    parts = []
+    for g in groups:
+        f = frame_of(g)
+        if f is None or f.empty:
+            continue
+        f = f.copy()
+        for k, v in g.values.items():
+            f[k] = v
+        f["group"] = g.label
+        parts.append(f)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
