@@ -71,15 +71,17 @@ def cmd_seed_example(args) -> int:
     return 0
 
 
-def _where_next(uri: str, names: list[str]) -> str:
-    from .tracking import DEFAULT_UI, sqlite_path, ui_links
+def _where_next(uri: str, experiment_ids: list[str]) -> str:
+    """Where to look next: the first experiment's run table in the UI (from the ids the sweep
+    already has: no second connection to the store), then the reports."""
+    from .tracking import DEFAULT_UI, runs_url, sqlite_path
 
     if sqlite_path(uri) is None:
         return "Next: write the convergence reports with `make report` (reports/index.html)."
     ui = "make ui" if uri == "sqlite:///mlflow.db" else \
         f"MLFLOW_TRACKING_URI={uri} make ui"
-    links = dict(ui_links(uri, DEFAULT_UI))
-    first = next((links[n] for n in names if n in links), f"{DEFAULT_UI}/#/experiments?workflowType=machine_learning")
+    first = runs_url(DEFAULT_UI, experiment_ids[0]) if experiment_ids else \
+        f"{DEFAULT_UI}/#/experiments?workflowType=machine_learning"
     return (f"Next: the loss curves in the MLflow UI: `{ui}`, then open {first}\n"
             f"      the convergence reports: `make report` (reports/index.html).")
 
@@ -118,7 +120,8 @@ def cmd_sweep(args) -> int:
     # learning rates or seeds, a resume, or the test suite skips XLA compilation.
     import jax
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache" / "bpresearch" / "jax"))
+        from .cache import root
+        jax.config.update("jax_compilation_cache_dir", str(root() / "jax"))
     from .sharding import configure_cpu_pool
     configure_cpu_pool()  # before JAX starts its backend
 
@@ -169,7 +172,7 @@ def cmd_sweep(args) -> int:
         print(f"{sum(s.logged for s in summaries)} runs and {points:,} metric points logged in {wall:.1f}s; "
               f"tracking took {tracked:.1f}s ({100 * tracked / wall:.0f}% of the time, overlapped with "
               f"training; {waited:.1f}s spent waiting for it at the end).")
-    print(_where_next(uri, [exp.name for exp, _ in exps]))
+    print(_where_next(uri, [s.experiment_id for s in summaries if s.experiment_id]))
     return 0
 
 

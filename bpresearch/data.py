@@ -134,6 +134,10 @@ def digits(test_fraction=0.2, split_seed=0):
     features are standardized with the train mean and std only, so nothing about
     the test set leaks into training (constant features keep std 1).
 
+    The finished arrays are cached (``cache.py``), keyed by scikit-learn's version and
+    the two arguments: importing scikit-learn costs more than a second, so only the
+    first load of a split pays it. A cached split is the computed one, bit for bit.
+
     Args:
         test_fraction: share of samples held out for test, in [0, 1); 0 means no test set.
         split_seed: ``random_state`` of the split.
@@ -141,18 +145,34 @@ def digits(test_fraction=0.2, split_seed=0):
     Returns:
         A Dataset with float32 X (N, 64) and int32 labels y (N,) in 0..9.
     """
-    from sklearn.datasets import load_digits  # deferred: sklearn import is slow and only digits needs it
-    from sklearn.model_selection import train_test_split
+    from importlib import metadata
+
+    from . import cache
 
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    name = f"digits-sklearn{metadata.version('scikit-learn')}-test{test_fraction!r}-seed{split_seed}.npz"
+    arrays = cache.load_arrays(name)
+    if arrays is None or set(arrays) != {"X_train", "y_train", "X_test", "y_test"}:
+        arrays = _digits_split(test_fraction, split_seed)
+        cache.save_arrays(name, arrays)
+    has_test = arrays["X_test"].shape[0] > 0
+    return Dataset(arrays["X_train"], arrays["y_train"], arrays["X_test"] if has_test else None,
+                   arrays["y_test"] if has_test else None, "digits")
+
+
+def _digits_split(test_fraction: float, split_seed: int) -> dict[str, np.ndarray]:
+    """``digits``' arrays computed with scikit-learn (an empty test set when ``test_fraction`` is 0)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     X, y = load_digits(return_X_y=True)
     if test_fraction > 0:
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=test_fraction, stratify=y, random_state=split_seed
         )
     else:
-        X_train, y_train, X_test, y_test = X, y, None, None
+        X_train, y_train, X_test, y_test = X, y, X[:0], y[:0]
 
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
@@ -161,13 +181,8 @@ def digits(test_fraction=0.2, split_seed=0):
     def scale(A):
         return ((A - mean) / std).astype(np.float32)
 
-    return Dataset(
-        scale(X_train),
-        y_train.astype(np.int32),
-        None if X_test is None else scale(X_test),
-        None if y_test is None else y_test.astype(np.int32),
-        "digits",
-    )
+    return {"X_train": scale(X_train), "y_train": y_train.astype(np.int32),
+            "X_test": scale(X_test), "y_test": y_test.astype(np.int32)}
 
 
 def seed_point(target=-10.0):

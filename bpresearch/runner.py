@@ -43,6 +43,7 @@ class SweepSummary:
     diverged_before: int = 0    # diverged runs of the grid already in the store (skipped now)
     trained: int = 0
     parent_id: str | None = None
+    experiment_id: str | None = None   # the experiment in the store (the UI link printed at the end)
     refined: list[dict] | None = None   # per refinement group (``RefineGroup.as_dict``), if refining
 
 
@@ -175,7 +176,7 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
         groups = {}
         for run in todo:
             groups.setdefault(expmod.group_key(run.config), []).append(run)
-    summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups))
+    summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups), experiment_id=exp_id)
     summary.diverged_before = sum(r.hash in diverged for r in exp.runs)
     if not todo and not saved:
         what = f"all {len(exp.runs)} runs already finished"

@@ -82,6 +82,34 @@ def test_digits_split_is_deterministic_stratified_and_standardized():
     assert not np.array_equal(d.y_test, other.y_test)
 
 
+def test_digits_from_the_cache_are_the_computed_split_and_need_no_sklearn(tmp_path, monkeypatch):
+    """The cached split is scikit-learn's, bit for bit; a later process loads it without
+    importing scikit-learn (its import is the slow part); a damaged file is rebuilt."""
+    import subprocess
+    import sys
+
+    from bpresearch import data
+
+    monkeypatch.setenv("BPRESEARCH_CACHE", str(tmp_path))
+    for fraction, seed in ((0.2, 0), (0.3, 4), (0.0, 0)):
+        arrays = data._digits_split(fraction, seed)
+        computed = Dataset(arrays["X_train"], arrays["y_train"], arrays["X_test"] if fraction else None,
+                           arrays["y_test"] if fraction else None, "digits")
+        _assert_bitwise_equal(digits(fraction, seed), computed)   # the first load computes and saves
+        _assert_bitwise_equal(digits(fraction, seed), computed)   # the second reads the cache
+    files = sorted((tmp_path / "data").glob("digits-*.npz"))
+    assert len(files) == 3
+    code = ("import sys; from bpresearch.data import digits; d = digits(0.3, 4); "
+            "print(d.X_train.shape[0], 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "BPRESEARCH_CACHE": str(tmp_path)})
+    assert out.stdout.split() == ["1257", "False"], out.stderr
+    for f in files:
+        f.write_bytes(f.read_bytes()[:100])   # truncated: rebuilt, not trusted
+    _assert_bitwise_equal(digits(0.3, 4), Dataset(**{k: v for k, v in zip(
+        ("X_train", "y_train", "X_test", "y_test"), data._digits_split(0.3, 4).values())}, name="digits"))
+
+
 def test_digits_without_test_split():
     d = digits(test_fraction=0.0)
     assert d.X_train.shape == (1797, 64) and d.X_test is None and d.y_test is None

@@ -40,6 +40,16 @@ def swept(tmp_path_factory):
     return experiment.load(path, overrides), uri, MlflowClient(uri)
 
 
+def test_the_last_line_links_the_swept_experiments_run_table(swept, capsys):
+    """A second sweep of a finished grid trains nothing and still says where to look: the
+    run table of this experiment (its id, model-training mode)."""
+    exp, uri, client = swept
+    assert main(["sweep", str(exp.path), "--tracking-uri", uri, *SMALL]) == 0
+    out = capsys.readouterr().out
+    e = client.get_experiment_by_name("linear-regression")
+    assert f"/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning" in out
+
+
 def test_every_configuration_is_one_finished_child_of_one_sweep(swept):
     exp, uri, client = swept
     e = client.get_experiment_by_name("linear-regression")
