@@ -29,12 +29,24 @@ durability are what MLflow's own connections use):
 A transaction is all or nothing: a sweep killed while writing leaves none of that
 transaction's runs, and resume trains them again. The runs are inserted FINISHED, since
 they are complete when the transaction commits; nothing here needs mlflow.
+
+The rest of what a sweep does to an existing store (its experiment and experiment tags,
+the parent run, reading which runs are finished, marking stale copies KILLED) is here
+too, as MLflow's own ``SqlAlchemyStore`` writes it: importing MLflow and checking its
+schema costs about 2.5 s, more than most sweeps spend on tracking. These statements are
+written for one schema, ``SCHEMA_REVISION`` (MLflow 3.17's); ``writable`` says whether a
+store has it and the installed MLflow expects no other. When not (a new store, an older
+one MLflow must migrate, another MLflow), ``tracking.Tracker`` goes through MLflow.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
 import sqlite3
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -42,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+SCHEMA_REVISION = "dc11669786a5"   # MLflow 3.17's alembic head: the schema these statements write
+PARAM_LIMIT = 6000   # MLflow's MAX_PARAM_VAL_LENGTH at SCHEMA_REVISION (tests compare)
 CACHE_KIB = 256 * 1024
 BUSY_MS = 60_000
 MAX_POINTS = 200_000   # points per transaction at most: another writer waits ≤ about 2 s
@@ -176,3 +190,141 @@ def transactions(runs: list[NewRun], max_points: int = MAX_POINTS) -> list[list[
         out[-1].append(r)
         size += n
     return [t for t in out if t]
+
+
+# ------------------------------------------------------------------ the rest of a sweep's writes
+@functools.cache
+def installed_head() -> str | None:
+    """The schema revision the installed MLflow expects (its one alembic head), read from its
+    migration scripts without importing it; None if MLflow or its scripts are not found."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None:
+        return None
+    revisions, parents = set(), set()
+    for f in (Path(spec.origin).parent / "store" / "db_migrations" / "versions").glob("*.py"):
+        text = f.read_text()
+        rev = re.search(r"^revision\s*=\s*[\"'](\w+)[\"']", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if rev:
+            revisions.add(rev.group(1))
+        if down:
+            parents.update(re.findall(r"[\"'](\w+)[\"']", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def writable(path: str | Path) -> bool:
+    """True when the sqlite store at ``path`` exists with ``SCHEMA_REVISION``, the schema the
+    installed MLflow expects too; False sends every call through MLflow (which creates or
+    migrates the store, or says why it cannot)."""
+    if installed_head() != SCHEMA_REVISION or not Path(path).is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_REVISION,)]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def find_experiment(con: sqlite3.Connection, name: str) -> tuple[int, str, str] | None:
+    """(id, artifact location, lifecycle stage) of the experiment called ``name``, or None."""
+    return con.execute("SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments "
+                       "WHERE name = ? AND workspace = 'default'", (name,)).fetchone()
+
+
+def create_experiment(con: sqlite3.Connection, name: str, location: str) -> int:
+    """A new active experiment (as ``create_experiment`` with an artifact location); its id."""
+    t = now_ms()
+    with _transaction(con):
+        return con.execute("INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, "
+                           "last_update_time) VALUES (?, ?, 'active', ?, ?)", (name, location, t, t)).lastrowid
+
+
+def set_experiment_tags(con: sqlite3.Connection, experiment_id: int, tags: dict[str, str]):
+    with _transaction(con):
+        con.executemany("INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key, experiment_id) DO UPDATE SET value = excluded.value",
+                        [(k, v, experiment_id) for k, v in tags.items()])
+
+
+def child_runs(con: sqlite3.Connection, experiment_id: int, kind_tag: str, kind: str, hash_tag: str):
+    """(run id, status, config hash, {metric: latest value}) of the experiment's active runs
+    tagged ``kind_tag = kind``, as ``search_runs`` reads them (a NaN metric is NaN)."""
+    rows = con.execute(
+        "SELECT r.run_uuid, r.status, h.value FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = ? "
+        "LEFT JOIN tags h ON h.run_uuid = r.run_uuid AND h.key = ? "
+        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ?",
+        (kind_tag, hash_tag, experiment_id, kind)).fetchall()
+    metrics: dict[str, dict[str, float]] = {r[0]: {} for r in rows}
+    for rid, key, value, is_nan in con.execute(
+            "SELECT m.run_uuid, m.key, m.value, m.is_nan FROM latest_metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
+            "WHERE r.experiment_id = ?", (experiment_id,)):
+        if rid in metrics:
+            metrics[rid][key] = float("nan") if is_nan else value
+    return [(rid, status, h, metrics[rid]) for rid, status, h in rows]
+
+
+def create_run(con: sqlite3.Connection, run_id: str, name: str, experiment_id: int, artifact_uri: str,
+               tags: dict[str, str], params: dict[str, str]):
+    """A RUNNING run with its tags and params, as ``create_run`` then ``log_batch`` write it."""
+    with _transaction(con):
+        con.execute("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+                    "start_time, end_time, deleted_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
+                    "VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', 'RUNNING', ?, NULL, NULL, '', 'active', ?, ?)",
+                    (run_id, name, now_ms(), artifact_uri, experiment_id))
+        con.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                        [(k, v, run_id) for k, v in {**tags, "mlflow.runName": name}.items()])
+        con.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
+                        [(k, v, run_id) for k, v in params.items()])
+
+
+def log_values(con: sqlite3.Connection, run_id: str, values: dict[str, float]):
+    """Metrics at step 0, now; ``latest_metrics`` keeps MLflow's largest (step, timestamp, value)."""
+    t = now_ms()
+    rows = []
+    for key, v in values.items():
+        (value,), (is_nan,) = sanitize(np.array([v], np.float64))
+        rows.append((key, float(value), t, run_id, 0, int(is_nan)))
+    with _transaction(con):
+        con.executemany("INSERT OR IGNORE INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO latest_metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, "
+                        "timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan "
+                        "WHERE (excluded.step, excluded.timestamp, excluded.value) > "
+                        "(latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)", rows)
+
+
+def terminate(con: sqlite3.Connection, run_ids: list[str], status: str):
+    """``set_terminated``: each run's status and end time (now)."""
+    with _transaction(con):
+        con.executemany("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?",
+                        [(status, now_ms(), rid) for rid in run_ids])
+
+
+def artifact_uri(con: sqlite3.Connection, run_id: str) -> str:
+    return con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()[0]
+
+
+class _transaction:
+    """``with _transaction(con):`` one immediate transaction, rolled back on any error."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def __enter__(self):
+        self.con.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            self.con.execute("COMMIT")
+        elif self.con.in_transaction:
+            self.con.execute("ROLLBACK")
+        return False

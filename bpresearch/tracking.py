@@ -24,9 +24,12 @@ import os
 import re
 import sqlite3
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from . import sqlstore
 from .names import safe_name
@@ -153,66 +156,128 @@ def finished_hashes(uri: str, experiment: str) -> set[str]:
     if db is not None and not db.exists():
         return set()
     tracker = Tracker(uri)
-    exp = tracker.client.get_experiment_by_name(experiment)
-    return set() if exp is None else tracker.runs_by_hash(exp.experiment_id)[0]
+    exp_id = tracker.find_experiment(experiment)
+    return set() if exp_id is None else tracker.runs_by_hash(exp_id)[0]
+
+
+def _local_path(uri: str) -> Path:
+    """The folder of a ``file:`` artifact URI (as MLflow's ``local_file_uri_to_path``)."""
+    return Path(url2pathname(urlparse(uri).path))
 
 
 class Tracker:
-    """Writes experiments, sweeps and runs to one MLflow store."""
+    """Writes experiments, sweeps and runs to one MLflow store.
+
+    An existing sqlite store with the schema ``sqlstore`` writes (``sqlstore.writable``) is
+    written directly, without importing MLflow ("direct"); anything else, and
+    ``bulk=False``, goes through MLflow's client. Both write the same rows (tests compare).
+    """
 
     def __init__(self, uri: str | None = None, bulk: bool = True):
-        from mlflow.entities import Metric, Param
-
-        self._Metric, self._Param = Metric, Param
         self.uri = resolve_uri(uri)
-        self.client = client(self.uri)
-        self.param_limit = param_value_limit()
+        self.bulk = bulk          # bulk-insert the metrics of new runs on SQL stores
+        db = sqlite_path(self.uri)
+        self.direct = bulk and db is not None and sqlstore.writable(db)
+        self._client = None if self.direct else client(self.uri)   # creates or migrates a sqlite store
+        if not self.direct and bulk and db is not None:
+            self.direct = sqlstore.writable(db)   # a store MLflow has just created
+        self.param_limit = sqlstore.PARAM_LIMIT if self.direct else param_value_limit()
         self.seconds = 0.0        # time spent writing, for the tracking share
         self.points = 0           # metric points written
-        self.bulk = bulk          # bulk-insert the metrics of new runs on SQL stores
         self._sqlite = None       # sqlstore's connection, opened on first use
+        self._lock = threading.Lock()   # the connection is shared by the main and writer threads
         self._locations = {}      # experiment id -> artifact location
+
+    @property
+    def client(self):
+        """MLflow's client, created on first use (a direct tracker may never need it)."""
+        if self._client is None:
+            self._client = client(self.uri)
+        return self._client
+
+    @contextmanager
+    def _con(self):
+        with self._lock:
+            if self._sqlite is None:
+                self._sqlite = sqlstore.connect(sqlite_path(self.uri))
+            yield self._sqlite
+
+    def find_experiment(self, name: str) -> str | None:
+        """The id of the experiment called ``name`` (deleted ones too), or None."""
+        if self.direct:
+            with self._con() as con:
+                found = sqlstore.find_experiment(con, name)
+            return None if found is None else str(found[0])
+        exp = self.client.get_experiment_by_name(name)
+        return None if exp is None else exp.experiment_id
 
     # ---------------------------------------------------------------- experiments
     def experiment(self, name: str, description: str) -> str:
         """The experiment's id, created if new; its description is the UI's note."""
+        tags = {NOTE_TAG: description, KIND_EXPERIMENT_TAG: TRAINING_KIND}
+        if self.direct:
+            with self._con() as con:
+                found = sqlstore.find_experiment(con, name)
+                if found is None:
+                    try:
+                        exp_id = sqlstore.create_experiment(con, name, self._new_location(name))
+                    except sqlite3.IntegrityError:  # created meanwhile by another process
+                        found = sqlstore.find_experiment(con, name)
+                if found is None or found[2] == "active":
+                    exp_id = exp_id if found is None else found[0]
+                    sqlstore.set_experiment_tags(con, exp_id, tags)
+                    return str(exp_id)
+            # a deleted experiment: MLflow refuses its tags, and says so
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            location = None
-            db = sqlite_path(self.uri)
-            if db is not None:  # keep artifacts beside the store, not in the caller's folder
-                location = (db.resolve().parent / "mlartifacts" / safe_name(name)).as_uri()
+            location = None if sqlite_path(self.uri) is None else self._new_location(name)
             exp_id = self.client.create_experiment(name, artifact_location=location)
         else:
             exp_id = exp.experiment_id
-        self.client.set_experiment_tag(exp_id, NOTE_TAG, description)
-        self.client.set_experiment_tag(exp_id, KIND_EXPERIMENT_TAG, TRAINING_KIND)
+        for k, v in tags.items():
+            self.client.set_experiment_tag(exp_id, k, v)
         return exp_id
+
+    def _new_location(self, name: str) -> str:
+        """A sqlite store's artifacts stay beside it, not in the caller's folder."""
+        return (sqlite_path(self.uri).resolve().parent / "mlartifacts" / safe_name(name)).as_uri()
 
     def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]], set[str]]:
         """(hashes with a FINISHED child run, hash -> ids of unfinished child runs,
         hashes whose FINISHED run diverged)."""
         finished, unfinished, diverged = set(), {}, set()
-        for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = 'run'"):
-            h = r.data.tags.get(HASH_TAG)
-            if r.info.status == "FINISHED":
+        for run_id, status, h, m in self._children(exp_id):
+            if status == "FINISHED":
                 finished.add(h)
-                m = r.data.metrics
                 if m.get(stored_summary(DIVERGED), m.get(DIVERGED, 0.0)) > 0.5:
                     diverged.add(h)
             else:
-                unfinished.setdefault(h, []).append(r.info.run_id)
+                unfinished.setdefault(h, []).append(run_id)
         return finished, unfinished, diverged
+
+    def _children(self, exp_id: str) -> list[tuple[str, str, str, dict[str, float]]]:
+        """(run id, status, config hash, latest metrics) of every active child run."""
+        if self.direct:
+            with self._con() as con:
+                return sqlstore.child_runs(con, int(exp_id), KIND_TAG, "run", HASH_TAG)
+        return [(r.info.run_id, r.info.status, r.data.tags.get(HASH_TAG), r.data.metrics)
+                for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = 'run'")]
 
     def finished_summaries(self, exp_id: str) -> dict[str, dict[str, float]]:
         """config hash -> summary metrics (latest values) of each FINISHED child run (for refinement)."""
-        return {r.data.tags.get(HASH_TAG): {short_key(k): v for k, v in r.data.metrics.items()} for r in search_all(
-            self.client, [exp_id], f"tags.{KIND_TAG} = 'run' and attributes.status = 'FINISHED'")}
+        return {h: {short_key(k): v for k, v in m.items()} for _, status, h, m in self._children(exp_id)
+                if status == "FINISHED"}
 
     def log_text(self, run_id: str, text: str, fname: str):
         """A text artifact on a run (the parent's refine.json)."""
         t0 = time.perf_counter()
-        self.client.log_text(run_id, text, fname)
+        if self.direct:
+            with self._con() as con:
+                folder = _local_path(sqlstore.artifact_uri(con, run_id))
+            (folder / fname).parent.mkdir(parents=True, exist_ok=True)
+            (folder / fname).write_text(text)
+        else:
+            self.client.log_text(run_id, text, fname)
         self.seconds += time.perf_counter() - t0
 
     # ---------------------------------------------------------------- runs
@@ -246,13 +311,15 @@ class Tracker:
 
     def _write(self, run_id: str, params: dict, curves: dict, summary: dict, fresh: bool = False):
         """Params and metrics of one run; ``fresh``: the run has no metrics yet (bulk path)."""
+        from mlflow.entities import Metric, Param
+
         now = int(time.time() * 1000)
-        P = [self._Param(k, fit_param(run_id, k, v, self.param_limit)) for k, v in params.items()]
+        P = [Param(k, fit_param(run_id, k, v, self.param_limit)) for k, v in params.items()]
         for i in range(0, len(P), 100):  # MLflow's limit of params per log_batch call
             self.client.log_batch(run_id, params=P[i:i + 100], synchronous=True)
-        M = [self._Metric(k, v, now, s) for k, (steps, values) in dict(curves or {}).items()
+        M = [Metric(k, v, now, s) for k, (steps, values) in dict(curves or {}).items()
              for s, v in zip(steps.tolist(), values.tolist())]
-        M += [self._Metric(k, v, now, 0) for k, v in summary.items()]
+        M += [Metric(k, v, now, 0) for k, v in summary.items()]
         if M and not (fresh and self.bulk and self._insert_new_metrics(run_id, M)):
             for i in range(0, len(M), BATCH):
                 self.client.log_batch(run_id, metrics=M[i:i + BATCH], synchronous=True)
@@ -260,14 +327,26 @@ class Tracker:
 
     def start_sweep(self, exp_id: str, name: str, params: dict, tags: dict, artifacts: dict) -> str:
         t0 = time.perf_counter()
-        run = self.client.create_run(exp_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
-        self._write(run.info.run_id, params, {}, {})
-        for fname, text in artifacts.items():
-            self.client.log_text(run.info.run_id, text, fname)
+        if self.direct and self._location(exp_id).startswith("file:"):
+            run_id = sqlstore.new_run_id()
+            uri = f"{self._location(exp_id).rstrip('/')}/{run_id}/artifacts"   # as MLflow's append_to_uri_path
+            with self._con() as con:
+                sqlstore.create_run(con, run_id, name, int(exp_id), uri, {KIND_TAG: "sweep", **tags},
+                                    {k: fit_param(run_id, k, v, self.param_limit) for k, v in params.items()})
+        else:
+            run_id = self.client.create_run(exp_id, run_name=name, tags={KIND_TAG: "sweep", **tags}).info.run_id
+            self._write(run_id, params, {}, {})
         self.seconds += time.perf_counter() - t0
-        return run.info.run_id
+        for fname, text in artifacts.items():
+            self.log_text(run_id, text, fname)
+        return run_id
 
     def end_sweep(self, run_id: str, summary: dict, status: str = "FINISHED"):
+        if self.direct:
+            with self._con() as con:
+                sqlstore.log_values(con, run_id, summary)
+                sqlstore.terminate(con, [run_id], status)
+            return
         self._write(run_id, {}, {}, summary)
         self.client.set_terminated(run_id, status)
 
@@ -294,7 +373,7 @@ class Tracker:
         replaces = replaces or {}
         location = self._location(exp_id)
         db = sqlite_path(self.uri)
-        if self.bulk and db is not None and location.startswith("file:"):
+        if self.direct and location.startswith("file:"):
             ids = self._bulk_runs(exp_id, location, db, parent_id, records, tags, replaces)
         else:
             ids = [self._client_run(exp_id, parent_id, rec, tags, replaces.get(rec.run.hash, ())) for rec in records]
@@ -303,22 +382,24 @@ class Tracker:
 
     def _location(self, exp_id: str) -> str:
         if exp_id not in self._locations:
-            self._locations[exp_id] = self.client.get_experiment(exp_id).artifact_location
+            if self.direct:
+                with self._con() as con:
+                    self._locations[exp_id] = con.execute("SELECT artifact_location FROM experiments WHERE "
+                                                          "experiment_id = ?", (int(exp_id),)).fetchone()[0]
+            else:
+                self._locations[exp_id] = self.client.get_experiment(exp_id).artifact_location
         return self._locations[exp_id]
 
     def _child_tags(self, parent_id: str, record: RunRecord, tags: dict) -> dict:
         return {PARENT_TAG: parent_id, KIND_TAG: "run", HASH_TAG: record.run.hash, **tags}
 
     def _bulk_runs(self, exp_id, location, db, parent_id, records, tags, replaces) -> list[str]:
-        from mlflow.utils.file_utils import local_file_uri_to_path
-        from mlflow.utils.uri import append_to_uri_path
-
         now = int(time.time() * 1000)
         runs = []
         for rec in records:
             run_id = sqlstore.new_run_id()
-            uri = append_to_uri_path(location, run_id, "artifacts")
-            folder = Path(local_file_uri_to_path(uri))  # artifacts first: the commit makes the run visible
+            uri = f"{location.rstrip('/')}/{run_id}/artifacts"   # as MLflow's append_to_uri_path
+            folder = _local_path(uri)  # artifacts first: the commit makes the run visible
             for fname, text in rec.artifacts.items():
                 (folder / fname).parent.mkdir(parents=True, exist_ok=True)
                 (folder / fname).write_text(text)
@@ -330,10 +411,9 @@ class Tracker:
                 {k: fit_param(run_id, k, v, self.param_limit) for k, v in rec.params.items()}, curves, summary,
                 start_ms=start, dataset=rec.dataset))
         stale = {run.run_id: replaces.get(rec.run.hash, ()) for rec, run in zip(records, runs)}
-        if self._sqlite is None:
-            self._sqlite = sqlstore.connect(db)
         for part in sqlstore.transactions(runs):  # a stale copy is killed with its replacement
-            self.points += sqlstore.insert(self._sqlite, part, [(old, now) for r in part for old in stale[r.run_id]])
+            with self._con() as con:
+                self.points += sqlstore.insert(con, part, [(old, now) for r in part for old in stale[r.run_id]])
         return [r.run_id for r in runs]
 
     def _client_run(self, exp_id, parent_id, record: RunRecord, tags: dict, replaces) -> str:
@@ -356,6 +436,10 @@ class Tracker:
 
     # ---------------------------------------------------------------- reliability (spool, lease)
     def mark_killed(self, run_ids):
+        if self.direct:
+            with self._con() as con:
+                sqlstore.terminate(con, list(run_ids), "KILLED")
+            return
         for run_id in run_ids:
             self.client.set_terminated(run_id, "KILLED")
 
@@ -388,18 +472,19 @@ def is_transient(exc: BaseException) -> bool:
     A database error decides by its own message (``database is locked`` is transient; a full
     disk or a read-only database is not), whatever MLflow wrapped it in.
     """
-    import requests
-    import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
-
     chain, e = [], exc
     while e is not None and len(chain) < 10:
         chain.append(e)
         e = e.__cause__ or e.__context__
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")   # not imported: no sqlalchemy error to look for
+    database = (sqlite3.OperationalError,) + ((sqlalchemy_exc.OperationalError,) if sqlalchemy_exc else ())
     for e in chain:
-        if isinstance(e, (sqlite3.OperationalError, sqlalchemy.exc.OperationalError)):
+        if isinstance(e, database):
             text = str(e).lower()
             return "locked" in text or "busy" in text
+    import requests
+    from mlflow.exceptions import MlflowException
+
     for e in chain:
         if isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
                           TimeoutError)):

@@ -104,3 +104,84 @@ def test_sanitize_matches_mlflow():
     values, is_nan = sqlstore.sanitize(x)
     want = [SqlAlchemyStore.sanitize_metric_value(None, float(v)) for v in x]
     assert [(bool(n), v) for n, v in zip(is_nan, values.tolist())] == [(bool(n), float(v)) for n, v in want]
+
+
+def _sweep(tmp_path, name, bulk, recs):
+    """A whole sweep's store calls: experiment, parent with params/tags/artifacts, runs, a
+    stale copy killed, a text artifact, the end; direct (bulk) or through MLflow's client."""
+    Tracker(f"sqlite:///{tmp_path}/{name}.db")   # an existing store, as every sweep after the first finds
+    t = Tracker(f"sqlite:///{tmp_path}/{name}.db", bulk=bulk)
+    e = t.experiment("exp", "what it studies")
+    assert t.experiment("exp", "what it studies, edited") == e   # found again, note updated
+    parent = t.start_sweep(e, "sweep 1", {"file": "a.toml", "long": "x" * 7000}, {"mlflow.source.name": "a.toml"},
+                           {"experiment.toml": "a = 1\n"})
+    ids = t.log_runs(e, parent, recs, {"bpresearch.group": "g"})
+    t.mark_killed(ids[-1:])
+    t.log_text(parent, '{"r": 1}', "refine.json")
+    t.end_sweep(parent, {"wall_time_s": 1.5, "inf": float("inf"), "nan": float("nan")}, "FINISHED")
+    return t, e, parent, ids
+
+
+def test_a_direct_sweep_writes_what_mlflows_client_writes(tmp_path, linear_example, capsys):
+    from mlflow.tracking import MlflowClient
+
+    recs = _records(linear_example)
+    (ta, ea, pa, ia), (tb, eb, pb, ib) = _sweep(tmp_path, "direct", True, recs), _sweep(tmp_path, "client", False, recs)
+    assert ta.direct and not tb.direct and ta._client is None, "the direct sweep never needed MLflow's client"
+    ca, cb = MlflowClient(ta.uri), MlflowClient(tb.uri)
+    xa, xb = ca.get_experiment(ea), cb.get_experiment(eb)
+    assert (xa.name, xa.lifecycle_stage, xa.tags) == (xb.name, xb.lifecycle_stage, xb.tags)
+    assert xa.tags["mlflow.note.content"] == "what it studies, edited"
+    assert xa.artifact_location.endswith("/mlartifacts/exp") and xb.artifact_location.endswith("/mlartifacts/exp")
+    ra, rb = ca.get_run(pa), cb.get_run(pb)
+    for f in ("status", "run_name", "lifecycle_stage", "user_id", "experiment_id"):
+        assert getattr(ra.info, f) == getattr(rb.info, f), f
+    assert ra.info.artifact_uri == f"{xa.artifact_location}/{pa}/artifacts"
+    assert ra.info.end_time >= ra.info.start_time > 0
+    assert ra.data.tags == rb.data.tags and ra.data.params == rb.data.params
+    assert len(ra.data.params["long"]) == sqlstore.PARAM_LIMIT
+    assert str(ra.data.metrics) == str(rb.data.metrics)
+    assert sorted(f.path for f in ca.list_artifacts(pa)) == sorted(f.path for f in cb.list_artifacts(pb)) == \
+        ["experiment.toml", "refine.json"]
+    assert [ca.get_run(i).info.status for i in ia] == [cb.get_run(i).info.status for i in ib] == \
+        ["FINISHED", "FINISHED", "KILLED"]
+    # reading back: the same answers from the direct reads and from MLflow's searches
+    client_view = Tracker(ta.uri, bulk=False)
+    assert ta.runs_by_hash(ea) == client_view.runs_by_hash(ea)
+    assert str(ta.finished_summaries(ea)) == str(client_view.finished_summaries(ea))
+    assert ta.find_experiment("exp") == ea and ta.find_experiment("none") is None
+
+
+def test_direct_writes_need_the_schema_they_were_written_for(tmp_path):
+    """The revision and param limit these statements assume are the installed MLflow's; a store
+    at another revision goes through MLflow (which refuses an unmigrated store and says why)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    assert sqlstore.installed_head() == _get_latest_schema_revision() == sqlstore.SCHEMA_REVISION
+    assert sqlstore.PARAM_LIMIT == MAX_PARAM_VAL_LENGTH
+    db = tmp_path / "m.db"
+    assert not sqlstore.writable(db) and Tracker(f"sqlite:///{db}").direct   # created by MLflow, then direct
+    assert sqlstore.writable(db)
+    old = tmp_path / "old.db"   # another file: MLflow keeps one store object per uri in a process
+    old.write_bytes(db.read_bytes())
+    with sqlite3.connect(old) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'abc'")
+    assert not sqlstore.writable(old)
+    with pytest.raises(Exception, match="out-of-date database schema"):
+        Tracker(f"sqlite:///{old}")
+
+
+def test_a_sweep_into_an_existing_store_imports_neither_mlflow_nor_pandas(tmp_path, linear_example):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    Tracker(uri)   # the store exists (MLflow created it)
+    code = ("import sys; from bpresearch.cli import main; "
+            f"rc = main(['sweep', {str(linear_example)!r}, '--tracking-uri', {uri!r}, '--set', 'train.steps=5', "
+            "'--set', 'sweep.seeds=1']); "
+            "print(rc, sorted(m for m in ('mlflow', 'pandas', 'sklearn', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split("\n")[-2] == "0 []", out.stdout[-500:] + out.stderr[-2000:]
+    assert len(Tracker(uri, bulk=False).runs_by_hash(Tracker(uri).find_experiment("linear-regression"))[0]) > 0
