@@ -1,7 +1,8 @@
 """One measurement each: the harness as a subprocess, its compiled programs alone, the naive loops.
 
-Every measurement writes into its own fresh sqlite store in a temporary folder and
-returns a plain dict: wall seconds, compilations, metric points and each run's final
+Every measurement writes into its own copy of an empty sqlite store (created once by
+MLflow, as every sweep after a store's first finds it: ``_store``) in a temporary folder;
+creating a store is measured on its own (``store_creation``). Each returns a plain dict: wall seconds, compilations, metric points and each run's final
 full training loss keyed by ``(batch_size, learning_rate, seed)``, so that the four
 ways of training can be checked against each other.
 """
@@ -65,8 +66,28 @@ def key_of(config: dict) -> tuple:
     return (int(config["train"]["batch_size"]), float(config["optimizer"]["learning_rate"]), int(config["train"]["seed"]))
 
 
+_template: list[Path] = []   # the empty store every measurement copies (made on first use)
+
+
 def _store(tmp: str) -> str:
+    """A copy of an empty MLflow store at ``tmp``/mlflow.db (its experiments and runs are the measurement's)."""
+    if not _template:
+        folder = Path(tempfile.mkdtemp(prefix="bench-template-"))
+        Tracker(f"sqlite:///{folder}/mlflow.db")   # MLflow creates and migrates it
+        _template.append(folder / "mlflow.db")
+    shutil.copy(_template[0], Path(tmp) / "mlflow.db")
     return f"sqlite:///{tmp}/mlflow.db"
+
+
+def store_creation(times: int = 3) -> list[float]:
+    """Seconds MLflow takes to create (and migrate) a new sqlite store, in this process, ``times`` times."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench-create-") as tmp:
+        for i in range(times):
+            t0 = time.perf_counter()
+            Tracker(f"sqlite:///{tmp}/new{i}.db")
+            out.append(time.perf_counter() - t0)
+    return out
 
 
 def harness_command() -> list[str]:
@@ -80,15 +101,18 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def harness(overrides: list[str], env_extra: dict[str, str] | None = None, source: str | None = None) -> dict:
+def harness(overrides: list[str], env_extra: dict[str, str] | None = None, source: str | None = None,
+            new_store: bool = False) -> dict:
     """``bpresearch sweep GRID`` in a subprocess: process start, compile, training and tracking.
 
     ``env_extra`` adds environment variables, e.g. ``JAX_COMPILATION_CACHE_DIR`` to measure
     what a persistent compilation cache would save. ``source``: another checkout of the
     project (an earlier commit), run with this interpreter's packages, for a before/after.
+    ``new_store``: the sweep creates its store (a user's very first sweep) instead of
+    finding an empty one.
     """
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
-        uri = _store(tmp)
+        uri = f"sqlite:///{tmp}/mlflow.db" if new_store else _store(tmp)
         cmd = (harness_command() if source is None else [sys.executable, "-m", "bpresearch.cli"]) + \
             ["sweep", str(GRID), "--tracking-uri", uri]
         for o in overrides:
@@ -226,7 +250,7 @@ def write_path(exp: expmod.Experiment, copies: int = 8) -> dict:
     recs = _group_records(exp)
     out = {"runs": len(recs) * copies}
     with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
-        Tracker(_store(tmp))  # a fresh store, created once, copied for every measurement
+        _store(tmp)  # the empty store, copied for every measurement
         empty = Path(tmp) / "empty.db"
         shutil.copy(Path(tmp) / "mlflow.db", empty)
         for label, strip in (("full", False), ("no_points", True)):
