@@ -1,12 +1,14 @@
 """Where a sweep's compiled groups train: in this process, or on Ray actors.
 
 A sweep is a list of ``Job``s, one per compiled group; an executor trains them and
-yields each ``Done`` (the job's index, its ``GroupResult`` of numpy arrays, and tags
-saying where it ran) as it finishes. Planning, resume by config hash, the parent run and
-the single writer thread stay with the driver (``runner``), whatever the executor.
+yields a ``Done`` (the job's index, a ``GroupResult`` of numpy arrays for some or all of
+its members, and tags saying where it ran) as soon as results reach this process.
+Planning, resume by config hash, the parent run and the single writer thread stay with
+the driver (``runner``), whatever the executor.
 
 - ``LocalExecutor``: one group after another on this process's devices, the next group
-  compiling on a thread while the current one trains.
+  compiling on a thread while the current one trains; each chunk of a group is yielded as
+  soon as it is on the host, so the driver writes it while the next chunk trains.
 - ``RayExecutor``: each group on a Ray Core actor (one per GPU, or per few CPU cores).
   Actors, not tasks: an actor keeps JAX and its compiled programs warm, where Ray starts
   a fresh worker process, and pays JAX's start-up, for each GPU task. Groups go largest
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 from .data import Dataset
-from .sweep import GroupResult, Member, compile_group, run_group
+from .sweep import GroupResult, Member, compile_group, run_chunks, run_group
 
 RAY_INSTALL = "--executor ray needs Ray, an optional extra: pip install -e '.[ray]'"
 
@@ -47,10 +49,13 @@ class Job(NamedTuple):
 
 
 class Done(NamedTuple):
+    """Trained members of one job: the whole group (Ray), or one chunk of it (local)."""
     index: int                # the job's position in the list given to ``run``
-    result: GroupResult
+    result: GroupResult       # over members[start : start + its length] of the job
     compile_s: float          # what compiling cost: the driver's wait (local), the worker's time (Ray)
     tags: dict[str, str]      # where it ran: overrides the driver's provenance tags
+    start: int = 0            # the job's member that ``result`` begins with
+    last: bool = True         # the job's last part: its group is trained
 
 
 class LocalExecutor:
@@ -58,7 +63,7 @@ class LocalExecutor:
     name = "local"
 
     def run(self, jobs: list[Job], on_runs: Callable[[int], None] | None = None) -> Iterator[Done]:
-        """Train ``jobs`` in order; ``on_runs(n)`` reports the runs trained so far."""
+        """Train ``jobs`` in order, yielding each chunk of each; ``on_runs(n)``: runs trained so far."""
         if not jobs:
             return
         compiler = ThreadPoolExecutor(max_workers=1)  # XLA compiles without holding the GIL
@@ -74,10 +79,11 @@ class LocalExecutor:
                 waited = time.perf_counter() - t0
                 if i + 1 < len(jobs):
                     pending = ahead(jobs[i + 1])
-                on_chunk = (lambda done, total, base=base: on_runs(base + done)) if on_runs else None
-                res = run_group(job.config, job.members, job.dataset, job.max_chunk, on_chunk, compiled)
+                for start, res in run_chunks(job.config, job.members, job.dataset, job.max_chunk, compiled):
+                    if on_runs:
+                        on_runs(base + start + res.size)
+                    yield Done(i, res, waited if start == 0 else 0.0, {}, start, start + res.size == len(job.members))
                 base += len(job.members)
-                yield Done(i, res, waited, {})
         finally:
             compiler.shutdown(wait=False, cancel_futures=True)
 

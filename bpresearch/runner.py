@@ -3,8 +3,9 @@
 An executor (``executors``) trains the groups: by default on this process's devices, the
 next group compiling on a thread while the current one trains (XLA releases the GIL while it
 compiles and computes); or on Ray actors. Planning, resume by config hash, the parent run
-and the single writer thread, which logs each finished group while the next ones train, stay
-here whatever the executor. The parent run's ``compile_time_s`` is the time the main thread
+and the single writer thread stay here whatever the executor. The writer logs each chunk of
+a group as soon as it is trained, while the next chunk (or group) trains, so that only the
+last chunk's writes are left for the end. The parent run's ``compile_time_s`` is the time the main thread
 waited for compilation (local executor), or the workers' compile time (Ray).
 """
 
@@ -212,9 +213,10 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
         summary.diverged += int(rec.summary["diverged"])
 
     def writer():
-        # Each group goes into the spool first, then into the store (one group, one call: on sqlite
-        # a few transactions for all its runs, Delivery.write → log_runs). After a store failure
-        # the groups still coming are only spooled.
+        # Each part the executor hands out (a chunk of a group trained here, a whole group from
+        # Ray) goes into the spool first, then into the store (one part, one call: on sqlite a few
+        # transactions for all its runs, Delivery.write → log_runs), while the next chunk trains.
+        # After a store failure the parts still coming are only spooled.
         while (item := work.get()) is not None:
             records, where = item
             group_tags = {**tags, **where}
@@ -248,15 +250,16 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
 
         inputs_of: dict[int, dict] = {}   # one dataset input (and digest) per data set
         for done in (executor.run(jobs, on_runs) if jobs else ()):
-            state["group"] += 1
+            state["group"] += int(done.last)
             summary.compile_s += done.compile_s
             summary.train_s += done.result.run_s
             end = int(time.time() * 1000)
-            span = (end - int(round(done.result.run_s * 1000)), end)   # the group's training
+            span = (end - int(round(done.result.run_s * 1000)), end)   # its compiled call(s)
             ds = jobs[done.index].dataset
             if id(ds) not in inputs_of:
                 inputs_of[id(ds)] = results.dataset_input(jobs[done.index].config, ds)
-            recs = results.records(group_list[done.index], done.result, inputs_of[id(ds)])
+            runs = group_list[done.index][done.start:done.start + done.result.size]   # a chunk, or the group
+            recs = results.records(runs, done.result, inputs_of[id(ds)])
             for rec in recs:
                 rec.times = span
             bar.logging_started()
@@ -318,7 +321,9 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
 
 def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> list:
     """Each compiled group's initial grid, then its refinement rounds, as chunks of one program
-    compiled for the group's chunk size (the next group compiles on a thread meanwhile)."""
+    compiled for the group's chunk size (the next group compiles on a thread meanwhile); each
+    chunk goes to the writer as soon as it is trained, and a round's summaries to the schedule
+    once all its chunks are."""
     reports = []
     compiler = ThreadPoolExecutor(max_workers=1)  # XLA compiles without holding the GIL
 
@@ -335,27 +340,27 @@ def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> lis
             summary.compile_s += time.perf_counter() - t_wait  # what compilation cost the main thread
             if g < len(plans):  # the next group compiles while this one trains
                 ahead = compile_ahead(plans[g])
+            ds = exp.dataset(cfg)
+            inputs = results.dataset_input(cfg, ds)
             while batch:   # the initial grid, then each refinement round: chunks of one program
-                runs = [r for r, _ in batch]
-                base = state["trained"]
-
-                def on_chunk(done, total, base=base):
-                    state["trained"] = base + done
+                runs, base, trained = [r for r, _ in batch], state["trained"], {}
+                chunks = sweep.run_chunks(cfg, [sweep.member_of(r.config) for r in runs], ds, cfg["train"]["chunk"],
+                                          compiled, chunk_size=size)
+                for start, res in chunks:   # each chunk written while the next one trains
+                    state["trained"] = base + start + res.size
                     bar.update(state["trained"], state["logged"], detail())
-
-                res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg),
-                                      cfg["train"]["chunk"], on_chunk, compiled, chunk_size=size)
-                summary.train_s += res.run_s
-                end = int(time.time() * 1000)
-                recs = results.records(runs, res, results.dataset_input(cfg, exp.dataset(cfg)))
-                for rec in recs:
-                    rec.times = (end - int(round(res.run_s * 1000)), end)   # the round's training
-                bar.logging_started()
-                work.put((recs, {results.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
-                if failure:
-                    raise failure[0]
+                    summary.train_s += res.run_s
+                    end = int(time.time() * 1000)
+                    recs = results.records(runs[start:start + res.size], res, inputs)
+                    for rec in recs:
+                        rec.times = (end - int(round(res.run_s * 1000)), end)   # the chunk's training
+                    bar.logging_started()
+                    work.put((recs, {results.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
+                    if failure:
+                        raise failure[0]
+                    trained.update({rec.run.hash: rec.summary for rec in recs})
                 try:
-                    batch = gen.send({rec.run.hash: rec.summary for rec in recs})
+                    batch = gen.send(trained)
                     bar.total += len(batch)
                 except StopIteration as stop:
                     reports.append(stop.value)

@@ -9,14 +9,15 @@ Where JAX sees several local devices, each chunk's configurations are split over
 
 ``run_group`` is a pure function from a group description (a resolved config, the
 members' swept values, the data arrays) to numpy arrays, so that a group can run in
-another process or on another machine. What the config means (model, loss, optimizer,
+another process or on another machine. ``run_chunks`` is the same computation handed out
+chunk by chunk, so that a caller can write one chunk while the next one trains. What the config means (model, loss, optimizer,
 static settings) is read by ``workload``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -37,6 +38,11 @@ class GroupResult(NamedTuple):
     eval_steps: np.ndarray          # the steps of full_train_loss / test_loss
     compile_s: float
     run_s: float
+
+    @property
+    def size(self) -> int:
+        """How many members the arrays hold."""
+        return len(next(iter(self.arrays.values())))
 
 
 def chunks(n: int, max_chunk: int, devices: int = 1) -> tuple[int, int]:
@@ -67,21 +73,21 @@ def compile_group(config: dict, n_members: int, dataset: Dataset, max_chunk: int
     return compiled, time.perf_counter() - t0
 
 
-def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
-              on_chunk=None, compiled=None, chunk_size: int | None = None) -> GroupResult:
-    """Train every member of a group with one compiled program.
+def run_chunks(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
+               compiled=None, chunk_size: int | None = None) -> Iterator[tuple[int, GroupResult]]:
+    """Train a group chunk by chunk; yield each chunk's results as soon as they are on the host.
+
+    A caller can write chunk c while chunk c + 1 trains, rather than wait for the whole
+    group. Every chunk is one call of the same compiled program on the same padded member
+    arrays that ``run_group`` concatenates, so the results are the same bit for bit.
 
     Args:
-        config: the resolved config of any member (only what the group shares is read).
-        members: the vmapped values (learning rate, momentum, seed) of each run.
-        dataset: the training (and test) arrays.
-        max_chunk: the most members per compiled call.
-        on_chunk: optional ``on_chunk(done, total)`` progress callback.
-        compiled: ``compile_group``'s result, if the caller compiled ahead.
-        chunk_size: the chunk ``compiled`` was compiled for, when it is not the one
-            ``chunks(len(members), max_chunk)`` gives (a refinement round reuses the program).
-    Returns:
-        ``GroupResult``: arrays stacked over members, in the order given.
+        config, members, dataset, max_chunk, compiled, chunk_size: as for ``run_group``.
+    Yields:
+        ``(start, result)``: the index in ``members`` of the chunk's first member, and a
+        ``GroupResult`` over that chunk's members only (padding cut off). The first chunk's
+        ``compile_s`` carries the group's compilation, the others 0, so that they add up;
+        ``run_s`` is the chunk's own training and transfer to the host.
     """
     devices = sharding.n_devices()
     data = sharding.replicate(to_device(config, dataset), devices)
@@ -95,17 +101,41 @@ def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: 
     lr = np.array([m.learning_rate for m in padded], np.float32)
     mom = np.array([m.momentum for m in padded], np.float32)
     seed = np.array([m.seed for m in padded], np.int32)
-    t0 = time.perf_counter()
-    parts = []
-    for c in range(n_chunks):
-        sl = slice(c * size, (c + 1) * size)
-        parts.append(jax.device_get(program(data, lr[sl], mom[sl], seed[sl])))
-        if on_chunk:
-            on_chunk(min((c + 1) * size, len(members)), len(members))
-    run_s = time.perf_counter() - t0
-    arrays = {k: np.concatenate([p[k] for p in parts])[:len(members)] for k in parts[0]}
     t = train_spec(config)
-    return GroupResult(arrays, train.eval_steps(t.steps, t.eval_every), compile_s, run_s)
+    ev = train.eval_steps(t.steps, t.eval_every)
+    for c in range(n_chunks):
+        start, stop = c * size, min((c + 1) * size, len(members))
+        sl = slice(c * size, (c + 1) * size)
+        t0 = time.perf_counter()
+        out = jax.device_get(program(data, lr[sl], mom[sl], seed[sl]))
+        run_s = time.perf_counter() - t0
+        arrays = {k: v[:stop - start] for k, v in out.items()}
+        yield start, GroupResult(arrays, ev, compile_s if c == 0 else 0.0, run_s)
+
+
+def run_group(config: dict, members: list[Member], dataset: Dataset, max_chunk: int = 64,
+              on_chunk=None, compiled=None, chunk_size: int | None = None) -> GroupResult:
+    """Train every member of a group with one compiled program (``run_chunks``, joined).
+
+    Args:
+        config: the resolved config of any member (only what the group shares is read).
+        members: the vmapped values (learning rate, momentum, seed) of each run.
+        dataset: the training (and test) arrays.
+        max_chunk: the most members per compiled call.
+        on_chunk: optional ``on_chunk(done, total)`` progress callback.
+        compiled: ``compile_group``'s result, if the caller compiled ahead.
+        chunk_size: the chunk ``compiled`` was compiled for, when it is not the one
+            ``chunks(len(members), max_chunk)`` gives (a refinement round reuses the program).
+    Returns:
+        ``GroupResult``: arrays stacked over members, in the order given.
+    """
+    parts = []
+    for start, part in run_chunks(config, members, dataset, max_chunk, compiled, chunk_size):
+        parts.append(part)
+        if on_chunk:
+            on_chunk(start + part.size, len(members))
+    arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
+    return GroupResult(arrays, parts[0].eval_steps, sum(p.compile_s for p in parts), sum(p.run_s for p in parts))
 
 
 def member_of(config: dict) -> Member:
