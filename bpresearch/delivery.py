@@ -108,7 +108,7 @@ class Delivery:
         """The one-line error of a failed sweep, saying what is saved and how to write it."""
         self.failed = True
         n = len(self.spool.pending(self.name))
-        saved = (f"{n} trained group(s) are saved in {self.spool.folder(self.name)}: run the same command again "
+        saved = (f"{n} trained chunk(s) are saved in {self.spool.folder(self.name)}: run the same command again "
                  f"(or `bpresearch sync`) to write them without training them again" if n else
                  "no trained results were waiting to be written")
         text = str(what) if isinstance(what, retry.StoreFailure) else f"{self.name}: {retry.describe(what)}"

@@ -134,7 +134,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     retrained. One sweep of an experiment per store at a time: a second one waits (lease.py).
 
     Raises:
-        retry.StoreFailure: the store failed; every trained group not yet written is in the spool.
+        retry.StoreFailure: the store failed; every trained chunk not yet written is in the spool.
     """
     out = out or sys.stderr
     keep = Delivery(tracker, exp.name, exp.description, out)

@@ -1,7 +1,7 @@
 """The spool: trained results wait on local disk until the store has them.
 
-Each group's records are saved here, atomically, the moment training returns them and
-before anything is written to the MLflow store; the file is deleted once every record of it
+Each chunk's records (a whole group's, from Ray) are saved here, atomically, the moment
+training returns them and before anything is written to the MLflow store; the file is deleted once every record of it
 is FINISHED in the store. If the store fails (or the process dies) the file stays, and the
 next ``bpresearch sweep`` of the experiment, or ``bpresearch sync``, writes it first
 without training it again.
@@ -9,7 +9,7 @@ without training it again.
 Where: ``$BPRESEARCH_SPOOL`` if set; beside a sqlite store
 (``<store folder>/.bpresearch-spool/``); for any other store
 ``~/.cache/bpresearch/spool/<store>/``. One folder per experiment
-(``names.safe_name``), one ``.npz`` file per group.
+(``names.safe_name``), one ``.npz`` file per chunk.
 
 File format (numpy ``.npz``, no pickles): ``meta`` is UTF-8 JSON (experiment name and
 description, the provenance tags of the process that trained them, and per run its

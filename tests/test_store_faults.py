@@ -138,7 +138,7 @@ def test_server_killed_mid_sweep_loses_nothing(linear_example, tmp_path):
         assert "Traceback" not in err
         spooled = sorted((tmp_path / "spool").rglob("*.npz"))
         assert spooled, "the trained groups the server never got are in the spool"
-        assert re.search(rf"{len(spooled)} trained group\(s\) are saved in .*run the same command again", errors[0])
+        assert re.search(rf"{len(spooled)} trained chunk\(s\) are saved in .*run the same command again", errors[0])
         assert 0 < written < GRID
 
         server = start_server(tmp_path, port)
