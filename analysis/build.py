@@ -29,11 +29,11 @@ from . import predictions as P
 from . import uncertainty as U
 from . import seedfigs as SF
 from .predictions import bound_labels
-from .prose import (findings_best_intervals, findings_best_short, findings_boundary, findings_compare,
-                    findings_critical_paths, findings_divergence, findings_lost, findings_not_reached, findings_random,
-                    findings_resolution, findings_scaling_intervals, findings_seed_graph, findings_sensitivity,
-                    findings_sharpness, findings_steps_source, findings_two_noises, findings_untuned,
-                    headline_divergence, headline_fastest)
+from .prose import (findings_best_intervals, findings_best_short, findings_compare, findings_divergence,
+                    findings_lost, findings_not_reached, findings_random, findings_resolution,
+                    findings_scaling_intervals, findings_seed_graph, findings_sensitivity, findings_steps_source,
+                    findings_untuned, headline_divergence, headline_fastest)
+from .prose_predicted import findings_boundary, findings_critical_paths, findings_sharpness, findings_two_noises
 from .render import Figure, Report
 from .summary import variant_summary
 from .tables import (best_table, critical_table, divergence_table, outcome_table, predicted_table, scaling_table,

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from .predictions import bound_labels
-from .prose import bracket_text, bs_text, fmt_steps, position_text, ratio_words, steps_interval_text
+from .prose import bs_text, fmt_steps, steps_interval_text
+from .prose_predicted import bracket_text, position_text, ratio_words
 
 
 # ---------------------------------------------------------------- predicted against measured

@@ -13,7 +13,7 @@ import pytest
 
 from analysis import measures as M
 from analysis import predictions as P
-from analysis import prose
+from analysis import prose, prose_predicted
 from analysis import uncertainty as U
 from analysis.critical import fit_lr_scaling, fit_steps_examples
 
@@ -172,18 +172,15 @@ def test_no_edge_of_stability_claim_for_runs_that_never_approach_2_over_eta():
     reg = P.sharpness_regimes(curves, runs)
     assert set(reg["regime"]) == {"catapult", "below"}
     assert reg.loc[reg["learning_rate"] == 1.0, "drop_step"].iloc[0] == 4
-    text = " ".join(prose.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH))
+    text = " ".join(prose_predicted.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH))
     assert "No full-batch run was at the edge of stability" in text and "Catapult" in text
-    # the old finding named the edge-of-stability effect for the same data
-    old = P.edge_of_stability(curves, runs)
-    assert "edge-of-stability effect" in " ".join(prose.findings_edge(old, None, 45))
 
 
 def test_edge_of_stability_is_claimed_when_sharpness_hovers_at_2_over_eta():
     runs, curves = sharp_runs({0.5: [0.3, 0.4, 0.6, 0.8, 0.95, 1.02, 0.98, 1.05, 0.97, 1.01]})
     reg = P.sharpness_regimes(curves, runs)
     assert reg["regime"].iloc[0] == "edge of stability" and reg["edge_steps"].iloc[0] == "8–135"
-    assert "Edge of stability" in prose.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH)[0]
+    assert "Edge of stability" in prose_predicted.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH)[0]
 
 
 # ---------------------------------------------------------------- 8. noise scales along the path
@@ -206,5 +203,5 @@ def test_path_average_skips_values_near_the_minimum_and_weights_by_steps():
              {"run_id": "r", "key": "grad_norm", "step": 20, "value": 1e-5},
              {"run_id": "r", "key": "train_loss", "step": 20, "value": 0.5}]
     assert P.noise_path_average(pd.DataFrame(rows), runs, table, "gradient_noise_scale")["n_points"].iloc[0] == 3
-    text = prose.findings_critical_paths(0.1, None, "", {"gradient_noise_scale": p}, "")
+    text = prose_predicted.findings_critical_paths(0.1, None, "", {"gradient_noise_scale": p}, "")
     assert "not available" in text and "McCandlish" in text

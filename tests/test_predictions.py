@@ -8,7 +8,7 @@ import pytest
 
 from analysis import figures as F
 from analysis import predictions as P
-from analysis.prose import findings_boundary, findings_edge
+from analysis.prose_predicted import findings_boundary
 from analysis.tables import predicted_table
 
 
@@ -90,9 +90,6 @@ def test_edge_of_stability_measures_full_batch_runs_against_2_over_eta():
     # With momentum β = 0.9 the bound is (2 + 2β)/η.
     assert P.edge_of_stability(curves_frame(pts), runs, 3.8).set_index("run_id").loc["f1", "bound"] == \
         pytest.approx(7.6)
-    text = " ".join(findings_edge(e.reset_index().assign(reached=True), None, 10))
-    assert "at η = 0.5" in text and "settled within 10% of it" in text and "from 6 at step 0 to 4.1" in text
-    assert "progressive sharpening) in 1 of 1 runs" in text
 
 
 def test_noise_scale_is_taken_at_the_measured_step_closest_to_the_target():
