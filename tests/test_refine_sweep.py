@@ -193,6 +193,21 @@ def _finished_refined(db: Path) -> int:
         return 0
 
 
+def test_a_refining_sweep_writes_each_chunk_while_the_next_trains(tmp_path, monkeypatch):
+    """per_round = 1: chunks of 2 (one learning rate × 2 seeds), the initial grid of 3 learning rates in
+    3 chunks a group; every chunk, of the grid and of the round, is in the store before the next trains."""
+    from bpresearch import sweep
+    from chunkwrites import ChunkWrites
+
+    path, *_ = write(tmp_path, rounds=1, extra=", per_round = 1")
+    watch = ChunkWrites(monkeypatch, sweep)
+    summary = runner.run_experiment(experiment.load(path), Tracker(f"sqlite:///{tmp_path}/m.db"), path.read_text())
+    trained = [e for e in watch.events if e[0] == "trained"]
+    assert watch.alternate(), watch.events
+    assert [e[2] for e in trained] == [2] * len(trained) and len(trained) > 3 * summary.groups
+    assert sum(e[2] for e in trained) == summary.logged == summary.trained
+
+
 @pytest.mark.slow
 def test_a_killed_refinement_resumes_to_the_same_optimum(tmp_path):
     # one learning rate per round: many rounds, so the kill lands inside the refinement

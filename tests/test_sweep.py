@@ -261,40 +261,12 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
 def test_a_group_is_written_chunk_by_chunk_while_it_trains(linear_example, tmp_path, monkeypatch, capsys):
     """Two groups of 6 runs in chunks of 2: each chunk reaches the store before the next chunk of its
     group trains (one writer call per chunk), and the store holds ``run_group``'s curves bit for bit."""
-    import threading
-
     from bpresearch import executors
-    from bpresearch.tracking import Tracker
+    from chunkwrites import ChunkWrites
 
     sets = ["train.steps=30", "train.eval_every=5", "train.chunk=2", "sweep.seeds=2",
             "sweep.learning_rate=[0.03, 0.3, 3.0]", "sweep.batch_size=[1, 8]"]
-    events, written = [], threading.Condition()
-    real_chunks, real_log = executors.run_chunks, Tracker.log_runs
-
-    def log_runs(self, exp_id, parent_id, records, tags, replaces=None):
-        ids = real_log(self, exp_id, parent_id, records, tags, replaces)
-        with written:
-            events.append(("written", [r.run.hash for r in records]))
-            written.notify_all()
-        return ids
-
-    def n_written():
-        return sum(e[0] == "written" for e in events)
-
-    def run_chunks(*args, **kwargs):
-        for start, res in real_chunks(*args, **kwargs):
-            before = n_written()
-            events.append(("trained", start, res.size))
-            yield start, res
-            # The driver asks for the next chunk: this one must reach the store before the next trains.
-            # (The bound only keeps a wrong implementation from hanging: records made after the whole
-            # group never arrive here.)
-            with written:
-                if not written.wait_for(lambda: n_written() > before, timeout=30):
-                    events.append(("not written before the next chunk", start))
-
-    monkeypatch.setattr(executors, "run_chunks", run_chunks)
-    monkeypatch.setattr(Tracker, "log_runs", log_runs)
+    watch = ChunkWrites(monkeypatch, executors)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert main(["sweep", str(linear_example), "--tracking-uri", uri, *[a for s in sets for a in ("--set", s)]]) == 0
     assert "trained 12/12, logged 12/12, 2/2 groups trained" in capsys.readouterr().err
@@ -304,7 +276,7 @@ def test_a_group_is_written_chunk_by_chunk_while_it_trains(linear_example, tmp_p
     for runs in exp.groups().values():
         for start in range(0, len(runs), 2):
             want += [("trained", start, 2), ("written", [r.hash for r in runs[start:start + 2]])]
-    assert events == want
+    assert watch.events == want
 
     client = MlflowClient(uri)
     e = client.get_experiment_by_name("linear-regression")
