@@ -10,8 +10,8 @@ Where JAX sees several local devices, each chunk's configurations are split over
 ``run_group`` is a pure function from a group description (a resolved config, the
 members' swept values, the data arrays) to numpy arrays, so that a group can run in
 another process or on another machine. ``run_chunks`` is the same computation handed out
-chunk by chunk, so that a caller can write one chunk while the next one trains. What the config means (model, loss, optimizer,
-static settings) is read by ``workload``.
+chunk by chunk, so that a caller can write one chunk while the next one trains. What the
+config means (model, loss, optimizer, static settings) is read by ``workload``.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ def run_chunks(config: dict, members: list[Member], dataset: Dataset, max_chunk:
     seed = np.array([m.seed for m in padded], np.int32)
     t = train_spec(config)
     ev = train.eval_steps(t.steps, t.eval_every)
+    # Chunk c + 1 is not dispatched before chunk c is fetched: the caller's host work between
+    # chunks (a chunk's records: ≈ 20 ms for 64 digits runs) is under 1% of a chunk's training,
+    # and a second call in flight would double what Ctrl-C waits for.
     for c in range(n_chunks):
         start, stop = c * size, min((c + 1) * size, len(members))
         sl = slice(c * size, (c + 1) * size)
