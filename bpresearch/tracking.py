@@ -228,19 +228,45 @@ class Tracker:
                     sqlstore.set_experiment_tags(con, exp_id, tags)
                     return str(exp_id)
             # a deleted experiment: MLflow refuses its tags, and says so
+        from mlflow.exceptions import MlflowException
+
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             location = None if sqlite_path(self.uri) is None else self._new_location(name)
-            exp_id = self.client.create_experiment(name, artifact_location=location)
-        else:
+            try:
+                exp_id = self.client.create_experiment(name, artifact_location=location)
+            except MlflowException:
+                # two sweeps started at once: the other one created it since we looked
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp is not None:
             exp_id = exp.experiment_id
+        have = exp.tags if exp is not None else {}
         for k, v in tags.items():
-            self.client.set_experiment_tag(exp_id, k, v)
+            if have.get(k) != v:
+                self._set_experiment_tag(exp_id, k, v)
         return exp_id
 
     def _new_location(self, name: str) -> str:
         """A sqlite store's artifacts stay beside it, not in the caller's folder."""
         return (sqlite_path(self.uri).resolve().parent / "mlartifacts" / safe_name(name)).as_uri()
+
+    def _set_experiment_tag(self, exp_id: str, key: str, value: str):
+        """``set_experiment_tag`` that two processes may call at once on a new tag.
+
+        MLflow's SQL store (a server's too) looks for the tag, then inserts it: of two first
+        writes at once the second fails on the unique key. The tag exists then, and writing
+        it again updates it (the last write wins, as for any tag).
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_experiment_tag(exp_id, key, value)
+        except MlflowException:
+            if key not in self.client.get_experiment(exp_id).tags:
+                raise
+            self.client.set_experiment_tag(exp_id, key, value)
 
     def runs_by_hash(self, exp_id: str) -> tuple[set[str], dict[str, list[str]], set[str]]:
         """(hashes with a FINISHED child run, hash -> ids of unfinished child runs,
@@ -448,7 +474,7 @@ class Tracker:
         return self.client.get_experiment(exp_id).tags.get(LEASE_TAG, "")
 
     def set_lease(self, exp_id: str, value: str):
-        self.client.set_experiment_tag(exp_id, LEASE_TAG, value)
+        self._set_experiment_tag(exp_id, LEASE_TAG, value)
 
     def experiments(self) -> list[tuple[str, str, int, int]]:
         """(name, description, finished child runs, sweeps) for every experiment."""

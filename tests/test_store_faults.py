@@ -76,7 +76,9 @@ def kill_server(p: subprocess.Popen):
 
 
 def sweep_env(**extra) -> dict:
-    env = {**os.environ, "BPRESEARCH_STORE_RETRY_S": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5", **extra}
+    # A killed server refuses or resets connections at once: the request timeout is only an upper
+    # bound for a slow (loaded) server, which must not fail the sweep before the kill.
+    env = {**os.environ, "BPRESEARCH_STORE_RETRY_S": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "120", **extra}
     if "BPRESEARCH_SPOOL" not in extra:
         env.pop("BPRESEARCH_SPOOL", None)  # the default: beside the sqlite store
     return env
@@ -195,33 +197,24 @@ def test_sqlite_store_that_fills_mid_sweep_loses_nothing(linear_example, tmp_pat
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_experiment_log_each_configuration_once(linear_example, tmp_path):
-    """Two sweeps started while a third holds the experiment: both wait; then each run is logged once."""
-    import threading
+    """Two sweeps started while a third holds the experiment: both wait; then each run is logged once.
 
+    Both start at once into a new store, so they also race to create the experiment."""
     from bpresearch import lease
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    release, held = threading.Event(), threading.Event()
-
-    def holder():  # stands for a sweep in progress (the same flock a sweep takes)
-        with lease.file_lock(tmp_path / ".bpresearch-spool" / "linear-regression" / ".lock", "test", sys.stderr):
-            held.set()
-            release.wait(300)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(10)
     logs = [tmp_path / f"sweep{i}.log" for i in range(2)]
-    procs = [subprocess.Popen([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri, *SETS],
-                              env=sweep_env(), stdout=subprocess.DEVNULL, stderr=open(log, "w")) for log in logs]
-    deadline = time.time() + 180
-    while not all("waiting" in log.read_text() for log in logs) and time.time() < deadline:
-        assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
-        time.sleep(0.2)
-    release.set()
-    t.join()
+    # stands for a sweep in progress (the same flock a sweep takes), held until both say they wait
+    with lease.file_lock(tmp_path / ".bpresearch-spool" / "linear-regression" / ".lock", "test", sys.stderr):
+        procs = [subprocess.Popen([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri,
+                                   *SETS], env=sweep_env(), stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+                 for log in logs]
+        deadline = time.time() + 600   # an upper bound only: the loop ends when both wait
+        while not all("waiting" in log.read_text() for log in logs) and time.time() < deadline:
+            assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
+            time.sleep(0.2)
     for p in procs:
-        p.wait(timeout=300)
+        p.wait(timeout=600)
     errs = [log.read_text() for log in logs]
     assert [p.returncode for p in procs] == [0, 0], errs
     assert all("is being swept by pid" in e and "waiting" in e for e in errs), errs
@@ -309,3 +302,39 @@ def test_refining_sweep_writes_the_spool_and_never_retrains_it(linear_example, t
             "and r.status = 'FINISHED'", (HASH_TAG,))]
     assert hashes and len(hashes) == len(set(hashes)), "a configuration was logged twice"
     assert not list((tmp_path / ".bpresearch-spool").rglob("*.npz"))
+
+
+def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path):
+    """Two sweeps started at once into a new store both open the experiment (one creates it,
+    the other finds it) and set its tags and lease, never failing on the store's unique keys.
+    Each round starts both writers at one barrier, on a fresh experiment."""
+    import threading
+
+    from bpresearch.tracking import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND, Tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    trackers = [Tracker(uri) for _ in range(2)]   # one client each, as two processes have
+    for i in range(10):
+        start = threading.Barrier(2, timeout=300)
+        ids, errors = [None, None], []
+
+        def sweep_opens(k, i=i, start=start, ids=ids, errors=errors):
+            try:
+                start.wait()
+                ids[k] = trackers[k].experiment(f"exp{i}", "desc")
+                start.wait()
+                trackers[k].set_lease(ids[k], f"lease{k}")
+            except Exception as e:  # noqa: BLE001 - reported below
+                start.abort()
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=sweep_opens, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert ids[0] == ids[1]
+        tags = trackers[0].client.get_experiment(ids[0]).tags
+        assert tags[NOTE_TAG] == "desc" and tags[KIND_EXPERIMENT_TAG] == TRAINING_KIND
+        assert tags[LEASE_TAG] in ("lease0", "lease1")
