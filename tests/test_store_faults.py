@@ -304,7 +304,8 @@ def test_refining_sweep_writes_the_spool_and_never_retrains_it(linear_example, t
     assert not list((tmp_path / ".bpresearch-spool").rglob("*.npz"))
 
 
-def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path):
+@pytest.mark.parametrize("bulk", [True, False], ids=["direct-sqlite", "mlflow-client"])
+def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path, bulk):
     """Two sweeps started at once into a new store both open the experiment (one creates it,
     the other finds it) and set its tags and lease, never failing on the store's unique keys.
     Each round starts both writers at one barrier, on a fresh experiment."""
@@ -313,7 +314,8 @@ def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path):
     from bpresearch.tracking import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND, Tracker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    trackers = [Tracker(uri) for _ in range(2)]   # one client each, as two processes have
+    # one client each, as two processes have; bulk=False: MLflow's client, as for a server store
+    trackers = [Tracker(uri, bulk=bulk) for _ in range(2)]
     for i in range(10):
         start = threading.Barrier(2, timeout=300)
         ids, errors = [None, None], []
