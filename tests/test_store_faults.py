@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from bpresearch import experiment, results, sweep
 from bpresearch.cli import main
 from bpresearch.tracking import HASH_TAG, KIND_TAG, is_transient
+from bpresearch.tracking import client as tracking_client
 
 BIN = Path(sys.executable).parent
 SETS = ["--set", "train.steps=40", "--set", "sweep.seeds=1", "--set", "sweep.learning_rate=[0.01, 0.1]",
@@ -163,23 +164,35 @@ def test_server_killed_mid_sweep_loses_nothing(linear_example, tmp_path):
 
 @pytest.mark.slow
 def test_sqlite_store_that_fills_mid_sweep_loses_nothing(linear_example, tmp_path):
+    """The disk fills while a sweep runs: it has opened its parent run and trained, but cannot
+    write its groups. Where it fills is set by sizes, not by time: an earlier sweep of one group
+    (its parent run, two runs, its close) measures what a sweep adds to the store; the sweep
+    under test may grow the store by half that, from its start on: enough for its parent run
+    (a few pages), not for a group of runs (a single group is most of that growth)."""
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    proc = subprocess.Popen([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri, *SETS],
-                            env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while finished_count(db) == 0 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    size = db.stat().st_size
-    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, size))  # the disk is full for this sweep
-    out, err = proc.communicate(timeout=180)
+    tracking_client(uri)  # the store exists (and is migrated) before anything is measured
+    created = db.stat().st_size
+    assert main(["sweep", str(linear_example), "--tracking-uri", uri, *SETS[:-1], "sweep.batch_size=[1]"]) == 0
+    before = finished_count(db)
+    limit = db.stat().st_size + (db.stat().st_size - created) // 2
+
+    def full_disk():  # in the sweep's process, before it runs: no file of it may grow past `limit`
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([str(BIN / "bpresearch"), "sweep", str(linear_example), "--tracking-uri", uri, *SETS],
+                          env=sweep_env(), capture_output=True, text=True, timeout=600, preexec_fn=full_disk)
+    err = proc.stderr
     assert proc.returncode == 3, err
     errors = [line for line in err.splitlines() if line.startswith("bpresearch: error:")]
     assert len(errors) == 1 and re.search(r"disk I/O error|full", errors[0]) and "Traceback" not in err, err
+    assert re.search(r"writing \d+ run\(s\)", errors[0]), "it failed writing trained runs, after its parent run"
     spool = tmp_path / ".bpresearch-spool"  # the default: beside the sqlite store
-    assert sorted(spool.rglob("*.npz"))
+    spooled = sorted(spool.rglob("*.npz"))
+    assert spooled and re.search(rf"{len(spooled)} trained chunk\(s\) are saved in ", errors[0]), err
 
     written = finished_count(db)
+    assert before == 2 and before <= written < GRID
     assert main(["sync", "--tracking-uri", uri]) == 0  # the saved groups, without a sweep
     assert not list(spool.rglob("*.npz"))
     synced = finished_count(db) - written
@@ -189,10 +202,11 @@ def test_sqlite_store_that_fills_mid_sweep_loses_nothing(linear_example, tmp_pat
     parents = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'",
                                  order_by=["attributes.start_time DESC"])
     rest = GRID - written - synced  # what was never trained: the last sweep trained exactly that
+    names = [p.info.run_name.split()[0] for p in parents]
     if rest:
-        assert int(parents[0].data.params["runs_to_do"]) == rest and len(parents) == 3
+        assert int(parents[0].data.params["runs_to_do"]) == rest and names == ["sweep", "sync", "sweep", "sweep"]
     else:
-        assert [p.info.run_name.split()[0] for p in parents] == ["sync", "sweep"]
+        assert names == ["sync", "sweep", "sweep"]
 
 
 @pytest.mark.slow
