@@ -9,19 +9,27 @@ ways of training can be checked against each other.
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
 import os
+import pwd
 import re
 import resource
 import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import jax.monitoring
+import numpy as np
 
 from bpresearch import experiment as expmod
 from bpresearch import results, sqlstore, sweep
@@ -235,7 +243,7 @@ CEILING_SETTINGS = {"defaults": [], "bulk": [f"cache_size = -{sqlstore.CACHE_KIB
                     "bulk_sync_off": [f"cache_size = -{sqlstore.CACHE_KIB}", "synchronous = OFF"]}
 
 
-def write_path(exp: expmod.Experiment, copies: int = 8) -> dict:
+def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None) -> dict:
     """The harness's write path against sqlite itself, on the same metric rows.
 
     The grid's first group of real records, ``copies`` times over (one ``Tracker.log_runs``
@@ -245,9 +253,9 @@ def write_path(exp: expmod.Experiment, copies: int = 8) -> dict:
     and two indexes), one transaction: the ceiling. A second pass writes the records
     without their curves: the fixed cost per run (runs, tags, params, config artifact).
     MLflow's own client path (``Tracker(bulk=False)``: create_run, ``log_batch``,
-    set_terminated) writes 4 of the records, for scale.
+    set_terminated) writes 4 of the records, for scale. ``recs``: the records, if already trained.
     """
-    recs = _group_records(exp)
+    recs = recs if recs is not None else _group_records(exp)
     out = {"runs": len(recs) * copies}
     with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
         _store(tmp)  # the empty store, copied for every measurement
@@ -295,4 +303,247 @@ def write_path(exp: expmod.Experiment, copies: int = 8) -> dict:
     out["points_per_s"] = out["full_points"] / out["full_s"]   # all in: runs, tags, params, artifacts too
     for label in CEILING_SETTINGS:
         out[f"ceiling_{label}_points_per_s"] = out["ceiling_points"] / out[f"ceiling_{label}_s"]
+    return out
+
+
+# ---------------------------------------------------------------- other stores: a server, PostgreSQL
+# The bench starts its own server and PostgreSQL as the tests do (tests/storeview.py), but
+# does not import from tests/: the bench is not part of the test suite and runs without it.
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(ready, proc, what: str, log: Path, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}): {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start within {seconds:.0f} s: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def _stop(proc, sig=signal.SIGTERM):
+    os.killpg(proc.pid, sig)  # its process group: uvicorn's worker, postgres' backends
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _mlflow_server(folder: Path):
+    """``mlflow server`` (sqlite backend in ``folder``, one worker) on a free port; stopped by its process group."""
+    port, log = _free_port(), folder / "mlflow-server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                                 f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
+                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                                cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready():
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        _wait(ready, proc, "mlflow server", log)
+        yield base
+    finally:
+        _stop(proc)
+
+
+def postgres_missing() -> str | None:
+    """Why no throwaway PostgreSQL can be started here (one line), or None."""
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and not shutil.which("initdb"):
+        return "no PostgreSQL server installed (Debian: apt-get install postgresql)"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "no PostgreSQL driver: pip install -e '.[db]'"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user to run the server as"
+    return None
+
+
+@contextlib.contextmanager
+def _postgres():
+    """A throwaway PostgreSQL cluster (trust auth, fsync off) on a free port; yields an empty database's URI.
+
+    fsync, synchronous_commit and full_page_writes are off, as in the tests: the figure is
+    the client path's, not the disk's (a production server with fsync on is slower still).
+    """
+    import psycopg2
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bindir = Path(binaries[-1]) if binaries else Path(shutil.which("initdb")).parent
+    user = "postgres" if os.geteuid() == 0 else None   # PostgreSQL refuses to run as root
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    if user:
+        pw = pwd.getpwnam(user)
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+    log = folder / "server.log"
+    try:
+        subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres",
+                        "-E", "UTF8", "--no-sync"], user=user, check=True, capture_output=True, timeout=120)
+        port = _free_port()
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port),
+                                     "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                                     "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                                    user=user, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def ready():
+            try:
+                psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                                 connect_timeout=2).close()
+                return True
+            except psycopg2.OperationalError:
+                return False
+
+        try:
+            _wait(ready, proc, "postgres", log, 60)
+            conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('CREATE DATABASE "bench"')
+            conn.close()
+            yield f"postgresql://postgres@127.0.0.1:{port}/bench"
+        finally:
+            _stop(proc, signal.SIGINT)  # PostgreSQL's fast shutdown
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# the client calls of Tracker._client_run, timed apart (log_batch split by what it carries)
+PHASES = ("create_run", "log_batch_params", "log_batch_metrics", "bulk_insert", "log_inputs", "log_text",
+          "set_terminated")
+
+
+def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int) -> dict:
+    """``Tracker.log_runs`` of ``recs``, ``copies`` times, into ``uri``; seconds and calls of each client call.
+
+    The calls are timed by wrapping the tracker's own MLflow client (and its bulk insert) on
+    the instance, so bpresearch's code runs unchanged: what is left of the total is the
+    tracker's own Python (building ``Metric`` objects, fitting params).
+    """
+    tracker = Tracker(uri)
+    exp_id = tracker.experiment(exp.name, exp.description)
+    parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
+    secs, calls = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0)
+    requests = []   # (points, seconds) of each metrics log_batch: fixed cost a request vs cost a point
+
+    def timed(fn, phase_of):
+        def wrapper(*args, **kwargs):
+            phase = phase_of(args, kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                secs[phase] += time.perf_counter() - t0
+                calls[phase] += 1
+                if phase == "log_batch_metrics":
+                    requests.append((len(kwargs.get("metrics") or ()), time.perf_counter() - t0))
+        return wrapper
+
+    c = tracker.client
+    for name in ("create_run", "log_inputs", "log_text", "set_terminated"):
+        setattr(c, name, timed(getattr(c, name), lambda a, k, n=name: n))
+    c.log_batch = timed(c.log_batch, lambda a, k: "log_batch_metrics" if k.get("metrics") else "log_batch_params")
+    bulk = tracker._insert_new_metrics
+    done = {"bulk_points": 0}
+
+    db = {"in_bulk": False, "cursor_s": 0.0}
+    store = getattr(getattr(c, "_tracking_client", None), "store", None)
+    if getattr(store, "engine", None) is not None:   # a SQL store: the database's own share of the bulk insert
+        from sqlalchemy import event
+
+        def before(conn, cursor, statement, parameters, context, executemany):
+            conn.info["bench_t0"] = time.perf_counter()
+
+        def after(conn, cursor, statement, parameters, context, executemany):
+            if db["in_bulk"]:
+                db["cursor_s"] += time.perf_counter() - conn.info.pop("bench_t0")
+        event.listen(store.engine, "before_cursor_execute", before)
+        event.listen(store.engine, "after_cursor_execute", after)
+
+    def insert(run_id, metrics):   # counts only the inserts that happened (False: not a SQL store)
+        t0 = time.perf_counter()
+        db["in_bulk"] = True
+        try:
+            ok = bulk(run_id, metrics)
+        finally:
+            db["in_bulk"] = False
+        if ok:
+            secs["bulk_insert"] += time.perf_counter() - t0
+            calls["bulk_insert"] += 1
+            done["bulk_points"] += len(metrics)
+        return ok
+    tracker._insert_new_metrics = insert
+    # Against a server set_terminated also GETs the run to print its link (MLflow's
+    # _log_url): that request is timed as the harness pays it, the link itself hidden.
+    p0, t0 = tracker.points, time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(copies):
+            tracker.log_runs(exp_id, parent, recs, {"bpresearch.group": "bench"})
+    total = time.perf_counter() - t0
+    points = tracker.points - p0
+    out = {"runs": len(recs) * copies, "points": points, "seconds": total, "points_per_s": points / total,
+           "per_run_s": total / (len(recs) * copies),
+           "phases_s": secs, "calls": calls, "other_s": total - sum(secs.values())}
+    if requests:
+        n, t = np.array(requests, dtype=float).T
+        out["points_per_request"] = float(n.mean())
+        out["s_per_metrics_request"] = float(t.mean())
+        if len(set(n)) > 1:   # full (1,000) and last requests differ in size: a line through them
+            slope, fixed = np.polyfit(n, t, 1)
+            out["request_fixed_ms"] = 1000 * float(fixed)
+            out["request_us_per_point"] = 1e6 * float(slope)
+    if done["bulk_points"]:
+        out["bulk_points_per_s"] = done["bulk_points"] / secs["bulk_insert"]
+        out["bulk_db_s"] = db["cursor_s"]   # in the driver and the database (executemany of the rows)
+    per_run = secs["create_run"] + secs["log_batch_params"] + secs["log_inputs"] + secs["log_text"] \
+        + secs["set_terminated"]
+    out["per_run_calls_s"] = per_run   # everything but the metrics themselves
+    out["metrics_s"] = secs["log_batch_metrics"] + secs["bulk_insert"]
+    return out
+
+
+def other_stores(exp: expmod.Experiment, copies: int = 1, recs: list | None = None) -> dict:
+    """``Tracker.log_runs`` into a tracking server and into PostgreSQL, on the same real records as ``write_path``.
+
+    Neither goes through ``sqlstore``: both take MLflow's client path (``_client_run``), a
+    server by REST (``log_batch`` of ≤ 1,000 points a request), PostgreSQL by SQLAlchemy
+    (one bulk insert of a run's points, the other calls through MLflow's SQL store). Each
+    client call is timed apart, so that what limits a path is measured, not guessed. A path
+    that cannot run here is ``{"skipped": reason}``, never left out.
+    """
+    recs = recs if recs is not None else _group_records(exp)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        try:
+            with _mlflow_server(Path(tmp)) as base:
+                out["server"] = _timed_client_path(base, exp, recs, copies)
+        except (RuntimeError, OSError) as e:
+            out["server"] = {"skipped": f"mlflow server did not run: {str(e).splitlines()[0]}"}
+    why = postgres_missing()
+    if why:
+        out["postgres"] = {"skipped": why}
+    else:
+        try:
+            with _postgres() as uri:
+                out["postgres"] = _timed_client_path(uri, exp, recs, copies)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            out["postgres"] = {"skipped": f"PostgreSQL did not run: {str(e).splitlines()[0]}"}
     return out

@@ -16,7 +16,9 @@ a new store, are measured on their own):
 
 Their final full training losses must agree, or the comparison is void. The write path
 is measured against sqlite itself (``measure.write_path``: the same metric rows by a bare
-``executemany``). Then the harness and its bare programs are timed side by side on
+``executemany``), and the same records go into a local ``mlflow server`` and a throwaway
+PostgreSQL (``measure.other_stores``: MLflow's client path, each call timed apart; skipped
+with the reason where PostgreSQL is missing). Then the harness and its bare programs are timed side by side on
 1 … 256 configurations and 250 … 4,000 steps. The first repeat of everything runs first;
 the cheap measurements repeat after the scaling runs while the budget (about 10 minutes
 in all) allows. ``BENCH_BASELINE=<checkout of an earlier commit>`` adds that commit's
@@ -69,11 +71,11 @@ def plan(quick: bool) -> Plan:
         return dict(grid=["train.steps=100", "sweep.learning_rate={min = 0.003, max = 0.3, num = 4}", "sweep.seeds=1"],
                     repeats=1, naive_repeats=1, scaling_bs=32, scaling_configs=[1, 4],
                     scaling_steps=[50, 100], scaling_steps_configs=4, lr_range=(0.003, 0.3), budget_s=600,
-                    naive_sample=1, write_copies=1, baseline_configs=[4])
+                    naive_sample=1, write_copies=1, other_copies=1, baseline_configs=[4])
     # The per-point naive loop costs 3–7 ms a point × 141,000 points ≈ 8–16 minutes, so it
     # is timed on 2 runs per batch size, once; the rest up to three times, interleaved, as
     # long as the budget (the 10 minutes `make bench` may take, with a margin) allows.
-    return dict(grid=[], repeats=3, naive_repeats=1, budget_s=9 * 60, naive_sample=2, write_copies=8,
+    return dict(grid=[], repeats=3, naive_repeats=1, budget_s=9 * 60, naive_sample=2, write_copies=8, other_copies=1,
                 scaling_bs=32, scaling_configs=[1, 4, 16, 64, 256], baseline_configs=[64, 256],
                 scaling_steps=[250, 1000, 4000], scaling_steps_configs=64, lr_range=(0.003, 0.3))
 
@@ -287,6 +289,57 @@ def plot(rows: list[dict], p: Plan, path: Path):
     plt.close(fig)
 
 
+def other_stores_md(res: dict) -> list[str]:
+    """bench.md's "Other stores": a server and PostgreSQL, each client call timed apart, and what limits each."""
+    o = res.get("other_stores")
+    if not o:   # a bench.json from before this measurement (--render)
+        return []
+    lines = ["## Other stores: an mlflow server and PostgreSQL", "",
+             f"The same records ({res['plan'].get('other_copies', 1)} × the grid's first group) by `Tracker.log_runs` "
+             "into a local `mlflow server` (sqlite backend, one worker) and into a throwaway PostgreSQL (fsync off); "
+             "neither is sqlite written directly, so both take MLflow's client path (`create_run`, `log_batch` of "
+             "params, the metrics, `log_text` of the config, `set_terminated`), each call timed apart:", "",
+             "| store | runs | points | points a second | metrics s | per-run calls s | other s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for name, label in (("server", "mlflow server (REST)"), ("postgres", "PostgreSQL")):
+        r = o.get(name, {"skipped": "not measured"})
+        if "skipped" in r:
+            lines.append(f"| {label} | | | skipped: {r['skipped']} | | | |")
+            continue
+        lines.append(f"| {label} | {r['runs']} | {r['points']:,} | {r['points_per_s']:,.0f} | {r['metrics_s']:.2f} "
+                     f"| {r['per_run_calls_s']:.2f} | {r['other_s']:.2f} |")
+        share = r["metrics_s"] / r["seconds"]
+        if name == "server":
+            what = ("the metrics requests limit this path" if r["metrics_s"] > r["per_run_calls_s"] else
+                    "the per-run requests (`create_run`, params, config, `set_terminated`, which also GETs the "
+                    "run to print its link) limit this path")
+            fit = ""
+            if "request_fixed_ms" in r:
+                per_point = r["request_us_per_point"] * r["points_per_request"] / 1000
+                fit = (f" A line through the requests' sizes and times: {r['request_fixed_ms']:.0f} ms a request + "
+                       f"{r['request_us_per_point']:.0f} µs a point, so "
+                       + ("the points, not the round trips, dominate: the server's own `log_batch` (an ORM row "
+                          "a point) is the limit." if per_point > r["request_fixed_ms"] else
+                          "the round trips, not the points, dominate."))
+            notes.append(f"- **Server**: {r['metrics_s']:.2f} s ({share:.0%}) in "
+                         f"{r['calls']['log_batch_metrics']} metrics requests of {r['points_per_request']:,.0f} "
+                         f"points on average (≤ 1,000), {r['s_per_metrics_request'] * 1000:.0f} ms each; "
+                         f"{r['per_run_calls_s']:.2f} s in the per-run requests "
+                         f"({r['per_run_calls_s'] / r['runs'] * 1000:.0f} ms a run): {what}.{fit}")
+        else:
+            what = ("the bulk insert limits this path" if r["metrics_s"] > r["per_run_calls_s"] else
+                    "the per-run client calls limit this path")
+            notes.append(f"- **PostgreSQL** ({what}): the bulk insert of the points takes {share:.0%} of the time "
+                         f"({r.get('bulk_points_per_s', 0):,.0f} points a second in it, of which "
+                         f"{r.get('bulk_db_s', 0):.2f} s of {r['metrics_s']:.2f} s in the driver and database); "
+                         f"the per-run client calls {r['per_run_calls_s']:.2f} s "
+                         f"({r['per_run_calls_s'] / r['runs'] * 1000:.0f} ms a run: "
+                         + ", ".join(f"`{k}` {v / r['runs'] * 1000:.1f}" for k, v in r["phases_s"].items()
+                                     if v and k not in ("bulk_insert", "log_batch_metrics")) + " ms).")
+    return lines + [""] + notes + [""]
+
+
 def markdown(res: dict) -> str:
     """bench.md: the figures, whether the targets are met, and where the time goes."""
     g, m, sc, t = res["grid"], res["machine"], res["scaling"], res["tracking_costs"]
@@ -412,6 +465,7 @@ def markdown(res: dict) -> str:
         f"{t['per_run_s'] * 1000:.1f} ms; per metric point {t['per_point_us']:.1f} µs. MLflow's client path: "
         f"{t['mlflow_client_s_per_run'] * 1000:.0f} ms a run all in.",
         "",
+        *other_stores_md(res),
         "## Where the harness's time goes (medians of the parent sweep run's metrics)",
         "",
         "| part | s | share of `harness_s` |",
@@ -477,10 +531,16 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, list[dict]] = {m: [] for m in methods_of()}
     first = grid_repeat(exp, p, 0, samples)
     _log("write path against sqlite's own executemany …")
-    res["tracking_costs"] = measure.write_path(exp, p["write_copies"])
+    recs = measure._group_records(exp)
+    res["tracking_costs"] = measure.write_path(exp, p["write_copies"], recs)
     w = res["tracking_costs"]
     _log(f"  {w['points_per_s']:,.0f} points/s; ceiling {w['ceiling_bulk_points_per_s']:,.0f} "
          f"(sqlite defaults {w['ceiling_defaults_points_per_s']:,.0f})")
+    _log("the same records into an mlflow server and into PostgreSQL (MLflow's client path) …")
+    res["other_stores"] = measure.other_stores(exp, p["other_copies"], recs)
+    for name, o in res["other_stores"].items():
+        res[f"{name}_points_per_s"] = o.get("points_per_s")   # None: skipped (the reason is in other_stores)
+        _log(f"  {name}: " + (f"{o['points_per_s']:,.0f} points/s" if "skipped" not in o else f"skipped: {o['skipped']}"))
     _log("a new store: created by MLflow, and the harness's first sweep into one …")
     res["store_creation_s"] = measure.store_creation()
     fresh = measure.harness(p["grid"], new_store=True)
