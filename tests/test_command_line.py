@@ -136,3 +136,51 @@ def test_ctrl_c_stops_marks_and_says_how_to_resume(linear_example, tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"resuming: {done} of 24 runs already finished, {24 - done} to go" in again.stderr
     assert _finished(db) == 24
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_long_compiled_call_exits_without_waiting_for_it(tmp_path):
+    """The second group (full batch, tens of seconds in one compiled call) is training when
+    Ctrl-C comes: the sweep stops within seconds, not when the call would have returned,
+    and leaves the first group's run FINISHED and nothing RUNNING. (JAX's wait raises the
+    KeyboardInterrupt at once; an interpreter exit would then wait ≈ 30 s for the call, so
+    the command leaves with ``os._exit``: without it this test waited 48 s.)"""
+    import os
+    import signal
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    exp = tmp_path / "long.toml"
+    exp.write_text('name = "long"\n[data]\nsource = "digits"\n[model]\nkind = "mlp"\nhidden = [64, 32]\n'
+                   '[train]\nsteps = 40000\neval_every = 1000\n'
+                   '[sweep]\nlearning_rate = [0.1]\nbatch_size = [1, "full"]\nseeds = 1\n')
+    env = {**os.environ, "JAX_LOG_COMPILES": "1", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}
+    proc = subprocess.Popen([str(BIN), "sweep", str(exp), "--tracking-uri", uri],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    err_lines: list[str] = []
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    compiled = lambda: sum("Finished XLA compilation of jit(run)" in x for x in err_lines)  # noqa: E731
+    deadline = time.monotonic() + 300
+    # both groups compiled and the first one's run written: the full-batch call is under way
+    while (compiled() < 2 or _finished(db) == 0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before the full-batch group: make it longer"
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    waited = time.monotonic() - t0
+    reader.join(timeout=10)
+    err = "".join(err_lines)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Resume (finished runs are skipped)" in err and "Traceback" not in err
+    # the call itself takes far longer (40,000 full-batch steps: ≥ 20 s on 2 cores)
+    assert waited < 10, f"Ctrl-C waited {waited:.1f}s for the compiled call"
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("long").experiment_id])
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert _finished(db) == 1
