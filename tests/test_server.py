@@ -119,5 +119,7 @@ def test_bulk_metric_insert_on_postgresql(linear_example, postgres):
     assert len(ta.client.get_metric_history(a, stored_key("train_loss"))) == 1500
     # ... and the fast path is the one that runs: on a run without metrics it inserts them
     run_id = ta.client.create_run(ta.experiment("xTrue", "d")).info.run_id
-    assert ta._insert_new_metrics(run_id, [ta._Metric("m", 1.0, 0, 0)]) is True
+    from mlflow.entities import Metric
+
+    assert ta._insert_new_metrics(run_id, [Metric("m", 1.0, 0, 0)]) is True
     assert [m.value for m in ta.client.get_metric_history(run_id, "m")] == [1.0]
