@@ -101,6 +101,15 @@ def _finished(db: Path) -> int:
         return 0
 
 
+def _hear_ctrl_c():
+    """In the child: SIGINT back to its default, so that Python turns it into KeyboardInterrupt.
+    A test run started in the background of a non-interactive shell inherits SIGINT ignored,
+    and Python then leaves it ignored: the sweep would never see the Ctrl-C these tests send."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_marks_and_says_how_to_resume(linear_example, tmp_path):
     import signal
@@ -113,7 +122,7 @@ def test_ctrl_c_stops_marks_and_says_how_to_resume(linear_example, tmp_path):
     sets = ["--set", "train.steps=40", "--set", "sweep.seeds=1", "--set", "sweep.learning_rate=[0.01, 0.1]",
             "--set", "sweep.batch_size=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"]
     proc = subprocess.Popen([str(BIN), "sweep", str(linear_example), "--tracking-uri", uri, *sets],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_hear_ctrl_c)
     deadline = time.monotonic() + 120
     while _finished(db) == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -160,7 +169,7 @@ def test_ctrl_c_during_a_long_compiled_call_exits_without_waiting_for_it(tmp_pat
                    '[sweep]\nlearning_rate = [0.1]\nbatch_size = [1, "full"]\nseeds = 1\n')
     env = {**os.environ, "JAX_LOG_COMPILES": "1", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}
     proc = subprocess.Popen([str(BIN), "sweep", str(exp), "--tracking-uri", uri],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_hear_ctrl_c)
     err_lines: list[str] = []
     reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
     reader.start()
