@@ -10,21 +10,16 @@ ways of training can be checked against each other.
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import os
-import pwd
 import re
 import resource
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +30,7 @@ from bpresearch import experiment as expmod
 from bpresearch import results, sqlstore, sweep
 from bpresearch.tracking import Tracker
 
-from . import naive
+from . import naive, servers
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = ROOT / "bench" / "grid.toml"
@@ -322,125 +317,6 @@ def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None
 
 
 # ---------------------------------------------------------------- other stores: a server, PostgreSQL
-# The bench starts its own server and PostgreSQL as the tests do (tests/storeview.py), but
-# does not import from tests/: the bench is not part of the test suite and runs without it.
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(ready, proc, what: str, log: Path, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while not ready():
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start within {seconds:.0f} s: {log.read_text()[-2000:]}")
-        time.sleep(0.3)
-
-
-def _stop(proc, sig=signal.SIGTERM):
-    os.killpg(proc.pid, sig)  # its process group: uvicorn's worker, postgres' backends
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-@contextlib.contextmanager
-def _mlflow_server(folder: Path):
-    """``mlflow server`` (sqlite backend in ``folder``, one worker) on a free port; stopped by its process group."""
-    port, log = _free_port(), folder / "mlflow-server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                                 f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
-                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    try:
-        _wait(ready, proc, "mlflow server", log)
-        yield base
-    finally:
-        _stop(proc)
-
-
-def postgres_missing() -> str | None:
-    """Why no throwaway PostgreSQL can be started here (one line), or None."""
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and not shutil.which("initdb"):
-        return "no PostgreSQL server installed (Debian: apt-get install postgresql)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "no PostgreSQL driver: pip install -e '.[db]'"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root and there is no postgres user to run the server as"
-    return None
-
-
-@contextlib.contextmanager
-def _postgres():
-    """A throwaway PostgreSQL cluster (trust auth, fsync off) on a free port; yields an empty database's URI.
-
-    fsync, synchronous_commit and full_page_writes are off, as in the tests: the figure is
-    the client path's, not the disk's (a production server with fsync on is slower still).
-    """
-    import psycopg2
-
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    bindir = Path(binaries[-1]) if binaries else Path(shutil.which("initdb")).parent
-    user = "postgres" if os.geteuid() == 0 else None   # PostgreSQL refuses to run as root
-    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    if user:
-        pw = pwd.getpwnam(user)
-        os.chown(folder, pw.pw_uid, pw.pw_gid)
-    log = folder / "server.log"
-    try:
-        subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres",
-                        "-E", "UTF8", "--no-sync"], user=user, check=True, capture_output=True, timeout=120)
-        port = _free_port()
-        with open(log, "w") as out:
-            proc = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port),
-                                     "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                                     "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                                    user=user, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready():
-            try:
-                psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                                 connect_timeout=2).close()
-                return True
-            except psycopg2.OperationalError:
-                return False
-
-        try:
-            _wait(ready, proc, "postgres", log, 60)
-            conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute('CREATE DATABASE "bench"')
-            conn.close()
-            yield f"postgresql://postgres@127.0.0.1:{port}/bench"
-        finally:
-            _stop(proc, signal.SIGINT)  # PostgreSQL's fast shutdown
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 # the client calls of Tracker._client_run, timed apart (log_batch split by what it carries)
 PHASES = ("create_run", "log_batch_params", "log_batch_metrics", "bulk_insert", "log_inputs", "log_text",
           "set_terminated")
@@ -548,17 +424,17 @@ def other_stores(exp: expmod.Experiment, copies: int = 1, recs: list | None = No
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         try:
-            with _mlflow_server(Path(tmp)) as base:
+            with servers.mlflow_server(f"sqlite:///{tmp}/server.db", Path(tmp)) as base:
                 out["server"] = _timed_client_path(base, exp, recs, copies)
         except (RuntimeError, OSError) as e:
             out["server"] = {"skipped": f"mlflow server did not run: {str(e).splitlines()[0]}"}
-    why = postgres_missing()
+    why = servers.postgres_missing()
     if why:
         out["postgres"] = {"skipped": why}
     else:
         try:
-            with _postgres() as uri:
-                out["postgres"] = _timed_client_path(uri, exp, recs, copies)
+            with servers.postgres_server() as pg:
+                out["postgres"] = _timed_client_path(pg.database("bench"), exp, recs, copies)
         except (RuntimeError, OSError, subprocess.SubprocessError) as e:
             out["postgres"] = {"skipped": f"PostgreSQL did not run: {str(e).splitlines()[0]}"}
     return out

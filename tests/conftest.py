@@ -1,10 +1,13 @@
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:   # bench/ (its servers module) is not an installed package
+    sys.path.insert(0, str(ROOT))
 EXPERIMENTS = ROOT / "experiments"
 
 
