@@ -20,29 +20,47 @@ import time
 import numpy as np
 import pandas as pd
 
-from bpresearch import results as R
+from bpresearch import keys as R
 
 from . import figures as F
-from . import load
+from . import load, refinement
 from . import measures as M
 from . import predictions as P
-from . import uncertainty as U
 from . import seedfigs as SF
+from . import uncertainty as U
+from .groups import Group, _combined, _value_text, facet_label, split_groups
 from .predictions import bound_labels
-from .prose import (findings_best_intervals, findings_best_short, findings_compare, findings_divergence,
-                    findings_lost, findings_not_reached, findings_random, findings_resolution,
-                    findings_scaling_intervals, findings_seed_graph, findings_sensitivity, findings_steps_source,
-                    findings_untuned, headline_divergence, headline_fastest)
+from .prose import (
+    findings_best_intervals,
+    findings_best_short,
+    findings_compare,
+    findings_divergence,
+    findings_lost,
+    findings_not_reached,
+    findings_random,
+    findings_resolution,
+    findings_scaling_intervals,
+    findings_seed_graph,
+    findings_sensitivity,
+    findings_steps_source,
+    findings_untuned,
+    fmt_steps,
+    headline_divergence,
+    headline_fastest,
+)
 from .prose_predicted import findings_boundary, findings_critical_paths, findings_sharpness, findings_two_noises
 from .render import Figure, Report
 from .summary import variant_summary
-from .tables import (best_table, critical_table, divergence_table, outcome_table, predicted_table, scaling_table,
-                     with_facets)
-from . import refinement
-from .prose import fmt_steps
+from .tables import (
+    best_table,
+    critical_table,
+    divergence_table,
+    outcome_table,
+    predicted_table,
+    scaling_table,
+    with_facets,
+)
 
-
-from .groups import Group, _combined, _value_text, facet_label, split_groups
 
 # ---------------------------------------------------------------- what was run
 def _what_was_run(rep: Report, data: load.ExperimentData, variant: load.Variant, groups: list[Group],
@@ -522,7 +540,7 @@ def _grad_tol_section(rep: Report, findings: list, runs: pd.DataFrame, table: pd
 
 
 def _seed_example(runs: pd.DataFrame) -> dict | None:
-    from bpresearch.seed import seed_example
+    from bpresearch.core.seed import seed_example
 
     try:
         x, y, z = json.loads(runs["params.model.start"].iloc[0])

@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-from bpresearch import results as R  # noqa: E402
+from bpresearch import keys as R  # noqa: E402
 
 from . import measures as M  # noqa: E402
 
@@ -493,7 +493,7 @@ def seed_graph(example: dict) -> plt.Figure:
     """The seed's computational graph f = (x+y)·z with every node's value and gradient.
 
     Args:
-        example: the result of ``bpresearch.seed.seed_example`` (its ``nodes``, ``loss``,
+        example: the result of ``bpresearch.core.seed.seed_example`` (its ``nodes``, ``loss``,
             ``loss_grads``, ``target``).
 
     Returns:

@@ -14,6 +14,7 @@ from . import measures as M
 from . import uncertainty as U
 from .predictions import Predicted, predict
 
+
 # ---------------------------------------------------------------- one group: a combination of facet values
 @dataclass
 class Group:

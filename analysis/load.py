@@ -1,6 +1,6 @@
 """The store → tidy pandas frames: one row per run, one row per curve point.
 
-Reads any MLflow store, through ``bpresearch.tracking_read`` (the only door to MLflow;
+Reads any MLflow store, through ``bpresearch.store.reads`` (the only door to MLflow;
 it says how runs and curves are read). The names of params, metrics and tags come from
 ``bpresearch.results``, the naming contract the sweep writes by.
 """
@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bpresearch import results as R
-from bpresearch import tracking_read as store
-from bpresearch.config import SWEPT_INTO
-from bpresearch.tracking_read import StoreError, experiment_names  # noqa: F401 - part of this module's API
+from bpresearch import keys as R
+from bpresearch.store import reads as store
+from bpresearch.store.reads import StoreError, experiment_names  # noqa: F401 - part of this module's API
 
 
 @dataclass
@@ -156,7 +155,7 @@ def _non_sweep_overrides(text) -> dict[str, str]:
     return {k: v for k, v in parse_overrides(text).items() if not k.startswith("sweep.")}
 
 
-FACET_EXCLUDED = set(SWEPT_INTO.values()) | {"train.full_batch"}  # learning rate, batch size, seed
+FACET_EXCLUDED = set(R.SWEPT_INTO.values()) | {"train.full_batch"}  # learning rate, batch size, seed
 
 
 def _typed(values: pd.Series) -> pd.Series:

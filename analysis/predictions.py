@@ -30,10 +30,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from bpresearch import results as R
+from bpresearch import keys as R
 
-from .critical import CriticalFit, LrScalingFit, fit_lr_scaling, fit_steps_examples
 from . import measures as M
+from .critical import CriticalFit, LrScalingFit, fit_lr_scaling, fit_steps_examples
 from .measures import RUN_COLS
 
 

@@ -1,6 +1,6 @@
 """A refined learning rate per batch size: its bracket, whether it resolved, what it cost (pure).
 
-A refining sweep (``[sweep] refine``, ``bpresearch.refine``) adds learning rates per group
+A refining sweep (``[sweep] refine``, ``bpresearch.spec.refine``) adds learning rates per group
 until the best one is inside the range tried and both neighbours lie within ``resolution``
 of it. The report reads the outcome from the runs themselves: the best learning rate of
 each batch size over every learning rate run (initial grid and rounds alike), its two
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bpresearch.refine import REL, uniform_count
+from bpresearch.spec.refine import REL, uniform_count
 
 
 def settings(resolved: dict | None) -> dict | None:

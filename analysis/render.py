@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bpresearch.names import safe_name
+from bpresearch.keys import safe_name
 
 from . import figures as F
 
@@ -172,7 +172,7 @@ def to_markdown(rep: Report) -> str:
 
 
 def slug(name: str) -> str:
-    """A folder name for an experiment name: one safe path component (``bpresearch.names``)."""
+    """A folder name for an experiment name: one safe path component (``bpresearch.keys``)."""
     return safe_name(name)
 
 

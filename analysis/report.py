@@ -3,7 +3,7 @@
 For each experiment it loads the runs and curves (``load``), builds the report
 (``build``: measures, figures, tables, findings in ``prose``) and writes it
 (``render``); the report files are also attached to the experiment's latest sweep run
-(artifact folder ``report/``), through ``bpresearch.tracking``.
+(artifact folder ``report/``), through ``bpresearch.store.tracking``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from bpresearch import results as R
-from bpresearch import tracking
+from bpresearch import keys as R
+from bpresearch.store import tracking
 
 from . import load
 from .build import build
-from .seedfigs import param_keys
 from .render import slug, write, write_index
+from .seedfigs import param_keys
 from .summary import experiment_summary
 
 VARIANTS_DIR = "variants"  # one page per further variant: <experiment>/variants/<variant>/index.html
@@ -58,7 +58,7 @@ def main(args) -> int:
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
     """
-    from bpresearch.tracking import resolve_uri
+    from bpresearch.store.tracking import resolve_uri
 
     t0 = time.perf_counter()
     uri = resolve_uri(args.tracking_uri)

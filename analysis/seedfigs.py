@@ -1,7 +1,7 @@
 """The seed's own pictures and rules (SEED.md §3–5), from the logged runs.
 
 - The ball on the curve: gradient descent's iterates, read from the ``param/<name>``
-  histories that tiny models log (``bpresearch.train.TRACK_PARAMS_MAX``), drawn on the
+  histories that tiny models log (``bpresearch.core.train.TRACK_PARAMS_MAX``), drawn on the
   loss J(w) (one weight: a curve; two weights: contours), one panel per learning rate
   chosen from the sweep's own results: the slowest that reached the target, the fastest,
   and one that diverged or oscillated (``pick_runs``).
@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from bpresearch import results as R
+from bpresearch import keys as R
 
 from . import figures as F
 from .figures import plt
@@ -98,7 +98,7 @@ def pick_runs(v: pd.DataFrame, target: float) -> list[Pick]:
 def surface(config: dict) -> Callable[[np.ndarray], np.ndarray]:
     """``J(W)``: the full training loss at each row of ``W`` (m, n_params), from a resolved config.
 
-    The parameters are ordered as ``bpresearch.train.param_names`` (the ``param/<name>``
+    The parameters are ordered as ``bpresearch.core.train.param_names`` (the ``param/<name>``
     histories). Raises ``NotApplicable`` when the data cannot be rebuilt without the
     experiment file (a user's data file).
     """
@@ -106,9 +106,9 @@ def surface(config: dict) -> Callable[[np.ndarray], np.ndarray]:
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from bpresearch import config as C
-    from bpresearch import data as D
-    from bpresearch import workload as W
+    from bpresearch.core import data as D
+    from bpresearch.spec import config as C
+    from bpresearch.spec import workload as W
 
     config = C.complete(config)   # the logged config holds only the keys that apply
     if config["data"]["source"] == "file":
@@ -240,7 +240,7 @@ def seed_graph_update(example: dict, post: dict, best: pd.Series | None, target:
     """The seed's graph (values green, gradients red) and, below it, the post's one-step update.
 
     Args:
-        example: ``bpresearch.seed.seed_example`` at the post's η with a few steps of history.
+        example: ``bpresearch.core.seed.seed_example`` at the post's η with a few steps of history.
         post: ``worked_update(example, …)``: the words for the η = 0.1 verdict.
         best: the sweep's best learning rate (a row of ``measures.best_learning_rate``), or None.
         target: the loss target of that best.

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bpresearch import results as R
+from bpresearch import keys as R
 
 from . import measures as M
 

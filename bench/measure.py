@@ -26,9 +26,10 @@ from pathlib import Path
 import jax.monitoring
 import numpy as np
 
-from bpresearch import experiment as expmod
-from bpresearch import results, sqlstore, sweep
-from bpresearch.tracking import Tracker
+from bpresearch.run import records, sweep
+from bpresearch.spec import experiment as expmod
+from bpresearch.store import record, sqlstore
+from bpresearch.store.tracking import Tracker
 
 from . import naive, servers
 
@@ -147,8 +148,8 @@ def harness(overrides: list[str], env_extra: dict[str, str] | None = None, sourc
 
 def _read_store(uri: str) -> tuple[dict, dict]:
     """(the parent sweep run's metrics, {key: final full training loss} of its child runs)."""
-    from bpresearch import results as R
-    from bpresearch import tracking_read
+    from bpresearch import keys as R
+    from bpresearch.store import reads as tracking_read
 
     runs = tracking_read.runs(uri, tracking_read.experiment(uri, expmod.load(GRID).name).experiment_id)
     parent = next(r for r in runs if r.tags.get(R.KIND_TAG) == R.SWEEP)
@@ -229,11 +230,11 @@ def _group_records(exp: expmod.Experiment) -> list:
     runs = next(iter(exp.groups().values()))
     cfg = runs[0].config
     res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg), cfg["train"]["chunk"])
-    return results.records(runs, res)
+    return records.records(runs, res)
 
 
 # bare sqlite3 connection settings of the ceiling: sqlite's defaults (what the issue measured),
-# the settings of the harness's bulk connection (bpresearch.sqlstore), and those with synchronous=OFF
+# the settings of the harness's bulk connection (bpresearch.store.sqlstore), and those with synchronous=OFF
 CEILING_SETTINGS = {"defaults": [], "bulk": [f"cache_size = -{sqlstore.CACHE_KIB}"],
                     "bulk_sync_off": [f"cache_size = -{sqlstore.CACHE_KIB}", "synchronous = OFF"]}
 
@@ -262,7 +263,7 @@ def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None
             tracker = Tracker(_store(tmp))
             exp_id = tracker.experiment(exp.name, exp.description)
             parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
-            todo = recs if not strip else [results.RunRecord(r.run, r.params, {}, r.summary, r.artifacts) for r in recs]
+            todo = recs if not strip else [record.RunRecord(r.run, r.params, {}, r.summary, r.artifacts) for r in recs]
             p0, t0 = tracker.points, time.perf_counter()
             for _ in range(copies):
                 tracker.log_runs(exp_id, parent, todo, {"bpresearch.group": "bench"})

@@ -4,7 +4,7 @@ For each configuration, a Python loop over steps calls one jitted step function 
 hands every point to MLflow. It trains exactly what the harness trains, so that the
 final losses agree and the comparison is about the machinery alone:
 
-- the same model and loss (``bpresearch.models`` / ``bpresearch.losses``), the same
+- the same model and loss (``bpresearch.core.models`` / ``bpresearch.core.losses``), the same
   standardized digits arrays;
 - the same randomness (bpresearch/train.py): ``k_init, k_data = split(key(seed))``,
   params from ``k_init``; before update k, ``k_batch, _ = split(fold_in(k_data, k))``
@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bpresearch import losses, train, workload
-from bpresearch.data import Dataset
+from bpresearch.core import losses, train
+from bpresearch.core.data import Dataset
+from bpresearch.spec import workload
 
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 

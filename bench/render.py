@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bpresearch import sqlstore
+from bpresearch.store import sqlstore
 
 
 def plot(rows: list[dict], p: dict, path: Path):
@@ -229,7 +229,7 @@ def markdown(res: dict) -> str:
         f"| MLflow's client (`create_run`, `log_batch`, `set_terminated`; 4 runs) | "
         f"{t['mlflow_client_points_per_s']:,.0f} |",
         "",
-        *([f"Ceiling ÷ write path, pair by pair: "
+        *(["Ceiling ÷ write path, pair by pair: "
            + ", ".join(f"{x['ceiling_bulk_points_per_s'] / x['points_per_s']:.2f}" for x in res["tracking_costs_samples"])
            + " (one transaction); "
            + ", ".join(f"{x['ceiling_commits_points_per_s'] / x['points_per_s']:.2f}" for x in res["tracking_costs_samples"])

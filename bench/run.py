@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bpresearch import experiment as expmod
-from bpresearch.provenance import provenance
+from bpresearch.run.provenance import provenance
+from bpresearch.spec import experiment as expmod
 
 from . import measure
 from .render import markdown, plot

@@ -34,8 +34,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def _connect(tracking_uri):
     """(uri, Tracker) once the store answers; transient errors are retried for a bounded time."""
-    from . import retry
-    from .tracking import Tracker, is_transient, resolve_uri
+    from bpresearch.store import retry
+    from bpresearch.store.tracking import Tracker, is_transient, resolve_uri
 
     uri = resolve_uri(tracking_uri)
     # Against a server: one try per request and a bounded wait; bpresearch retries transient
@@ -46,8 +46,8 @@ def _connect(tracking_uri):
 
 
 def cmd_sync(args) -> int:
-    from .retry import StoreFailure
-    from .runner import sync
+    from bpresearch.run.runner import sync
+    from bpresearch.store.retry import StoreFailure
 
     try:
         uri, tracker = _connect(args.tracking_uri)
@@ -59,7 +59,7 @@ def cmd_sync(args) -> int:
 
 
 def cmd_seed_example(args) -> int:
-    from .seed import format_seed_example, seed_example
+    from bpresearch.core.seed import format_seed_example, seed_example
 
     if args.steps < 1:
         return _fail("--steps: must be ≥ 1")
@@ -74,7 +74,7 @@ def cmd_seed_example(args) -> int:
 def _where_next(uri: str, experiment_ids: list[str]) -> str:
     """Where to look next: the first experiment's run table in the UI (from the ids the sweep
     already has: no second connection to the store), then the reports."""
-    from .tracking import DEFAULT_UI, runs_url, sqlite_path
+    from bpresearch.store.tracking import DEFAULT_UI, runs_url, sqlite_path
 
     if sqlite_path(uri) is None:
         return "Next: write the convergence reports with `make report` (reports/index.html)."
@@ -100,8 +100,8 @@ def _deterministic_gpu():
 
 
 def cmd_sweep(args) -> int:
-    from . import experiment as expmod
-    from .config import ExperimentError
+    from bpresearch.spec import experiment as expmod
+    from bpresearch.spec.config import ExperimentError
 
     if args.executor != "ray" and (args.address or args.actors):
         return _fail("--address and --actors go with --executor ray")
@@ -115,8 +115,8 @@ def cmd_sweep(args) -> int:
         except ExperimentError as e:
             return _fail(str(e))
     if args.dry_run:
-        from .runner import describe
-        from .tracking import finished_hashes, resolve_uri
+        from bpresearch.run.runner import describe
+        from bpresearch.store.tracking import finished_hashes, resolve_uri
 
         uri = resolve_uri(args.tracking_uri)
         total = done = 0
@@ -133,15 +133,15 @@ def cmd_sweep(args) -> int:
     # learning rates or seeds, a resume, or the test suite skips XLA compilation.
     import jax
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        from .cache import root
+        from bpresearch.core.cache import root
         jax.config.update("jax_compilation_cache_dir", str(root() / "jax"))
-    from .sharding import configure_cpu_pool
+    from bpresearch.run.sharding import configure_cpu_pool
     configure_cpu_pool()  # before JAX starts its backend
     _deterministic_gpu()
 
-    from .executors import LocalExecutor, MissingRay, RayExecutor
-    from .retry import StoreFailure
-    from .runner import run_experiment
+    from bpresearch.run.executors import LocalExecutor, MissingRay, RayExecutor
+    from bpresearch.run.runner import run_experiment
+    from bpresearch.store.retry import StoreFailure
 
     if args.executor == "ray":  # Ray starts before the driver's JAX touches a device
         try:
@@ -197,7 +197,7 @@ def _command_line() -> str:
 
 
 def cmd_list(args) -> int:
-    from .tracking import Tracker, resolve_uri, sqlite_path
+    from bpresearch.store.tracking import Tracker, resolve_uri, sqlite_path
 
     uri = resolve_uri(args.tracking_uri)
     db = sqlite_path(uri)
@@ -209,10 +209,10 @@ def cmd_list(args) -> int:
         print(f"No experiments in {uri}: run `make sweep` first.")
         return 0
     if args.links is not None:   # `make ui`: where to click, one experiment a line
-        from .tracking import ui_links
+        from bpresearch.store.tracking import ui_links
 
         links = dict(ui_links(uri, args.links))
-        print(f"Open in a browser (the run table of each experiment; in the UI, 'Model training' mode):")
+        print("Open in a browser (the run table of each experiment; in the UI, 'Model training' mode):")
         for name, _, runs, _ in rows:
             print(f"  {name:<24} {links.get(name, '')}")
         return 0

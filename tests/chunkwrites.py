@@ -9,7 +9,7 @@ fails the test instead of hanging it.
 
 import threading
 
-from bpresearch.tracking import Tracker
+from bpresearch.store.tracking import Tracker
 
 
 class ChunkWrites:

@@ -14,7 +14,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from bpresearch import config
+from bpresearch.spec import config
 
 FUZZ = settings(max_examples=int(os.environ.get("BPRESEARCH_FUZZ_EXAMPLES", "40")), derandomize=True,
                 deadline=None, database=None, print_blob=True,

@@ -67,7 +67,7 @@ def test_a_closed_pipe_ends_quietly():
 
 
 def test_eta_is_unknown_until_both_rates_are_measured():
-    from bpresearch.progress import eta
+    from bpresearch.run.progress import eta
 
     assert eta(30, 0, 0, 0.0, 0.0) is None          # nothing trained yet
     assert eta(30, 30, 0, 16.0, 0.0) is None        # all trained, nothing logged: no honest guess
@@ -79,7 +79,7 @@ def test_eta_is_unknown_until_both_rates_are_measured():
 def test_progress_line_shows_trained_and_logged(capsys):
     import io
 
-    from bpresearch.progress import Progress
+    from bpresearch.run.progress import Progress
 
     buf = io.StringIO()
     bar = Progress(30, "digits-mlp", buf)

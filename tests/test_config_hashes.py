@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bpresearch import config, experiment
+from bpresearch.spec import config, experiment
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from bpresearch.data import DataError, Dataset, digits, file_sha256, load_file, seed_point, teacher
+from bpresearch.core.data import DataError, Dataset, digits, file_sha256, load_file, seed_point, teacher
 
 # --- built-in datasets ------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def test_digits_from_the_cache_are_the_computed_split_and_need_no_sklearn(tmp_pa
     import subprocess
     import sys
 
-    from bpresearch import data
+    from bpresearch.core import data
 
     monkeypatch.setenv("BPRESEARCH_CACHE", str(tmp_path))
     for fraction, seed in ((0.2, 0), (0.3, 4), (0.0, 0)):
@@ -99,7 +99,7 @@ def test_digits_from_the_cache_are_the_computed_split_and_need_no_sklearn(tmp_pa
         _assert_bitwise_equal(digits(fraction, seed), computed)   # the second reads the cache
     files = sorted((tmp_path / "data").glob("digits-*.npz"))
     assert len(files) == 3
-    code = ("import sys; from bpresearch.data import digits; d = digits(0.3, 4); "
+    code = ("import sys; from bpresearch.core.data import digits; d = digits(0.3, 4); "
             "print(d.X_train.shape[0], 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "BPRESEARCH_CACHE": str(tmp_path)})

@@ -1,13 +1,12 @@
 """Experiment files: the documented example works as written; bad files fail in one line."""
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bpresearch import config, experiment
 from bpresearch.cli import main
+from bpresearch.spec import config, experiment
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

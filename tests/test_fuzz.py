@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fuzzing import BASE, FUZZ, csv_files, npz_files, overrides, to_toml, toml_texts
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from bpresearch import experiment, sweep, train, workload
 from bpresearch.cli import main
-
-from fuzzing import BASE, FUZZ, csv_files, npz_files, overrides, to_toml, toml_texts
-
+from bpresearch.core import train
+from bpresearch.run import sweep
+from bpresearch.spec import experiment, workload
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:

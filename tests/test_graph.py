@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bpresearch.graph import Value
-
+from bpresearch.core.graph import Value
 
 # Random expression trees over three variables, as nested tuples:
 #   ("var", i) | ("const", c) | (unary, e) | (binary, e1, e2)

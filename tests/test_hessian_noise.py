@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from bpresearch import losses
-from bpresearch.diagnostics import noise_scale_hessian, noise_scale_streamed
+from bpresearch.core import losses
+from bpresearch.core.diagnostics import noise_scale_hessian, noise_scale_streamed
 
 
 def linear_batch_loss(params, Xb, yb):

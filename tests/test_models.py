@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from bpresearch import losses, models
+from bpresearch.core import losses, models
 
 X = jax.random.normal(jax.random.key(0), (7, 5))
 Y_REG = jax.random.normal(jax.random.key(1), (7,))
@@ -70,7 +70,7 @@ def test_losses_known_values():
 def test_each_activation_has_matching_jax_and_numpy_forms():
     # The teacher labels data with the numpy form and a model fits them with the jax form:
     # the two must be one function.
-    from bpresearch.activations import ACTIVATIONS
+    from bpresearch.core.activations import ACTIVATIONS
 
     a = np.linspace(-30.0, 30.0, 601)
     for name, act in ACTIVATIONS.items():

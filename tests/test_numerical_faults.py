@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bpresearch import results as R
+from bpresearch import keys as R
 from bpresearch.cli import main
 
 ALL_DIVERGE = """\

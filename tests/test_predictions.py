@@ -158,6 +158,7 @@ def test_a_learning_rate_is_placed_between_the_rows_of_a_log_grid(value, y, note
 
 def test_noise_scale_at_loss_takes_the_full_batch_measurement_nearest_the_target():
     import pandas as pd
+
     from analysis.predictions import noise_scale_at_loss
 
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "full_batch": [True, True, False],

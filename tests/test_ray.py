@@ -13,12 +13,13 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 
-from bpresearch import experiment  # noqa: E402
-from bpresearch.cli import main  # noqa: E402
-from bpresearch.executors import RayExecutor  # noqa: E402
-from bpresearch.runner import run_experiment  # noqa: E402
-from bpresearch.tracking import Tracker  # noqa: E402
 from storeview import snapshot  # noqa: E402
+
+from bpresearch.cli import main  # noqa: E402
+from bpresearch.run.executors import RayExecutor  # noqa: E402
+from bpresearch.run.runner import run_experiment  # noqa: E402
+from bpresearch.spec import experiment  # noqa: E402
+from bpresearch.store.tracking import Tracker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # 6 compiled groups (one per batch size) of 4 runs each, different sizes of work.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bpresearch.refine import Outcome, decide, merge_proposals, refine, scores, uniform_count
+from bpresearch.spec.refine import Outcome, decide, merge_proposals, refine, scores, uniform_count
 
 # ---------------------------------------------------------------- an exact oracle
 # Least squares L(w) = ½·mean((Xw − y)²) with a chosen spectrum: H = XᵀX/n has eigenvalues

@@ -13,12 +13,13 @@ import jax
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-
-from bpresearch import experiment, runner
-from bpresearch.cli import main
-from bpresearch.results import HASH_TAG, KIND_TAG, REFINE_ARTIFACT, ROUND_TAG
-from bpresearch.tracking import Tracker
 from test_refine import loss_curves, problem
+
+from bpresearch.cli import main
+from bpresearch.keys import HASH_TAG, KIND_TAG, REFINE_ARTIFACT, ROUND_TAG
+from bpresearch.run import runner
+from bpresearch.spec import experiment
+from bpresearch.store.tracking import Tracker
 
 BIN = Path(sys.executable).parent / "bpresearch"
 RESOLUTION = 1.19
@@ -196,8 +197,9 @@ def _finished_refined(db: Path) -> int:
 def test_a_refining_sweep_writes_each_chunk_while_the_next_trains(tmp_path, monkeypatch):
     """per_round = 1: chunks of 2 (one learning rate × 2 seeds), the initial grid of 3 learning rates in
     3 chunks a group; every chunk, of the grid and of the round, is in the store before the next trains."""
-    from bpresearch import sweep
     from chunkwrites import ChunkWrites
+
+    from bpresearch.run import sweep
 
     path, *_ = write(tmp_path, rounds=1, extra=", per_round = 1")
     watch = ChunkWrites(monkeypatch, sweep)

@@ -11,9 +11,9 @@ import pytest
 from analysis import load
 from analysis import measures as M
 from analysis.report import main as report_main
-from bpresearch import results as R
-from bpresearch import tracking
+from bpresearch import keys as R
 from bpresearch.cli import main as cli_main
+from bpresearch.store import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"

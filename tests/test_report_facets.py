@@ -15,9 +15,9 @@ import pytest
 
 from analysis import load
 from analysis.report import main as report_main
-from bpresearch import results as R
-from bpresearch import tracking_read
+from bpresearch import keys as R
 from bpresearch.cli import main as cli_main
+from bpresearch.store import reads as tracking_read
 
 pytestmark = pytest.mark.slow  # 4 small sweeps (10 compiled groups) and their reports
 

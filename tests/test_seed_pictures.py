@@ -16,8 +16,11 @@ from analysis import load
 from analysis import measures as M
 from analysis import seedfigs as SF
 from analysis.report import main as report_main
-from bpresearch import config, experiment, results as R, sweep, train, workload
+from bpresearch import keys as R
 from bpresearch.cli import main as cli_main
+from bpresearch.core import train
+from bpresearch.run import sweep
+from bpresearch.spec import config, experiment, workload
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 ONE, TWO = EXPERIMENTS / "seed-neuron.toml", EXPERIMENTS / "seed-neuron-two-weights.toml"

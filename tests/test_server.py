@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bpresearch import experiment
-from bpresearch.cli import main
-from bpresearch.results import RunRecord, stored_key, stored_summary
-from bpresearch.tracking import Tracker, sqlite_path
 from storeview import mlflow_server, postgres_missing, postgres_server, snapshot
+
+from bpresearch.cli import main
+from bpresearch.keys import stored_key, stored_summary
+from bpresearch.spec import experiment
+from bpresearch.store.record import RunRecord
+from bpresearch.store.tracking import Tracker, sqlite_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ["train.steps=30", "train.eval_every=5", "sweep.seeds=1", 'sweep.batch_size=[4, "full"]']

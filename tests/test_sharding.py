@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpresearch import experiment, sharding, sweep
+from bpresearch.run import sharding, sweep
+from bpresearch.spec import experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 # One group of 6 digits-MLP runs, cut into chunks of at most 4: with 4 devices each chunk is 4
@@ -23,9 +24,10 @@ OVERRIDES = ["train.steps=20", "train.eval_every=5", "train.chunk=4", "sweep.lea
 
 CHILD = """
 import sys, numpy as np
-from bpresearch import sharding
+from bpresearch.run import sharding
 sharding.configure_cpu_pool()          # as the CLI does, before JAX starts its backend
-from bpresearch import experiment, sweep
+from bpresearch.spec import experiment
+from bpresearch.run import sweep
 exp = experiment.load(sys.argv[1], sys.argv[3:])
 (runs,) = exp.groups().values()
 cfg = runs[0].config

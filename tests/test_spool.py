@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpresearch import experiment, lease, results, retry, sweep
-from bpresearch.names import safe_name
-from bpresearch.spool import Spool, SpoolError, folder_for
-
+from bpresearch.keys import safe_name
+from bpresearch.run import records, sweep
+from bpresearch.spec import experiment
+from bpresearch.store import lease, retry
+from bpresearch.store.spool import Spool, SpoolError, folder_for
 
 # ---------------------------------------------------------------- safe names
 HOSTILE = ["..", ".", "../../etc", "a/b", "a_b", "/abs", "-rf", "--help", ".hidden", "", " ", "a\nb", "ü/é",
@@ -52,7 +53,7 @@ def group_records(tmp_path_factory):
     exp = experiment.load(path)
     runs = exp.runs
     res = sweep.run_group(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config))
-    recs = results.records(runs, res)
+    recs = records.records(runs, res)
     assert any(r.summary["diverged"] for r in recs)
     return recs
 

@@ -1,4 +1,4 @@
-"""The bulk path (bpresearch.sqlstore) writes what MLflow's own client writes, read back through MLflow."""
+"""The bulk path (bpresearch.store.sqlstore) writes what MLflow's own client writes, read back through MLflow."""
 
 import sqlite3
 from pathlib import Path
@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpresearch import experiment, sqlstore
-from bpresearch.results import RunRecord, stored_key, stored_summary
-from bpresearch.tracking import HASH_TAG, KIND_TAG, Tracker
+from bpresearch.keys import stored_key, stored_summary
+from bpresearch.spec import experiment
+from bpresearch.store import sqlstore
+from bpresearch.store.record import RunRecord
+from bpresearch.store.tracking import HASH_TAG, KIND_TAG, Tracker
 
 KEYS = ("train_loss", "grad_norm", "full_train_loss")
 

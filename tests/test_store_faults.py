@@ -21,10 +21,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bpresearch import experiment, results, sweep
+from bpresearch import keys
 from bpresearch.cli import main
-from bpresearch.tracking import HASH_TAG, KIND_TAG, is_transient
-from bpresearch.tracking import client as tracking_client
+from bpresearch.run import records, sweep
+from bpresearch.spec import experiment
+from bpresearch.store.tracking import HASH_TAG, KIND_TAG, is_transient
+from bpresearch.store.tracking import client as tracking_client
 
 BIN = Path(sys.executable).parent
 SETS = ["--set", "train.steps=40", "--set", "sweep.seeds=1", "--set", "sweep.learning_rate=[0.01, 0.1]",
@@ -92,7 +94,7 @@ def expected_records(path: Path):
     for runs in exp.groups().values():
         cfg = runs[0].config
         res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg), cfg["train"]["chunk"])
-        out.update({rec.run.hash: rec for rec in results.records(runs, res)})
+        out.update({rec.run.hash: rec for rec in records.records(runs, res)})
     return exp, out
 
 
@@ -109,10 +111,10 @@ def assert_complete_and_exact(uri: str, path: Path):
     for k in done:
         rec = want[k.data.tags[HASH_TAG]]
         for key in ("train_loss", "full_train_loss"):
-            got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, results.stored_key(key)))
+            got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, keys.stored_key(key)))
             steps, values = rec.curves[key]
             assert got == list(zip(steps.tolist(), values.tolist())), (rec.run.name, key)
-        assert k.data.metrics[results.stored_summary("diverged")] == rec.summary["diverged"]
+        assert k.data.metrics[keys.stored_summary("diverged")] == rec.summary["diverged"]
     return client, e
 
 
@@ -214,7 +216,7 @@ def test_two_sweeps_of_one_experiment_log_each_configuration_once(linear_example
     """Two sweeps started while a third holds the experiment: both wait; then each run is logged once.
 
     Both start at once into a new store, so they also race to create the experiment."""
-    from bpresearch import lease
+    from bpresearch.store import lease
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     logs = [tmp_path / f"sweep{i}.log" for i in range(2)]
@@ -325,7 +327,7 @@ def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path, bulk):
     Each round starts both writers at one barrier, on a fresh experiment."""
     import threading
 
-    from bpresearch.tracking import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND, Tracker
+    from bpresearch.store.tracking import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND, Tracker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # one client each, as two processes have; bulk=False: MLflow's client, as for a server store

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bpresearch import experiment, results, sweep
+from bpresearch import keys
 from bpresearch.cli import main
-from bpresearch.tracking import HASH_TAG, KIND_TAG
+from bpresearch.run import records, sweep
+from bpresearch.spec import experiment
+from bpresearch.store.tracking import HASH_TAG, KIND_TAG
 
 SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']
@@ -96,12 +98,12 @@ def test_curves_are_complete_point_by_point(swept):
     n_diverged = 0
     for runs in exp.groups().values():
         res = sweep.run_group(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config))
-        for rec in results.records(runs, res):
+        for rec in records.records(runs, res):
             k = by_hash[rec.run.hash]
             n_diverged += int(k.data.metrics["summary/diverged"])
             for key in ("train_loss", "grad_norm", "full_train_loss"):
                 want = list(zip(*map(np.ndarray.tolist, rec.curves[key])))
-                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, results.stored_key(key)))
+                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, keys.stored_key(key)))
                 assert got == want, (rec.run.name, key)
             assert len(rec.curves["full_train_loss"][0]) > 0
             for key, value in rec.summary.items():
@@ -226,15 +228,15 @@ def test_two_sweeps_create_a_new_store_at_once(tmp_path):
 
 def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
     """The fast path writes exactly what MLflow's own log_batch writes: history and latest values."""
-    from bpresearch.results import RunRecord
-    from bpresearch.tracking import Tracker
+    from bpresearch.store.record import RunRecord
+    from bpresearch.store.tracking import Tracker
 
     steps = np.arange(1500)
     curves = {k: (steps, np.sin(steps * (j + 1.0))) for j, k in enumerate(["train_loss", "grad_norm"])}
     summary = {"final": 0.5, "big": float("inf"), "nan": float("nan"), "diverged": 0.0}
     exp = experiment.load(linear_example)
     rec = RunRecord(exp.runs[0], {"p": "1"}, curves, summary,
-                    dataset=results.dataset_input(exp.runs[0].config, exp.dataset(exp.runs[0].config)),
+                    dataset=records.dataset_input(exp.runs[0].config, exp.dataset(exp.runs[0].config)),
                     times=(1_700_000_000_000, 1_700_000_004_250))
     ids = {}
     for bulk in (True, False):
@@ -242,8 +244,8 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
         e = t.experiment("x", "d")
         ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
     (ta, a), (tb, b) = ids[True], ids[False]
-    names = [results.stored_key(k) for k in ("train_loss", "grad_norm")]
-    names += [results.stored_summary(k) for k in ("final", "big", "nan", "diverged")]
+    names = [keys.stored_key(k) for k in ("train_loss", "grad_norm")]
+    names += [keys.stored_summary(k) for k in ("final", "big", "nan", "diverged")]
     for k in names:
         ha = sorted((m.step, m.value) for m in ta.client.get_metric_history(a, k))
         hb = sorted((m.step, m.value) for m in tb.client.get_metric_history(b, k))
@@ -261,8 +263,9 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
 def test_a_group_is_written_chunk_by_chunk_while_it_trains(linear_example, tmp_path, monkeypatch, capsys):
     """Two groups of 6 runs in chunks of 2: each chunk reaches the store before the next chunk of its
     group trains (one writer call per chunk), and the store holds ``run_group``'s curves bit for bit."""
-    from bpresearch import executors
     from chunkwrites import ChunkWrites
+
+    from bpresearch.run import executors
 
     sets = ["train.steps=30", "train.eval_every=5", "train.chunk=2", "sweep.seeds=2",
             "sweep.learning_rate=[0.03, 0.3, 3.0]", "sweep.batch_size=[1, 8]"]
@@ -285,10 +288,10 @@ def test_a_group_is_written_chunk_by_chunk_while_it_trains(linear_example, tmp_p
     for runs in exp.groups().values():
         cfg = runs[0].config
         res = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg), 2)
-        for rec in results.records(runs, res):
+        for rec in records.records(runs, res):
             k = by_hash[rec.run.hash]
             for key, (steps, values) in rec.curves.items():
-                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, results.stored_key(key)))
+                got = sorted((m.step, m.value) for m in client.get_metric_history(k.info.run_id, keys.stored_key(key)))
                 assert got == list(zip(steps.tolist(), values.tolist())), (rec.run.name, key)
-            assert {key: k.data.metrics[results.stored_summary(key)] for key in rec.summary} == \
+            assert {key: k.data.metrics[keys.stored_summary(key)] for key in rec.summary} == \
                 pytest.approx(rec.summary, nan_ok=True)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from bpresearch import results as R
-from bpresearch import tracking, tracking_read
+from bpresearch import keys as R
+from bpresearch.store import reads as tracking_read
+from bpresearch.store import tracking
 
 
 def test_search_reads_every_page(store, monkeypatch):

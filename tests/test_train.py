@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpresearch import losses, models, optim, train
-from bpresearch.data import Dataset
-from bpresearch.seed import seed_example
+from bpresearch.core import losses, models, optim, train
+from bpresearch.core.data import Dataset
+from bpresearch.core.seed import seed_example
 
 
 def linear_problem(n=64, d=5, seed=0):

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpresearch import losses, models, optim, train
-from bpresearch.data import Dataset
+from bpresearch.core import losses, models, optim, train
+from bpresearch.core.data import Dataset
 
 
 def make(spec, d=1, bias=False):

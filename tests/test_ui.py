@@ -27,8 +27,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bpresearch.cli import main
-from bpresearch.results import KIND_TAG
-from bpresearch.tracking import runs_url
+from bpresearch.keys import KIND_TAG
+from bpresearch.store.tracking import runs_url
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 

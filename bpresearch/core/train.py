@@ -56,10 +56,10 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from . import diagnostics
-from .data import Dataset
-from .models import Model
-from .optim import Method
+from bpresearch.core import diagnostics
+from bpresearch.core.data import Dataset
+from bpresearch.core.models import Model
+from bpresearch.core.optim import Method
 
 
 class TrainSpec(NamedTuple):

@@ -24,15 +24,23 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .experiment import Run
-from .names import safe_name
-from .results import RunRecord
+from bpresearch.keys import safe_name
+from bpresearch.store.record import RunRecord
 
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class SpooledRun:
+    """A run read back from a spool file: what the store needs of it (no config layer here)."""
+    config: dict
+    hash: str
+    name: str
 
 
 class SpoolError(RuntimeError):
@@ -82,8 +90,8 @@ class Spool:
                 steps, values = rec.curves[key]
                 arrays[f"s{r}_{j}"] = np.asarray(steps, np.int64)
                 arrays[f"v{r}_{j}"] = np.asarray(values, np.float64)
-            runs.append({"config": rec.run.config, "hash": rec.run.hash, "params": rec.params, "curves": keys,
-                         "summary": rec.summary, "artifacts": rec.artifacts})
+            runs.append({"config": rec.run.config, "hash": rec.run.hash, "name": rec.run.name, "group": rec.group,
+                         "params": rec.params, "curves": keys, "summary": rec.summary, "artifacts": rec.artifacts})
         meta = {"version": VERSION, "experiment": experiment, "description": description, "tags": tags or {},
                 "runs": runs}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
@@ -111,9 +119,10 @@ class Spool:
                 meta = json.loads(z["meta"].tobytes().decode())
                 if meta.get("version") != VERSION:
                     raise SpoolError(f"{path}: spool format {meta.get('version')!r}, expected {VERSION}")
-                records = [RunRecord(Run(e["config"], e["hash"]), e["params"],
+                records = [RunRecord(SpooledRun(e["config"], e["hash"], e.get("name", e["hash"][:12])), e["params"],
                                      {key: (z[f"s{r}_{j}"], z[f"v{r}_{j}"]) for j, key in enumerate(e["curves"])},
-                                     e["summary"], e["artifacts"]) for r, e in enumerate(meta["runs"])]
+                                     e["summary"], e["artifacts"], group=e.get("group", ""))
+                           for r, e in enumerate(meta["runs"])]
         except SpoolError:
             raise
         except Exception as e:  # noqa: BLE001 - any damage reads the same to the user

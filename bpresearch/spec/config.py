@@ -20,10 +20,11 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import refine as refinemod
-from .activations import ACTIVATIONS
-from .models import INITS
-from .optim import OPTIMIZERS
+from bpresearch.core.activations import ACTIVATIONS
+from bpresearch.core.models import INITS
+from bpresearch.core.optim import OPTIMIZERS
+from bpresearch.keys import SWEPT_INTO
+from bpresearch.spec import refine as refinemod
 
 
 class ExperimentError(ValueError):
@@ -253,9 +254,6 @@ def complete(cfg: dict) -> dict:
     return resolve_defaults(out)
 
 
-SWEPT_INTO = {"learning_rate": "optimizer.learning_rate", "batch_size": "train.batch_size", "seeds": "train.seed"}
-
-
 def did_you_mean(word: str, options) -> str:
     """`` (did you mean 'train'?)`` when ``word`` is a likely typo of one of ``options``, else ``""``."""
     close = difflib.get_close_matches(word, [o for o in options if o], n=1, cutoff=0.6)
@@ -442,7 +440,7 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
                 err("", section, f"unknown section [{section}]{did_you_mean(section, SCHEMA)} (expected one of: "
                     f"{', '.join(s for s in SCHEMA if s)})")
         elif section not in SCHEMA[""]:
-            err("", section, f"unknown top-level key (expected name, description, or a [section])")
+            err("", section, "unknown top-level key (expected name, description, or a [section])")
     for section, keys in SCHEMA.items():
         if section == "sweep":
             continue

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from . import data as datamod
-from . import refine as refinemod
-from .config import SWEPT_INTO, ExperimentError
+from bpresearch.core import data as datamod
+from bpresearch.keys import SWEPT_INTO
+from bpresearch.spec import config
+from bpresearch.spec import refine as refinemod
+from bpresearch.spec.config import ExperimentError
 
 # Values vmapped inside one compiled program; everything else splits groups.
 VMAPPED = ("optimizer.learning_rate", "optimizer.momentum", "train.seed")

@@ -13,8 +13,8 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from . import losses, models, optim, train
-from .data import Dataset
+from bpresearch.core import losses, models, optim, train
+from bpresearch.core.data import Dataset
 
 
 def n_outputs(config: dict, dataset: Dataset) -> int:

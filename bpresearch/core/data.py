@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .activations import ACTIVATIONS
+from bpresearch.core.activations import ACTIVATIONS
 
 _INT32 = np.iinfo(np.int32)
 _NPZ_KEYS = ("X", "y", "X_test", "y_test")  # the arrays an .npz dataset may hold
@@ -147,7 +147,7 @@ def digits(test_fraction=0.2, split_seed=0):
     """
     from importlib import metadata
 
-    from . import cache
+    from bpresearch.core import cache
 
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")

@@ -19,12 +19,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import config, results, retry, rounds, sweep
-from . import experiment as expmod
-from .delivery import Delivery
-from .executors import Job, LocalExecutor
-from .progress import Progress
-from .provenance import provenance
+from bpresearch import keys
+from bpresearch.run import records, rounds, sweep
+from bpresearch.run.executors import Job, LocalExecutor
+from bpresearch.run.progress import Progress
+from bpresearch.run.provenance import provenance
+from bpresearch.spec import config
+from bpresearch.spec import experiment as expmod
+from bpresearch.store import retry
+from bpresearch.store.delivery import Delivery
 
 
 @dataclass
@@ -257,9 +260,9 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
             span = (end - int(round(done.result.run_s * 1000)), end)   # its compiled call(s)
             ds = jobs[done.index].dataset
             if id(ds) not in inputs_of:
-                inputs_of[id(ds)] = results.dataset_input(jobs[done.index].config, ds)
+                inputs_of[id(ds)] = records.dataset_input(jobs[done.index].config, ds)
             runs = group_list[done.index][done.start:done.start + done.result.size]   # a chunk, or the group
-            recs = results.records(runs, done.result, inputs_of[id(ds)])
+            recs = records.records(runs, done.result, inputs_of[id(ds)])
             for rec in recs:
                 rec.times = span
             bar.logging_started()
@@ -276,7 +279,7 @@ def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overr
             raise_failure()
         if exp.refine:
             summary.refined = [grp.as_dict(exp.refine) for rep in reports for grp in rep.groups]
-            tracker.log_text(parent, json.dumps(summary.refined, indent=2), results.REFINE_ARTIFACT)
+            tracker.log_text(parent, json.dumps(summary.refined, indent=2), keys.REFINE_ARTIFACT)
             print(f"{exp.name}: learning-rate refinement (resolution {exp.refine.resolution:g}, "
                   f"at most {exp.refine.max_rounds} rounds):", file=out)
             for line in refine_lines(summary.refined):
@@ -341,7 +344,7 @@ def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> lis
             if g < len(plans):  # the next group compiles while this one trains
                 ahead = compile_ahead(plans[g])
             ds = exp.dataset(cfg)
-            inputs = results.dataset_input(cfg, ds)
+            inputs = records.dataset_input(cfg, ds)
             while batch:   # the initial grid, then each refinement round: chunks of one program
                 runs, base, trained = [r for r, _ in batch], state["trained"], {}
                 chunks = sweep.run_chunks(cfg, [sweep.member_of(r.config) for r in runs], ds, cfg["train"]["chunk"],
@@ -351,11 +354,11 @@ def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> lis
                     bar.update(state["trained"], state["logged"], detail())
                     summary.train_s += res.run_s
                     end = int(time.time() * 1000)
-                    recs = results.records(runs[start:start + res.size], res, inputs)
+                    recs = records.records(runs[start:start + res.size], res, inputs)
                     for rec in recs:
                         rec.times = (end - int(round(res.run_s * 1000)), end)   # the chunk's training
                     bar.logging_started()
-                    work.put((recs, {results.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
+                    work.put((recs, {keys.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
                     if failure:
                         raise failure[0]
                     trained.update({rec.run.hash: rec.summary for rec in recs})
@@ -376,16 +379,16 @@ def _refine_metrics(groups: list[dict] | None) -> dict[str, float]:
     configurations added, groups resolved out of all (the detail is the artifact refine.json)."""
     if not groups:
         return {}
-    return {results.REFINE_ROUNDS: max(g["rounds"] for g in groups),
-            results.REFINE_LRS_ADDED: sum(g["added"] for g in groups),
-            results.REFINE_CONFIGS_ADDED: sum(g["added"] * g["seeds"] for g in groups),
-            results.REFINE_GROUPS: len(groups),
-            results.REFINE_GROUPS_RESOLVED: sum(g["resolved"] for g in groups)}
+    return {keys.REFINE_ROUNDS: max(g["rounds"] for g in groups),
+            keys.REFINE_LRS_ADDED: sum(g["added"] for g in groups),
+            keys.REFINE_CONFIGS_ADDED: sum(g["added"] * g["seeds"] for g in groups),
+            keys.REFINE_GROUPS: len(groups),
+            keys.REFINE_GROUPS_RESOLVED: sum(g["resolved"] for g in groups)}
 
 
 def sync(tracker, out=None) -> int:
     """Write every group waiting in the spool of ``tracker``'s store; the number of runs written."""
-    from .spool import Spool, folder_for
+    from bpresearch.store.spool import Spool, folder_for
 
     out = out or sys.stderr
     spool = Spool(folder_for(tracker.uri))

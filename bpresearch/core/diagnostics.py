@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .optim import optimizer
+from bpresearch.core.optim import optimizer
 
 # Lanczos stops (the rest of the tridiagonal decouples) once a new residual is this small
 # relative to the largest |α| + β seen: the Krylov space is then invariant to float32

@@ -7,7 +7,7 @@ converge, the loss Hessian in closed form and its eigenvalues (the 2/λ_max boun
 
 import math
 
-from .graph import Value
+from bpresearch.core.graph import Value
 
 # A run whose last loss is below this counts as converged in the text report.
 CONVERGED_LOSS = 1e-6

@@ -17,11 +17,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import lease, retry
-from .experiment import group_key
-from .results import RunRecord
-from .spool import Spool, SpoolError, folder_for
-from .tracking import is_transient, sqlite_path
+from bpresearch.store import lease, retry
+from bpresearch.store.record import RunRecord
+from bpresearch.store.spool import Spool, SpoolError, folder_for
+from bpresearch.store.tracking import is_transient, sqlite_path
 
 
 class Delivery:
@@ -92,7 +91,7 @@ class Delivery:
                 finished = self.tracker.runs_by_hash(exp_id)[0]
                 pending = [r for r in pending if r.run.hash not in finished]
             if pending:
-                group = {"bpresearch.group": group_key(pending[0].run.config)}  # one group per call
+                group = {"bpresearch.group": pending[0].group}  # one group per call
                 self.tracker.log_runs(exp_id, parent, pending, {**tags, **group},
                                       {r.run.hash: unfinished.get(r.run.hash, []) for r in pending})
 

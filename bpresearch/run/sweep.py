@@ -22,9 +22,10 @@ from typing import Iterator, NamedTuple
 import jax
 import numpy as np
 
-from . import sharding, train
-from .data import Dataset
-from .workload import build_run, to_device, train_spec
+from bpresearch.core import train
+from bpresearch.core.data import Dataset
+from bpresearch.run import sharding
+from bpresearch.spec.workload import build_run, to_device, train_spec
 
 
 class Member(NamedTuple):

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from .data import Dataset
-from .sweep import GroupResult, Member, compile_group, run_chunks, run_group
+from bpresearch.core.data import Dataset
+from bpresearch.run.sweep import GroupResult, Member, compile_group, run_chunks, run_group
 
 RAY_INSTALL = "--executor ray needs Ray, an optional extra: pip install -e '.[ray]'"
 

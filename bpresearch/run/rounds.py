@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generator
 
-from . import experiment as expmod
-from . import refine as refinemod
-from . import results
-from .experiment import Run
+from bpresearch import keys
+from bpresearch.spec import experiment as expmod
+from bpresearch.spec import refine as refinemod
+from bpresearch.spec.experiment import Run
 
 
 @dataclass
@@ -101,9 +101,9 @@ def slots(settings: refinemod.Settings, chunk_size: int, runs: list[Run]) -> int
 
 def outcome(run: Run, summary: dict[str, float], target: float) -> refinemod.Outcome:
     """A run's ``Outcome`` for ``target`` from its summary metrics (as logged, or as just trained)."""
-    steps = summary.get(results.steps_key(target))   # absent: never reached (censored)
+    steps = summary.get(keys.steps_key(target))   # absent: never reached (censored)
     return refinemod.Outcome(run.config["optimizer"]["learning_rate"], run.config["train"]["seed"],
-                             None if steps is None else float(steps), bool(summary.get(results.DIVERGED, 0.0)))
+                             None if steps is None else float(steps), bool(summary.get(keys.DIVERGED, 0.0)))
 
 
 Batch = list[tuple[Run, int]]   # (run, round): round 0 is the initial grid

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from .activations import ACTIVATIONS
+from bpresearch.core.activations import ACTIVATIONS
 
 INITS = ("zeros", "normal", "glorot")
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+
 class Method(NamedTuple):
     init: Callable[..., Any]
     step: Callable[..., tuple]

@@ -16,8 +16,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .results import KIND_TAG, RUN, short_key, stored_names
-from .tracking import NOTE_TAG, PARENT_TAG, client, search_all, sqlite_path
+from bpresearch.keys import KIND_TAG, RUN, short_key, stored_names
+from bpresearch.store.tracking import NOTE_TAG, PARENT_TAG, client, search_all, sqlite_path
 
 SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
 POINT = ("run_id", "key", "step", "value", "timestamp")  # the fields of a curve point, in order

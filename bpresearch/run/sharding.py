@@ -27,7 +27,7 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import train
+from bpresearch.core import train
 
 AXIS = "configs"
 

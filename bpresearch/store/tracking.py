@@ -31,16 +31,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from . import sqlstore
-from .names import safe_name
-from .results import DIVERGED, FINAL_LOSS, HASH_TAG, KIND_TAG, RunRecord, short_key, stored_key, stored_summary
+from bpresearch.keys import DIVERGED, FINAL_LOSS, HASH_TAG, KIND_TAG, safe_name, short_key, stored_key, stored_summary
+from bpresearch.store import sqlstore
+from bpresearch.store.record import RunRecord
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 BATCH = 1000                        # MLflow's limit of metrics per log_batch call
 PAGE = 5000                         # runs per search_runs page (MLflow allows up to 50,000)
 PARENT_TAG = "mlflow.parentRunId"   # MLflow's own tags: the UI nests child runs and shows the note
 NOTE_TAG = "mlflow.note.content"
-LEASE_TAG = "bpresearch.lease"      # experiment tag: who sweeps it now (lease.py)
+LEASE_TAG = "bpresearch.store.lease"      # experiment tag: who sweeps it now (lease.py)
 # The UI opens an experiment on its run table (not the GenAI overview) in model-training
 # mode: the experiment's kind says so, and the link below asks for that mode.
 KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -470,7 +470,7 @@ class Tracker:
             self.client.set_terminated(run_id, "KILLED")
 
     def lease(self, exp_id: str) -> str:
-        """The experiment's ``bpresearch.lease`` tag ("" when free)."""
+        """The experiment's ``bpresearch.store.lease`` tag ("" when free)."""
         return self.client.get_experiment(exp_id).tags.get(LEASE_TAG, "")
 
     def set_lease(self, exp_id: str, value: str):
