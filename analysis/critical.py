@@ -144,6 +144,12 @@ def fit_lr_scaling(B, eps, min_points: int = 3) -> LrScalingFit:
         return LrScalingFit(nan, nan, int(B.size),
                             f"non-physical fit (B_noise/ε_max = {b:.3g}): the best learning rate "
                             "falls as the batch grows")
+    b = max(b, 0.0)  # within rounding of 0 (checked above): B_noise at its bound, not below it
+    if b / a < B.min() / DEGENERATE_FACTOR:
+        return LrScalingFit(nan, nan, int(B.size),
+                            f"degenerate fit (B_noise = {b / a:.3g}, more than {DEGENERATE_FACTOR:.0f}× below the "
+                            f"batch sizes measured, {B.min():.0f}–{B.max():.0f}): the data do not determine it "
+                            "(the best learning rate hardly changes with the batch size)")
     reason = degenerate_reason({"B_noise": b / a}, B.min(), B.max())
     if reason:
         return LrScalingFit(nan, nan, int(B.size), reason + (

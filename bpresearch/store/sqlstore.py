@@ -5,7 +5,7 @@ per metric point: create_run, log_batch of params, log_batch of metrics per 1,00
 points, set_terminated. Here a whole group of finished runs goes into the store in one
 transaction of one prepared ``executemany`` per table (runs, tags, params, metrics,
 latest_metrics), with rows built from numpy arrays. The schema is MLflow's, untouched:
-the UI and every MLflow client read these runs like any other (tests/test_sweep.py
+the UI and every MLflow client read these runs like any other (tests/run/test_sweep.py
 compares them with ``log_batch`` point by point, ``latest_metrics`` included).
 
 Connection settings (this connection only; the store's file format, journal mode and

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from test_refine import loss_curves, problem
+from oracles import loss_curves, problem
 
 from bpresearch.cli import main
 from bpresearch.keys import HASH_TAG, KIND_TAG, REFINE_ARTIFACT, ROUND_TAG

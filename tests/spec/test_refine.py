@@ -4,41 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from oracles import EVERY, FACTOR, LAMBDA, STEPS, loss_curves, problem  # noqa: E402,F401
 
 from bpresearch.spec.refine import Outcome, decide, merge_proposals, refine, scores, uniform_count
-
-# ---------------------------------------------------------------- an exact oracle
-# Least squares L(w) = ½·mean((Xw − y)²) with a chosen spectrum: H = XᵀX/n has eigenvalues
-# LAMBDA, y has a residual so that L* > 0. Full-batch gradient descent from w = 0 moves each
-# eigen-coordinate of the error by (1 − ηλ) per step, so the loss after k steps is exactly
-# L* + ½ Σ λ_i (1 − ηλ_i)^(2k) e0_i² (float64).
-LAMBDA = np.array([1.0, 0.4, 0.1, 0.03, 0.01])
-STEPS, EVERY, FACTOR = 3000, 5, 1000.0
-
-
-def problem(seed=0, n=64):
-    rng = np.random.default_rng(seed)
-    d = len(LAMBDA)
-    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
-    V, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    X = math.sqrt(n) * Q[:, :d] * np.sqrt(LAMBDA) @ V.T      # XᵀX/n = V diag(λ) Vᵀ
-    w_star = rng.normal(size=d)
-    y = X @ w_star + 0.3 * Q[:, d]                          # residual orthogonal to X's columns
-    return X, y
-
-
-def loss_curves(X, y, lrs, steps=STEPS):
-    """Full training loss at steps 0..steps of GD from w = 0, for each learning rate: (len(lrs), steps+1)."""
-    n = len(y)
-    lam, V = np.linalg.eigh(X.T @ X / n)
-    w_star = np.linalg.lstsq(X, y, rcond=None)[0]
-    l_star = 0.5 * np.mean((X @ w_star - y) ** 2)
-    e0 = V.T @ (0.0 - w_star)                               # initial error in eigen-coordinates
-    k = np.arange(steps + 1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        rate = (1.0 - np.asarray(lrs)[:, None] * lam[None, :]) ** 2          # (lrs, d)
-        terms = rate[:, None, :] ** k[None, :, None] * (lam * e0 ** 2)[None, None, :]
-        return l_star + 0.5 * terms.sum(-1), l_star
 
 
 def steps_to(curves, l0, target, every=EVERY):

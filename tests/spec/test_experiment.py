@@ -8,7 +8,7 @@ import pytest
 from bpresearch.cli import main
 from bpresearch.spec import config, experiment
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 MINIMAL = '''name = "t"
 [data]
@@ -151,7 +151,7 @@ def test_missing_experiment_file(tmp_path, capsys):
 
 
 def test_readme_example_is_valid(tmp_path):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("```toml\n")[1].split("```")[0]
     (tmp_path / "linear.npz").write_bytes((EXPERIMENTS / "linear.npz").read_bytes())
     (tmp_path / "readme.toml").write_text(block)

@@ -17,7 +17,7 @@ from bpresearch.spec import experiment
 from bpresearch.store.record import RunRecord
 from bpresearch.store.tracking import Tracker, sqlite_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETS = ["train.steps=30", "train.eval_every=5", "sweep.seeds=1", 'sweep.batch_size=[4, "full"]']
 FIRST = [*SETS, "sweep.learning_rate=[0.03]"]          # 2 of the 4 runs: then kill nothing, resume
 FULL = [*SETS, "sweep.learning_rate=[0.03, 0.3]"]

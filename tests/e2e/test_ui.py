@@ -32,7 +32,7 @@ from bpresearch.store.tracking import runs_url
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Headless and offline: no GPU, no sandbox (root in CI), no background fetches, a fresh profile.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -15,7 +15,7 @@ from bpresearch import keys as R
 from bpresearch.cli import main as cli_main
 from bpresearch.store import tracking
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXP = ROOT / "experiments"
 
 

@@ -21,7 +21,7 @@ from bpresearch.run.runner import run_experiment  # noqa: E402
 from bpresearch.spec import experiment  # noqa: E402
 from bpresearch.store.tracking import Tracker  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # 6 compiled groups (one per batch size) of 4 runs each, different sizes of work.
 SETS = ["train.steps=40", "train.eval_every=5", "sweep.seeds=2", "sweep.learning_rate=[0.03, 0.3]",
         "sweep.batch_size=[1, 2, 3, 4, 8, \"full\"]"]

@@ -281,7 +281,7 @@ def test_which_store_errors_are_transient():
 
 def test_servers_bind_to_localhost_unless_told_otherwise():
     """`make ui` and `make server`, the servers the project starts: 127.0.0.1 unless a host is given."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def command(target, *args):
         out = subprocess.run(["make", "-n", "-s", target, *args], cwd=root, capture_output=True, text=True,

@@ -33,7 +33,7 @@ def children(client, exp_id, status=None):
 def swept(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     import shutil
-    root = Path(__file__).resolve().parent.parent / "experiments"
+    root = Path(__file__).resolve().parents[2] / "experiments"
     shutil.copy(root / "linear.npz", tmp)
     shutil.copy(root / "linear-regression.toml", tmp)
     path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/mlflow.db"
@@ -215,7 +215,7 @@ def test_resume_after_kill_9_completes_exactly_the_rest(linear_example, tmp_path
 
 @pytest.mark.slow
 def test_two_sweeps_create_a_new_store_at_once(tmp_path):
-    root = Path(__file__).resolve().parent.parent / "experiments"
+    root = Path(__file__).resolve().parents[2] / "experiments"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     procs = [subprocess.Popen([str(BIN), "sweep", str(root / name), "--tracking-uri", uri, "--set", "train.steps=5"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

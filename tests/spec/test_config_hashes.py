@@ -20,7 +20,7 @@ import pytest
 
 from bpresearch.spec import config, experiment
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 # file -> (runs, sha256 of the sorted run hashes, sha256 of the sorted group keys,
 #          sha256 of the resolved TOML without its "# resolved from <path>" line)

@@ -22,7 +22,7 @@ from bpresearch.core import train
 from bpresearch.run import sweep
 from bpresearch.spec import config, experiment, workload
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 ONE, TWO = EXPERIMENTS / "seed-neuron.toml", EXPERIMENTS / "seed-neuron-two-weights.toml"
 
 

@@ -15,7 +15,7 @@ import pytest
 from bpresearch.run import sharding, sweep
 from bpresearch.spec import experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # One group of 6 digits-MLP runs, cut into chunks of at most 4: with 4 devices each chunk is 4
 # runs (the last padded), one per device. Diagnostics on: the Lanczos eigh is the part that
 # needs ``configure_cpu_pool`` with several CPU devices.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bpresearch.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXP = str(ROOT / "experiments" / "seed-graph.toml")
 
 
