@@ -271,7 +271,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
         seed_found = found if seed_graph else []
         if targets and model_kind is not None and model_kind.isin(["seed_graph", "neuron"]).all() and g.gd:
             seed_found += [g.prefix(s) for s in SF.findings_small_vs_best(g.cell, g.runs, targets[0], g.budget,
-                                                                          g.full)]  # SEED.md §3: too small is slow
+                                                                          g.full)]  # docs/seed.md §3: too small is slow
         ball: list[str] = []
         _ball_section(rep, ball, data, g.runs, g.curves, verdicts.get(g.key), targets, _sfx(g), _of(g))
         _grad_tol_section(rep, ball, g.runs, g.steps.table, targets, g.budget)
@@ -489,7 +489,7 @@ def _to_summary(rep: Report, name: str | None, at: int):
 
 def _ball_section(rep: Report, findings: list, data: load.ExperimentData, runs: pd.DataFrame,
                   curves: pd.DataFrame, v: pd.DataFrame | None, targets: list[float], sfx: str = "", of: str = ""):
-    """SEED.md §3, the ball on the curve: iterates from the logged param/<name> histories on J(w)."""
+    """docs/seed.md §3, the ball on the curve: iterates from the logged param/<name> histories on J(w)."""
     names = SF.param_names(runs)
     if not names:
         return
@@ -523,7 +523,7 @@ def _ball_section(rep: Report, findings: list, data: load.ExperimentData, runs: 
 
 def _grad_tol_section(rep: Report, findings: list, runs: pd.DataFrame, table: pd.DataFrame,
                       targets: list[float], budget: int):
-    """SEED.md §3, "when the gradient is small enough, we call it the minimum": train.grad_tol."""
+    """docs/seed.md §3, "when the gradient is small enough, we call it the minimum": train.grad_tol."""
     col = "params.train.grad_tol"
     if col not in runs or runs[col].isna().all() or not targets:
         return

@@ -378,7 +378,7 @@ def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests
     return pred
 
 
-# ---------------------------------------------------------------- issue 11: claims only where measured
+# ---------------------------------------------------------------- claims only where measured
 EOS_BAND = 0.1      # "at the edge of stability": sharpness within ±10% of the bound factor/η …
 EOS_STRETCH = 3     # … for at least this many consecutive measurements
 CATAPULT_BELOW = 0.5  # "fell far below": under half the bound, after starting above it

@@ -344,7 +344,7 @@ def span(lo: float, hi: float, fmt: str = ".3g") -> str:
     return a if a == b else f"{a}–{b}"
 
 
-# ---------------------------------------------------------------- issue 11: only as strong as the data
+# ---------------------------------------------------------------- only as strong as the data
 def steps_interval_text(lo: float, hi: float) -> str:
     """``8`` or ``6–10``: the steps-to-target interval, never a false precision."""
     if hi is None or not np.isfinite(hi):

@@ -1,4 +1,4 @@
-"""The seed's own pictures and rules (SEED.md §3–5), from the logged runs.
+"""The seed's own pictures and rules (docs/seed.md §3–5), from the logged runs.
 
 - The ball on the curve: gradient descent's iterates, read from the ``param/<name>``
   histories that tiny models log (``bpresearch.core.train.TRACK_PARAMS_MAX``), drawn on the
@@ -153,7 +153,7 @@ def _panel_title(p: Pick, n_in: int, n: int, last_step: int) -> str:
 
 
 def ball_on_curve(track: pd.DataFrame, picks: list[Pick], J: Callable, name: str = "w") -> plt.Figure:
-    """SEED.md §3: the ball rolling down J(w), one panel per chosen learning rate.
+    """docs/seed.md §3: the ball rolling down J(w), one panel per chosen learning rate.
 
     Args:
         track: ``paths`` of the runs (columns ``run_id, step, <name>``), from the logged histories.
@@ -252,7 +252,7 @@ def seed_graph_update(example: dict, post: dict, best: pd.Series | None, target:
     n, g, u = example["nodes"], example["loss_grads"], example["updated"]
     f = n["f"]["value"]
     lines = [
-        (f"One update with η = {lr:g} and Target = {t:g} (SEED.md §5)", "black", "bold"),
+        (f"One update with η = {lr:g} and Target = {t:g} (docs/seed.md §5)", "black", "bold"),
         (f"Loss = ½(f − Target)² = ½({f:.4g} − ({t:g}))² = {example['loss']:.4g}", "black", "normal"),
         ("loss gradients: " + ",  ".join(
             f"∂Loss/∂{k} = (f − Target)·∂f/∂{k} = ({f - t:.4g})({n[k]['grad']:.4g}) = {g[k]:.4g}" for k in "xyz"),
@@ -305,7 +305,7 @@ def worked_update(example: dict, verdict: str | None, best: pd.Series | None, ta
 
 def findings_small_vs_best(cell: pd.DataFrame, runs: pd.DataFrame, target: float, budget: int,
                            full: int | None = None) -> list[str]:
-    """"Too small takes very long" (SEED.md §3): the smallest learning rate against the best, in steps.
+    """"Too small takes very long" (docs/seed.md §3): the smallest learning rate against the best, in steps.
 
     One sentence per gradient optimizer × batch size with at least two learning rates.
     """
@@ -374,7 +374,7 @@ def findings_grad_tol(gt: pd.DataFrame, tol: float, target: float, budget: int) 
     grid = sorted(gt["learning_rate"].unique())
     out = []
     n_tol = int(gt["steps_to_grad_tol"].notna().sum())
-    head = (f"Gradient small enough (train.grad_tol = {tol:g}, SEED.md §3): the full-batch gradient norm fell below "
+    head = (f"Gradient small enough (train.grad_tol = {tol:g}, docs/seed.md §3): the full-batch gradient norm fell below "
             f"{tol:g} in {n_tol} of {len(gt)} gradient-descent runs within the {budget:,}-step budget")
     if both.empty:
         return [head + f"; none of them also reached loss {target:g}."]

@@ -1,1 +1,1 @@
-"""`make bench`: the harness against the way a sweep is written without it (issue 6)."""
+"""`make bench`: the harness against the way a sweep is written without it."""

@@ -1,7 +1,7 @@
 """Datasets as plain numpy arrays, deterministic given a seed.
 
 Three built-in sources, each the simplest setting for one question of the seed:
-a teacher neuron (one neuron learning another, SEED.md §1-3), the bundled
+a teacher neuron (one neuron learning another, docs/seed.md §1-3), the bundled
 scikit-learn digits (a multi-layer network, §7), and the seed graph's single
 sample (§4-5). User files (.npz or .csv) are validated up front so that a bad
 file fails with one line naming the file and the problem, never a traceback.
@@ -186,7 +186,7 @@ def _digits_split(test_fraction: float, split_seed: int) -> dict[str, np.ndarray
 
 
 def seed_point(target=-10.0):
-    """The seed graph's single sample (SEED.md §5): no input features, one target.
+    """The seed graph's single sample (docs/seed.md §5): no input features, one target.
 
     Args:
         target: the target for f = (x + y)·z.

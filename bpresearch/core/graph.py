@@ -4,7 +4,7 @@ This is micrograd's design (Karpathy, github.com/karpathy/micrograd, engine.py):
 each operation builds its output node together with a small closure that knows
 the operation's local derivative; ``backward`` visits the nodes in reverse
 topological order and applies the chain rule. Plain Python floats only, so the
-worked numbers of SEED.md §4-5 can be followed by hand (``seed.py`` drives them).
+worked numbers of docs/seed.md §4-5 can be followed by hand (``seed.py`` drives them).
 """
 
 import math

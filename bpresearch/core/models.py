@@ -3,10 +3,10 @@
 ``init(key) -> params`` and ``apply(params, X) -> output``. Builders take only the
 settings they use, so the same pair serves every learning rate and seed of a sweep.
 
-- ``neuron``: the seed's ``F(w·x + b)`` (SEED.md §1); with F = identity it is linear
+- ``neuron``: the seed's ``F(w·x + b)`` (docs/seed.md §1); with F = identity it is linear
   regression. ``bias=False`` is the seed's b = 0: ``b`` is then not a parameter at all.
-- ``mlp``: a multi-layer network (SEED.md §7).
-- ``seed_graph``: ``f = (x + y)·z`` with x, y, z as the learned parameters (SEED.md §4–5).
+- ``mlp``: a multi-layer network (docs/seed.md §7).
+- ``seed_graph``: ``f = (x + y)·z`` with x, y, z as the learned parameters (docs/seed.md §4–5).
 """
 
 from __future__ import annotations

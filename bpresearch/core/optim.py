@@ -10,9 +10,9 @@ is the objective at the params *before* the step (the value "after k updates").
 
 Gradient methods are optax transformations wrapped in ``optax.inject_hyperparams``, so
 the learning rate (and momentum) live in the optimizer state as data: one compiled
-program serves every value of a sweep without recompiling (STYLE.md, practice 4).
+program serves every value of a sweep without recompiling (docs/architecture.md: what is swept is data).
 
-The seed's straw man, random search (SEED.md §2), fits the same interface: each step
+The seed's straw man, random search (docs/seed.md §2), fits the same interface: each step
 draws a fresh parameter vector at random, evaluates it once, and keeps it only if its
 loss is lower than the best so far. One step costs one loss evaluation, as one step of
 gradient descent costs one gradient evaluation, so both can be compared per evaluation.

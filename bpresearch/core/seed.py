@@ -1,4 +1,4 @@
-"""The seed's worked example (SEED.md §4-5), as ``bpresearch seed-example`` prints it.
+"""The seed's worked example (docs/seed.md §4-5), as ``bpresearch seed-example`` prints it.
 
 f = (x + y)·z built from ``graph.Value`` nodes, backpropagated by hand; the loss
 ½(f − target)² minimised by gradient descent; and, to explain a run that does not
@@ -96,9 +96,9 @@ def seed_example(x=-2.0, y=5.0, z=-4.0, target=-10.0, lr=0.1, steps=1):
     and ``steps`` updates v ← v − lr·∂Loss/∂v are made.
 
     Args:
-        x, y, z: the starting inputs (SEED.md: −2, 5, −4).
-        target: the target for f (SEED.md: −10).
-        lr: the learning rate η (SEED.md: 0.1).
+        x, y, z: the starting inputs (docs/seed.md: −2, 5, −4).
+        target: the target for f (docs/seed.md: −10).
+        lr: the learning rate η (docs/seed.md: 0.1).
         steps: how many gradient-descent updates to record in ``history`` (>= 0).
 
     Returns:

@@ -9,7 +9,7 @@ Conventions (every curve in the project follows them):
   0, E, 2E, … and always the last step.
 - Minibatches are drawn *with replacement* (``jax.random.randint``), independently at
   every step. ``batch_size == n_train`` is batch training: the whole set at every step,
-  no sampling, exact gradient descent (SEED.md §6).
+  no sampling, exact gradient descent (docs/seed.md §6).
 - Divergence is decided on the *full* training loss or on non-finite values, never on one
   minibatch: a run diverges at step k when its minibatch loss is non-finite, or when its
   full training loss is non-finite or above ``divergence_factor × max(L0, 1)`` (L0 the
@@ -35,14 +35,14 @@ Conventions (every curve in the project follows them):
   Measured at step 0 in every run and over training in full-batch runs only: each costs
   one or more passes over the whole training set (B_noise: N of them), which would
   multiply the cost of a small-batch run many times.
-- Steps-to-grad-tol (when ``grad_tol > 0``, SEED.md §3 "when the gradient is small enough,
+- Steps-to-grad-tol (when ``grad_tol > 0``, docs/seed.md §3 "when the gradient is small enough,
   we call it the minimum"): the first step whose *full-batch* gradient norm is below
   ``grad_tol``, before any divergence; −1 when never. Full-batch runs: every step (their
   ``grad_norm`` is the full gradient's norm); minibatch runs: every evaluated step, where
   the full gradient is computed for it. The run still takes all its steps.
 - Parameter trajectories: a model with at most ``TRACK_PARAMS_MAX`` scalar parameters
   returns each one's value after k updates, k = 0 … steps, as ``trajectory/<name>``
-  (``param_names``): the path that the ball of SEED.md §3 rolls along J(w).
+  (``param_names``): the path that the ball of docs/seed.md §3 rolls along J(w).
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable]]] = {
         "log_dense": (200, _int(lo=0)),            # train_loss/grad_norm logged at every step up to here
         "log_every": ("auto", lambda v: v if v == "auto" else _int(lo=1)(v)),  # then every N ("auto": ≈ 800 more)
         "chunk": (64, _int(lo=1)),                 # configurations per compiled call (bounds memory)
-        # "When the gradient is small enough, we call it the minimum" (SEED.md §3): the first
+        # "When the gradient is small enough, we call it the minimum" (docs/seed.md §3): the first
         # step whose full-batch gradient norm is below grad_tol is recorded (steps_to_grad_tol);
         # the run still takes all its steps. Unset (None) it is absent from the resolved config.
         "grad_tol": (None, _optional(_float(lo=0.0, lo_open=True))),

@@ -1,4 +1,4 @@
-"""The seed's pictures (issue 13): parameter trajectories, steps_to_grad_tol, the ball on J(w).
+"""The seed's pictures: parameter trajectories, steps_to_grad_tol, the ball on J(w).
 
 The J(w) figure's iterates are checked against the histories MLflow holds (read with
 MlflowClient, not through analysis), and ``steps_to_grad_tol`` against gradient descent
@@ -197,7 +197,7 @@ def test_neuron_reports_say_what_too_small_and_small_gradient_mean(swept):
     one = (out / "seed-neuron" / "report.md").read_text()
     for phrase in ["Too small takes very long: the smallest learning rate, η = 0.02, had not arrived at loss 0.0001 "
                    "within the 100-step budget", "the best, η = 0.535, took 3 steps",
-                   "Gradient small enough (train.grad_tol = 0.01, SEED.md §3)",
+                   "Gradient small enough (train.grad_tol = 0.01, docs/seed.md §3)",
                    "from the logged param/w histories: too small, η = 0.0346 (slowest to reach loss 0.0001: 90 steps); "
                    "well chosen, η = 0.535 (fastest to reach loss 0.0001: 3 steps); too large, η = 1.6 (diverged at "
                    "step 10)", "](ball_on_curve.png)", "Steps to |∇J| < 0.01 and to loss < 0.0001"]:

@@ -1,4 +1,4 @@
-"""The seed's worked example: SEED.md's numbers, the text report, and agreement with jax."""
+"""The seed's worked example: docs/seed.md's numbers, the text report, and agreement with jax."""
 
 import math
 
@@ -9,7 +9,7 @@ import pytest
 
 from bpresearch.core.seed import format_seed_example, seed_example, seed_loss_hessian, symmetric_eigenvalues
 
-# --- the seed's worked example (SEED.md §4-5) ---------------------------------------
+# --- the seed's worked example (docs/seed.md §4-5) ---------------------------------------
 
 
 def test_seed_forward_backward_matches_seed_md():
@@ -46,7 +46,7 @@ def test_seed_lr_0_1_jumps_instead_of_converging():
     losses = [h["loss"] for h in seed_example(lr=0.1, steps=10)["history"]]
     assert len(losses) == 11
     assert losses[0] == pytest.approx(2.0)
-    assert losses[1] == pytest.approx(13.7, abs=0.05)  # SEED.md §5: f = −4.76, loss 13.7
+    assert losses[1] == pytest.approx(13.7, abs=0.05)  # docs/seed.md §5: f = −4.76, loss 13.7
     assert losses[2] == pytest.approx(55.3, abs=0.05)
     assert losses[1] > losses[0] and losses[2] > losses[1]
     assert sum(b > a for a, b in zip(losses, losses[1:])) >= 3  # it keeps jumping

@@ -1,4 +1,4 @@
-"""The command line as a person meets it (issue 14): make targets, --version, --help, pipes."""
+"""The command line as a person meets it: make targets, --version, --help, pipes."""
 
 import shutil
 import subprocess

@@ -1,4 +1,4 @@
-"""The MLflow UI as a researcher meets it, in a real headless Chromium (issue 14).
+"""The MLflow UI as a researcher meets it, in a real headless Chromium.
 
 A small sweep goes into a temp sqlite store; ``mlflow server`` serves it on 127.0.0.1 on a
 free port; Debian's Chromium, driven by Playwright, opens the link ``make ui`` prints and

@@ -1,16 +1,12 @@
 """Pins what the five shipped experiments resolve to, so a refactor cannot change it silently.
 
 A run's config hash is how a sweep resumes and how the store names a run; the group key
-is logged as ``bpresearch.group``; the resolved TOML is logged with every sweep. The
-digests below were computed before issue 9's refactor (commit 10067b5) and changed once,
-on purpose, by issue 11 (new key ``diagnostics.hessian_noise_scale``; divergence, steps-to-
-target intervals and the diagnostics schedule follow new rules, so runs of the old rules
-must not be resumed as if they were the same); a change here means old stores would no
-longer resume or compare, and needs a README note.
+is logged as ``bpresearch.group``; the resolved TOML is logged with every sweep. A change
+to a digest below means that stores swept before it no longer resume or compare: it must
+be on purpose, and docs/guarantees.md must say so.
 
-The resolved-TOML digests were updated on purpose again by issue 14: resolved configs no
-longer show settings that do not apply to the run's data source, model and optimizer
-(``config.applicable``). Run hashes and group keys did not change with it, so stores resume.
+Resolved TOML shows only the settings that apply to the run's data source, model and
+optimizer (``config.applicable``); run hashes and group keys do not depend on that.
 """
 
 import hashlib
@@ -37,12 +33,12 @@ PINNED = {
     "linear-regression.toml": (132, "499219d35ac4e650c19113b359a5f200c37fec6b7ac7eb13420cae122baa5e6d",
         "2e3544741e2c057499a02dd08eecfabe80f71fc1a19d9c5d30d2ab0a105f4df3",
         "8c79d6ada7f2d989a2aa4d18843ba5770699f362318a4e3383bcb1992e030ba3"),
-    # issue 12: 9 of the 12 learning rates, then refined ([sweep] refine); same group keys
+    # refining: 9 of the 12 learning rates, then refined ([sweep] refine); same group keys
     "digits-mlp.toml": (135, "a43a4148c32308278524fa2ddda4787a4d7f041f0a56806fbb86004873d0a1b5",
         "9f200869077780312c2dd2e44139a5b2d23dc03507da38327a253a1d98311a62",
         "149aa00620a8a7766484de5a86838310eba9c6dbaa96a3721c7c96497dbc043b"),
 }
-# digits-mlp before issue 12 (12 learning rates 0.004 … 8, no refinement): its runs keep
+# digits-mlp before refinement existed (12 learning rates 0.004 … 8, no refinement): its runs keep
 # these hashes, so a store made before it resumes, and ``refine`` changes no hash.
 DIGITS_BEFORE_REFINE = (180, "ce6c22f17aecf8b04d9d7f38585d23154e65e1a214595300f7d9f75eb289fd65")
 
