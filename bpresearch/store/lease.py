@@ -27,7 +27,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-TAG = "bpresearch.store.lease"
+TAG = "bpresearch.lease"
 TTL_S = 60.0
 HEARTBEAT_S = 15.0
 SETTLE_S = 1.0

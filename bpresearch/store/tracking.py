@@ -40,7 +40,7 @@ BATCH = 1000                        # MLflow's limit of metrics per log_batch ca
 PAGE = 5000                         # runs per search_runs page (MLflow allows up to 50,000)
 PARENT_TAG = "mlflow.parentRunId"   # MLflow's own tags: the UI nests child runs and shows the note
 NOTE_TAG = "mlflow.note.content"
-LEASE_TAG = "bpresearch.store.lease"      # experiment tag: who sweeps it now (lease.py)
+LEASE_TAG = "bpresearch.lease"      # experiment tag: who sweeps it now (lease.py)
 # The UI opens an experiment on its run table (not the GenAI overview) in model-training
 # mode: the experiment's kind says so, and the link below asks for that mode.
 KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
