@@ -15,7 +15,7 @@ EXPERIMENTS ?= experiments/seed-graph.toml experiments/seed-neuron.toml experime
                experiments/batch-vs-stochastic.toml experiments/linear-regression.toml \
                experiments/digits-mlp.toml
 UI_PORT ?= 5000
-# `make server`: a tracking server for one user on 127.0.0.1 (README: a team's server).
+# `make server`: a tracking server for one user on 127.0.0.1 (docs/scaling-out.md: a team's server).
 SERVER_PORT      ?= 5001
 SERVER_STORE     ?= sqlite:///mlflow-server.db
 SERVER_ARTIFACTS ?= mlartifacts-server

@@ -1,6 +1,6 @@
 """``summary.json``: a report's numbers for notebooks and other tools (no HTML scraping).
 
-Schema (documented in the README; the required keys are fixed, more may be added):
+Schema (documented in docs/reports.md; the required keys are fixed, more may be added):
 
     {"experiment": name, "variants": [
         {"overrides": {section.key: value}  ({} for the base sweep), "facets": [section.key, …],

@@ -233,7 +233,7 @@ def _group_records(exp: expmod.Experiment) -> list:
     return records.records(runs, res)
 
 
-# bare sqlite3 connection settings of the ceiling: sqlite's defaults (what the issue measured),
+# bare sqlite3 connection settings of the ceiling: sqlite's defaults,
 # the settings of the harness's bulk connection (bpresearch.store.sqlstore), and those with synchronous=OFF
 CEILING_SETTINGS = {"defaults": [], "bulk": [f"cache_size = -{sqlstore.CACHE_KIB}"],
                     "bulk_sync_off": [f"cache_size = -{sqlstore.CACHE_KIB}", "synchronous = OFF"]}
@@ -323,66 +323,104 @@ PHASES = ("create_run", "log_batch_params", "log_batch_metrics", "bulk_insert", 
           "set_terminated")
 
 
-def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int) -> dict:
-    """``Tracker.log_runs`` of ``recs``, ``copies`` times, into ``uri``; seconds and calls of each client call.
+class _ClientTimer:
+    """Seconds and calls of each client call of one ``Tracker``, timed by wrapping them on the instance.
 
-    The calls are timed by wrapping the tracker's own MLflow client (and its bulk insert) on
-    the instance, so bpresearch's code runs unchanged: what is left of the total is the
-    tracker's own Python (building ``Metric`` objects, fitting params).
+    bpresearch's code runs unchanged: the tracker's own MLflow client (and its bulk insert)
+    are wrapped, so what is left of a total is the tracker's own Python (building
+    ``Metric`` objects, fitting params).
     """
-    tracker = Tracker(uri)
-    exp_id = tracker.experiment(exp.name, exp.description)
-    parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
-    secs, calls = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0)
-    requests = []   # (points, seconds) of each metrics log_batch: fixed cost a request vs cost a point
 
-    def timed(fn, phase_of):
+    def __init__(self, tracker: Tracker):
+        self.secs, self.calls = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0)
+        self.requests: list[tuple[int, float]] = []   # (points, seconds) of each metrics log_batch
+        self.bulk_points = 0
+        self.in_bulk, self.db_cursor_s = False, 0.0
+        self._wrap_client(tracker.client)
+        self._listen_db(tracker.client)
+        self._wrap_bulk(tracker)
+
+    def _timed(self, fn, phase_of):
         def wrapper(*args, **kwargs):
             phase = phase_of(args, kwargs)
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                secs[phase] += time.perf_counter() - t0
-                calls[phase] += 1
+                self.secs[phase] += time.perf_counter() - t0
+                self.calls[phase] += 1
                 if phase == "log_batch_metrics":
-                    requests.append((len(kwargs.get("metrics") or ()), time.perf_counter() - t0))
+                    self.requests.append((len(kwargs.get("metrics") or ()), time.perf_counter() - t0))
         return wrapper
 
-    c = tracker.client
-    for name in ("create_run", "log_inputs", "log_text", "set_terminated"):
-        setattr(c, name, timed(getattr(c, name), lambda a, k, n=name: n))
-    c.log_batch = timed(c.log_batch, lambda a, k: "log_batch_metrics" if k.get("metrics") else "log_batch_params")
-    bulk = tracker._insert_new_metrics
-    done = {"bulk_points": 0}
+    def _wrap_client(self, c):
+        for name in ("create_run", "log_inputs", "log_text", "set_terminated"):
+            setattr(c, name, self._timed(getattr(c, name), lambda a, k, n=name: n))
+        c.log_batch = self._timed(c.log_batch,
+                                  lambda a, k: "log_batch_metrics" if k.get("metrics") else "log_batch_params")
 
-    db = {"in_bulk": False, "cursor_s": 0.0}
-    store = getattr(getattr(c, "_tracking_client", None), "store", None)
-    if getattr(store, "engine", None) is not None:   # a SQL store: the database's own share of the bulk insert
+    def _listen_db(self, c):
+        """On a SQL store: the database's own share of the bulk insert (cursor executions inside it)."""
+        store = getattr(getattr(c, "_tracking_client", None), "store", None)
+        if getattr(store, "engine", None) is None:
+            return
         from sqlalchemy import event
 
         def before(conn, cursor, statement, parameters, context, executemany):
             conn.info["bench_t0"] = time.perf_counter()
 
         def after(conn, cursor, statement, parameters, context, executemany):
-            if db["in_bulk"]:
-                db["cursor_s"] += time.perf_counter() - conn.info.pop("bench_t0")
+            if self.in_bulk:
+                self.db_cursor_s += time.perf_counter() - conn.info.pop("bench_t0")
         event.listen(store.engine, "before_cursor_execute", before)
         event.listen(store.engine, "after_cursor_execute", after)
 
-    def insert(run_id, metrics):   # counts only the inserts that happened (False: not a SQL store)
-        t0 = time.perf_counter()
-        db["in_bulk"] = True
-        try:
-            ok = bulk(run_id, metrics)
-        finally:
-            db["in_bulk"] = False
-        if ok:
-            secs["bulk_insert"] += time.perf_counter() - t0
-            calls["bulk_insert"] += 1
-            done["bulk_points"] += len(metrics)
-        return ok
-    tracker._insert_new_metrics = insert
+    def _wrap_bulk(self, tracker: Tracker):
+        bulk = tracker._insert_new_metrics
+
+        def insert(run_id, metrics):   # counts only the inserts that happened (False: not a SQL store)
+            t0 = time.perf_counter()
+            self.in_bulk = True
+            try:
+                ok = bulk(run_id, metrics)
+            finally:
+                self.in_bulk = False
+            if ok:
+                self.secs["bulk_insert"] += time.perf_counter() - t0
+                self.calls["bulk_insert"] += 1
+                self.bulk_points += len(metrics)
+            return ok
+        tracker._insert_new_metrics = insert
+
+    def figures(self, runs: int, points: int, total: float) -> dict:
+        """What limits the path: seconds per phase, per request and per point."""
+        secs = self.secs
+        out = {"runs": runs, "points": points, "seconds": total, "points_per_s": points / total,
+               "per_run_s": total / runs, "phases_s": secs, "calls": self.calls,
+               "other_s": total - sum(secs.values())}
+        if self.requests:
+            n, t = np.array(self.requests, dtype=float).T
+            out["points_per_request"] = float(n.mean())
+            out["s_per_metrics_request"] = float(t.mean())
+            if len(set(n)) > 1:   # full (1,000) and last requests differ in size: a line through them
+                slope, fixed = np.polyfit(n, t, 1)
+                out["request_fixed_ms"] = 1000 * float(fixed)
+                out["request_us_per_point"] = 1e6 * float(slope)
+        if self.bulk_points:
+            out["bulk_points_per_s"] = self.bulk_points / secs["bulk_insert"]
+            out["bulk_db_s"] = self.db_cursor_s   # in the driver and the database (executemany of the rows)
+        out["per_run_calls_s"] = (secs["create_run"] + secs["log_batch_params"] + secs["log_inputs"]
+                                  + secs["log_text"] + secs["set_terminated"])   # everything but the metrics
+        out["metrics_s"] = secs["log_batch_metrics"] + secs["bulk_insert"]
+        return out
+
+
+def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int) -> dict:
+    """``Tracker.log_runs`` of ``recs``, ``copies`` times, into ``uri``; seconds and calls of each client call."""
+    tracker = Tracker(uri)
+    exp_id = tracker.experiment(exp.name, exp.description)
+    parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
+    timer = _ClientTimer(tracker)
     # Against a server set_terminated also GETs the run to print its link (MLflow's
     # _log_url): that request is timed as the harness pays it, the link itself hidden.
     p0, t0 = tracker.points, time.perf_counter()
@@ -390,26 +428,7 @@ def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int
         for _ in range(copies):
             tracker.log_runs(exp_id, parent, recs, {"bpresearch.group": "bench"})
     total = time.perf_counter() - t0
-    points = tracker.points - p0
-    out = {"runs": len(recs) * copies, "points": points, "seconds": total, "points_per_s": points / total,
-           "per_run_s": total / (len(recs) * copies),
-           "phases_s": secs, "calls": calls, "other_s": total - sum(secs.values())}
-    if requests:
-        n, t = np.array(requests, dtype=float).T
-        out["points_per_request"] = float(n.mean())
-        out["s_per_metrics_request"] = float(t.mean())
-        if len(set(n)) > 1:   # full (1,000) and last requests differ in size: a line through them
-            slope, fixed = np.polyfit(n, t, 1)
-            out["request_fixed_ms"] = 1000 * float(fixed)
-            out["request_us_per_point"] = 1e6 * float(slope)
-    if done["bulk_points"]:
-        out["bulk_points_per_s"] = done["bulk_points"] / secs["bulk_insert"]
-        out["bulk_db_s"] = db["cursor_s"]   # in the driver and the database (executemany of the rows)
-    per_run = secs["create_run"] + secs["log_batch_params"] + secs["log_inputs"] + secs["log_text"] \
-        + secs["set_terminated"]
-    out["per_run_calls_s"] = per_run   # everything but the metrics themselves
-    out["metrics_s"] = secs["log_batch_metrics"] + secs["bulk_insert"]
-    return out
+    return timer.figures(len(recs) * copies, tracker.points - p0, total)
 
 
 def other_stores(exp: expmod.Experiment, copies: int = 1, recs: list | None = None) -> dict:

@@ -6,7 +6,7 @@ final losses agree and the comparison is about the machinery alone:
 
 - the same model and loss (``bpresearch.core.models`` / ``bpresearch.core.losses``), the same
   standardized digits arrays;
-- the same randomness (bpresearch/train.py): ``k_init, k_data = split(key(seed))``,
+- the same randomness (bpresearch/core/train.py): ``k_init, k_data = split(key(seed))``,
   params from ``k_init``; before update k, ``k_batch, _ = split(fold_in(k_data, k))``
   and ``idx = randint(k_batch, (B,), 0, n)``, a minibatch drawn with replacement;
 - the same update, plain SGD ``p − η·g``, with η an argument of the jitted step so that

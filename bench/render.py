@@ -52,7 +52,7 @@ def plot(rows: list[dict], p: dict, path: Path):
 def other_stores_md(res: dict) -> list[str]:
     """bench.md's "Other stores": a server and PostgreSQL, each client call timed apart, and what limits each."""
     o = res.get("other_stores")
-    if not o:   # a bench.json from before this measurement (--render)
+    if not o:   # a bench.json without this measurement (--render)
         return []
     lines = ["## Other stores: an mlflow server and PostgreSQL", "",
              f"The same records ({res['plan'].get('other_copies', 1)} × the grid's first group) by `Tracker.log_runs` "
@@ -100,15 +100,14 @@ def other_stores_md(res: dict) -> list[str]:
     return lines + [""] + notes + [""]
 
 
-def markdown(res: dict) -> str:
-    """bench.md: the figures, whether the targets are met, and where the time goes."""
-    g, m, sc, t = res["grid"], res["machine"], res["scaling"], res["tracking_costs"]
-    med, rat = g["median_s"], g["ratios"]
-    sm = g["harness_sweep_metrics"]
-    ok = lambda b: "met" if b else "**missed**"  # noqa: E731
-    limits = res["targets"]
-    target_bare = {int(k): v for k, v in limits["harness_over_bare_max"].items()}
-    lines = [
+def _ok(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _header(res: dict) -> list[str]:
+    """Title, the machine and versions, and what the grid is."""
+    g, m = res["grid"], res["machine"]
+    return [
         "# Benchmark: bpresearch against a sweep written without it",
         "",
         f"{m['date']} · {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB · Python {m['python']}, "
@@ -128,53 +127,66 @@ def markdown(res: dict) -> str:
         "creates a store once; that, and a first sweep into a new store, are measured below), with an empty "
         "JAX compilation cache; measurements are interleaved (each repeat rotates the order) and the table gives medians.",
         "",
-        "| measurement | median s | repeats | samples s | median CPU s | XLA compilations | compile s | "
-        "metric points |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
-    names = {"naive": "`naive_s`: step loop, `log_metric` per point (extrapolated, see below)",
-             "naive_batched": "`naive_batched_s`: step loop, `log_batch` per run",
-             "careful": "`careful_s`: one jitted `lax.scan` per run, `log_batch` per run",
-             "harness": "`harness_s`: `bpresearch sweep` subprocess, all in",
-             "harness_before": f"`harness_before_s`: the same, at the baseline checkout `{res.get('baseline')}`",
-             "bare_jax": "`bare_jax_s`: `sweep.run_group` per group, no tracking"}
-    for k in ("naive", "naive_batched", "careful", "harness", "harness_before", "bare_jax"):
+
+
+METHOD_NAMES = {"naive": "`naive_s`: step loop, `log_metric` per point (extrapolated, see below)",
+                "naive_batched": "`naive_batched_s`: step loop, `log_batch` per run",
+                "careful": "`careful_s`: one jitted `lax.scan` per run, `log_batch` per run",
+                "harness": "`harness_s`: `bpresearch sweep` subprocess, all in",
+                "harness_before": "`harness_before_s`: the same, at the baseline checkout `{baseline}`",
+                "bare_jax": "`bare_jax_s`: `sweep.run_group` per group, no tracking"}
+
+
+def _methods_table(res: dict) -> list[str]:
+    """One row per way of training the grid, and how the per-point loop was extrapolated."""
+    g, plan = res["grid"], res["plan"]
+    med = g["median_s"]
+    lines = ["| measurement | median s | repeats | samples s | median CPU s | XLA compilations | compile s | "
+             "metric points |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for k, name in METHOD_NAMES.items():
         if k not in med:
             continue
-        lines.append(f"| {names[k]} | {med[k]:.1f} | {g['repeats'][k]} | "
+        lines.append(f"| {name.format(baseline=res.get('baseline'))} | {med[k]:.1f} | {g['repeats'][k]} | "
                      f"{', '.join(f'{s:.1f}' for s in g['samples_s'][k])} | {g['median_cpu_s'][k]:.1f} | {g['compiles'][k]} | "
                      f"{g['compile_s'][k]:.1f} | {g['points'][k]:,} |")
-    plan = res["plan"]
-    lines += ["", f"The per-point naive loop trained {plan['naive_sample']} run(s) per batch size, once: at 3–7 ms a "
-              "`log_metric` call the whole grid alone would take 8–16 minutes. `naive_s` is, per batch size, the "
-              "first run (which compiles) plus the mean of the others times the remaining runs. The other "
-              f"measurements ran {plan['repeats']} times where the {plan['budget_s'] / 60:.0f}-minute budget allowed "
-              f"({g['repeats']['harness']} here): the first repeat before the write-path and scaling runs, the "
-              "others after them."]
-    tgt = res["targets"]
-    by = {r["configs"]: r for r in sc if r["steps"] == g["steps"]}
+    return lines + [
+        "", f"The per-point naive loop trained {plan['naive_sample']} run(s) per batch size, once: at 3–7 ms a "
+        "`log_metric` call the whole grid alone would take 8–16 minutes. `naive_s` is, per batch size, the "
+        "first run (which compiles) plus the mean of the others times the remaining runs. The other "
+        f"measurements ran {plan['repeats']} times where the {plan['budget_s'] / 60:.0f}-minute budget allowed "
+        f"({g['repeats']['harness']} here): the first repeat before the write-path and scaling runs, the "
+        "others after them."]
+
+
+def _targets_table(res: dict) -> list[str]:
+    """Each figure the benchmark sets a target for, its value, and whether it was met."""
+    g, t, limits = res["grid"], res["tracking_costs"], res["targets"]
+    rat = g["ratios"]
+    by = {r["configs"]: r for r in res["scaling"] if r["steps"] == g["steps"]}
     ceiling = t.get("ceiling_over_write_path", t["ceiling_bulk_points_per_s"] / t["points_per_s"])
-    lines += [
+    lines = [
         "",
         "| figure | value | target | |",
         "|---|---:|---:|---|",
-        f"| `naive_s / harness_s` | {rat['naive_over_harness']:.1f} | ≥ {limits['naive_over_harness_min']:g} | {ok(tgt['naive_met'])} |",
+        f"| `naive_s / harness_s` | {rat['naive_over_harness']:.1f} | ≥ {limits['naive_over_harness_min']:g} | {_ok(limits['naive_met'])} |",
         f"| `naive_batched_s / harness_s` | {rat['naive_batched_over_harness']:.1f} | | |",
-        f"| `careful_s / harness_s` | {rat['careful_over_harness']:.2f} | > 1 | {ok(tgt['careful_met'])} |",
+        f"| `careful_s / harness_s` | {rat['careful_over_harness']:.2f} | > 1 | {_ok(limits['careful_met'])} |",
         f"| `harness_s / bare_jax_s`, this grid ({g['configurations']} configurations, {g['groups']} groups) | "
         f"{rat['harness_over_bare_jax']:.2f} | | |",
     ]
-    for k, v in target_bare.items():
+    for k, v in _target_bare(res).items():
         if k in by:
             r = by[k]
             lines.append(f"| harness ÷ bare, {k} configurations × {r['steps']:,} steps (scaling, median of "
-                         f"{r['repeats']}) | {r['harness_over_bare']:.2f} | ≤ {v:g} | {ok(tgt['bare_met'][str(k)])} |")
+                         f"{r['repeats']}) | {r['harness_over_bare']:.2f} | ≤ {v:g} | {_ok(limits['bare_met'][str(k)])} |")
     lines += [
         f"| write path: sqlite's own `executemany` ÷ the harness's write path (points a second; median over "
         f"{len(res.get('tracking_costs_samples', [t]))} pairs) | {ceiling:.2f} | "
-        f"≤ {limits['ceiling_over_write_path_max']:g} | {ok(tgt['ceiling_met'])} |",
+        f"≤ {limits['ceiling_over_write_path_max']:g} | {_ok(limits['ceiling_met'])} |",
         f"| harness time outside the sweep (process start, imports, data, opening the store) | "
-        f"{g['harness_outside_sweep_s']:.2f} s | ≤ {limits['outside_sweep_max_s']:g} s | {ok(tgt['outside_sweep_met'])} |",
+        f"{g['harness_outside_sweep_s']:.2f} s | ≤ {limits['outside_sweep_max_s']:g} s | {_ok(limits['outside_sweep_met'])} |",
     ]
     if "store_creation_s" in res:
         nw = res["harness_new_store"]
@@ -182,29 +194,57 @@ def markdown(res: dict) -> str:
                   f"{len(res['store_creation_s'])}) | {statistics.median(res['store_creation_s']):.2f} s | | |",
                   f"| the harness's first sweep into a new store: all in, and outside the sweep (1 sample) | "
                   f"{nw['seconds']:.1f} s, {nw['outside_sweep_s']:.2f} s | | |"]
-    if "harness_before" in med:
-        lines += ["", "Before and after, side by side in this run (the baseline checkout's harness against this one):", "",
-                  "| figure | before | after |", "|---|---:|---:|",
-                  f"| grid: harness s | {med['harness_before']:.1f} | {med['harness']:.1f} |",
-                  f"| grid: harness ÷ bare | {rat['harness_before_over_bare_jax']:.2f} | {rat['harness_over_bare_jax']:.2f} |",
-                  f"| grid: time outside the sweep s | {g['harness_before_outside_sweep_s']:.2f} | "
-                  f"{g['harness_outside_sweep_s']:.2f} |",
-                  f"| grid: tracking points a second (metric points ÷ writer time) | "
-                  f"{g['harness_before_points_per_s']:,.0f} | {g['harness_points_per_s']:,.0f} |"]
-        for k in target_bare:
-            r = by.get(k, {})
-            if "harness_before_s" in r:
-                lines.append(f"| {k} configurations: harness ÷ bare | {r['harness_before_over_bare']:.2f} | "
-                             f"{r['harness_over_bare']:.2f} |")
-                lines.append(f"| {k} configurations: tracking points a second | {r['before_points_per_s']:,.0f} | "
-                             f"{r['points_per_s']:,.0f} |")
-    lines += [
+    return lines
+
+
+def _target_bare(res: dict) -> dict[int, float]:
+    """harness ÷ bare at most this, at these many configurations."""
+    return {int(k): v for k, v in res["targets"]["harness_over_bare_max"].items()}
+
+
+def _before_after(res: dict) -> list[str]:
+    """With ``BENCH_BASELINE``: the baseline checkout's harness beside this one."""
+    g = res["grid"]
+    med, rat = g["median_s"], g["ratios"]
+    if "harness_before" not in med:
+        return []
+    by = {r["configs"]: r for r in res["scaling"] if r["steps"] == g["steps"]}
+    lines = ["", "Before and after, side by side in this run (the baseline checkout's harness against this one):", "",
+             "| figure | before | after |", "|---|---:|---:|",
+             f"| grid: harness s | {med['harness_before']:.1f} | {med['harness']:.1f} |",
+             f"| grid: harness ÷ bare | {rat['harness_before_over_bare_jax']:.2f} | {rat['harness_over_bare_jax']:.2f} |",
+             f"| grid: time outside the sweep s | {g['harness_before_outside_sweep_s']:.2f} | "
+             f"{g['harness_outside_sweep_s']:.2f} |",
+             f"| grid: tracking points a second (metric points ÷ writer time) | "
+             f"{g['harness_before_points_per_s']:,.0f} | {g['harness_points_per_s']:,.0f} |"]
+    for k in _target_bare(res):
+        r = by.get(k, {})
+        if "harness_before_s" in r:
+            lines.append(f"| {k} configurations: harness ÷ bare | {r['harness_before_over_bare']:.2f} | "
+                         f"{r['harness_over_bare']:.2f} |")
+            lines.append(f"| {k} configurations: tracking points a second | {r['before_points_per_s']:,.0f} | "
+                         f"{r['points_per_s']:,.0f} |")
+    return lines
+
+
+def _agreement(res: dict) -> list[str]:
+    """Whether every way of training reached the same final losses (else the comparison is void)."""
+    g = res["grid"]
+    return [
         "",
         f"**Agreement** (final full training loss of every configuration against `bare_jax`, largest "
         f"relative difference over all repeats; tolerance {g['rtol']:g}): "
         + ", ".join(f"{k} {v:.1e}" for k, v in g["max_rel_diff_vs_bare"].items())
         + (" — all agree, the comparison holds." if g["agree"] else " — **they disagree: the comparison is void.**"),
         "",
+    ]
+
+
+def _write_path_md(res: dict) -> list[str]:
+    """The harness's sqlite write path against bare ``executemany`` of the same rows, and MLflow's client."""
+    t, plan = res["tracking_costs"], res["plan"]
+    samples = res.get("tracking_costs_samples")
+    return [
         "## The write path against sqlite itself",
         "",
         f"{t['runs']} runs ({t['full_points']:,} metric points: the grid's first group of real records, "
@@ -230,36 +270,47 @@ def markdown(res: dict) -> str:
         f"{t['mlflow_client_points_per_s']:,.0f} |",
         "",
         *(["Ceiling ÷ write path, pair by pair: "
-           + ", ".join(f"{x['ceiling_bulk_points_per_s'] / x['points_per_s']:.2f}" for x in res["tracking_costs_samples"])
+           + ", ".join(f"{x['ceiling_bulk_points_per_s'] / x['points_per_s']:.2f}" for x in samples)
            + " (one transaction); "
-           + ", ".join(f"{x['ceiling_commits_points_per_s'] / x['points_per_s']:.2f}" for x in res["tracking_costs_samples"])
-           + " (the write path's commits).", ""] if res.get("tracking_costs_samples") else []),
+           + ", ".join(f"{x['ceiling_commits_points_per_s'] / x['points_per_s']:.2f}" for x in samples)
+           + " (the write path's commits).", ""] if samples else []),
         f"Fixed cost of a run on the write path (runs, tags and params rows, the config artifact file): "
         f"{t['per_run_s'] * 1000:.1f} ms; per metric point {t['per_point_us']:.1f} µs. MLflow's client path: "
         f"{t['mlflow_client_s_per_run'] * 1000:.0f} ms a run all in.",
         "",
-        *other_stores_md(res),
-        "## Where the harness's time goes (medians of the parent sweep run's metrics)",
-        "",
-        "| part | s | share of `harness_s` |",
-        "|---|---:|---:|",
     ]
+
+
+def _time_split(res: dict) -> list[str]:
+    """Where the harness's time goes, from its parent sweep run's metrics; the compilation cache."""
+    g = res["grid"]
+    sm, harness_s = g["harness_sweep_metrics"], g["median_s"]["harness"]
+    lines = ["## Where the harness's time goes (medians of the parent sweep run's metrics)",
+             "",
+             "| part | s | share of `harness_s` |",
+             "|---|---:|---:|"]
     parts = [("process start, imports, data, opening the store (outside the sweep)", g["harness_outside_sweep_s"]),
              ("compilation (main thread)", sm["compile_time_s"]),
              ("training (main thread)", sm["train_time_s"]),
              ("waiting for the writer thread at the end", sm["tracking_wait_s"]),
              ("tracking writes in all (writer thread, overlaps training)", sm["tracking_time_s"])]
     for label, s in parts:
-        lines.append(f"| {label} | {s:.1f} | {100 * s / med['harness']:.0f}% |")
+        lines.append(f"| {label} | {s:.1f} | {100 * s / harness_s:.0f}% |")
     lines += ["", f"The bare programs' own compilation: {g['bare_group_compile_s']:.1f} s (median)."]
     if "compile_cache" in res:
+        cc = res["compile_cache"]
         lines += [
             "",
             f"The persistent JAX compilation cache (the harness keeps one in `~/.cache/bpresearch/jax`; every "
-            f"measurement above starts with an empty one): the same sweep took {res['compile_cache']['cold_s']:.1f} s "
-            f"cold and {res['compile_cache']['warm_s']:.1f} s warm (compilation "
-            f"{res['compile_cache']['cold_compile_time_s']:.1f} s → {res['compile_cache']['warm_compile_time_s']:.1f} s)."]
-    lines += [
+            f"measurement above starts with an empty one): the same sweep took {cc['cold_s']:.1f} s "
+            f"cold and {cc['warm_s']:.1f} s warm (compilation "
+            f"{cc['cold_compile_time_s']:.1f} s → {cc['warm_compile_time_s']:.1f} s)."]
+    return lines
+
+
+def _scaling_md(res: dict) -> list[str]:
+    """The scaling table: harness and bare programs at each grid size, and the bench's own wall time."""
+    lines = [
         "",
         "## Scaling",
         "",
@@ -271,11 +322,17 @@ def markdown(res: dict) -> str:
         "bare compile s | train s | tracking s | points/s | waiting s | outside sweep s | points | compilations |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sc:
+    for r in res["scaling"]:
         lines.append(f"| {r['configs']} | {r['steps']:,} | {r['repeats']} | {r['harness_s']:.1f} | "
                      f"{r['bare_jax_s']:.1f} | {r['harness_over_bare']:.2f} | {r['per_config_s']:.2f} | "
                      f"{r['compile_s']:.1f} | {r['bare_compile_s']:.1f} | {r['train_s']:.1f} | {r['tracking_s']:.1f} | "
                      f"{r['points_per_s']:,.0f} | {r['tracking_wait_s']:.1f} | {r['outside_sweep_s']:.1f} | "
                      f"{r['points']:,} | {r['compiles']} |")
-    lines += ["", f"Benchmark wall time: {res['bench_wall_s'] / 60:.1f} min.", ""]
-    return "\n".join(lines)
+    return lines + ["", f"Benchmark wall time: {res['bench_wall_s'] / 60:.1f} min.", ""]
+
+
+def markdown(res: dict) -> str:
+    """bench.md: the figures, whether the targets are met, and where the time goes."""
+    sections = (_header, _methods_table, _targets_table, _before_after, _agreement, _write_path_md,
+                other_stores_md, _time_split, _scaling_md)
+    return "\n".join(line for section in sections for line in section(res))

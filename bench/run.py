@@ -253,31 +253,19 @@ def scaling_rows(samples: dict[tuple, list[dict]]) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="reports/bench", help="output folder (default reports/bench)")
     ap.add_argument("--quick", action="store_true", help="a small grid and few steps: a smoke test (a few minutes)")
     ap.add_argument("--render", action="store_true", help="only rewrite bench.md and scaling.png from bench.json")
-    args = ap.parse_args(argv)
-    import mlflow  # noqa: F401  (imported first: it configures its loggers on import)
-    for name in ("alembic", "mlflow"):  # store creation and run links would drown the progress lines
-        logging.getLogger(name).setLevel(logging.WARNING)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.render:
-        res = json.loads((out / "bench.json").read_text())
-        plot(res["scaling"], res["plan"], out / "scaling.png")  # noqa: F821
-        (out / "bench.md").write_text(markdown(res))
-        return 0
-    t0 = time.perf_counter()
-    p = plan(args.quick)
-    res = {"quick": args.quick, "plan": dict(p), "machine": machine(), "baseline": BASELINE}
-    exp = expmod.load(measure.GRID, p["grid"])
-    samples: dict[str, list[dict]] = {m: [] for m in methods_of()}
-    first = grid_repeat(exp, p, 0, samples)
-    _log("write path against sqlite's own executemany …")
-    recs = measure._group_records(exp)
-    # fsync times vary from commit to commit: repeated, medians (and the ratio's median over pairs)
+    return ap.parse_args(argv)
+
+
+def write_path_samples(exp: expmod.Experiment, p: Plan, recs: list, res: dict):
+    """The write path against sqlite's own executemany, repeated: fsync times vary from commit to commit.
+
+    Adds the samples and their medians (the ratios' medians taken pair by pair) to ``res``.
+    """
     ws = []
     for _ in range(p.get("write_repeats", 1)):
         ws.append(measure.write_path(exp, p["write_copies"], recs))
@@ -289,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     w["ceiling_over_write_path"] = statistics.median(x["ceiling_bulk_points_per_s"] / x["points_per_s"] for x in ws)
     w["ceiling_commits_over_write_path"] = statistics.median(x["ceiling_commits_points_per_s"] / x["points_per_s"]
                                                              for x in ws)
+
+
+def other_stores_and_new_store(exp: expmod.Experiment, p: Plan, recs: list, res: dict):
+    """The same records into a server and PostgreSQL; then a store created by MLflow, and a first sweep into one."""
     _log("the same records into an mlflow server and into PostgreSQL (MLflow's client path) …")
     res["other_stores"] = measure.other_stores(exp, p["other_copies"], recs)
     for name, o in res["other_stores"].items():
@@ -299,13 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     fresh = measure.harness(p["grid"], new_store=True)
     res["harness_new_store"] = {"seconds": fresh["seconds"], "outside_sweep_s": fresh["seconds"] - fresh["sweep"]["wall_time_s"]}
     _log(f"  creation {statistics.median(res['store_creation_s']):.2f}s; harness {fresh['seconds']:.1f}s")
+
+
+def scaling_and_repeats(exp: expmod.Experiment, p: Plan, samples: dict, first_s: float, t0: float) -> list[dict]:
+    """Every scaling point once; then further repeats of the cheap grid measurements and of the
+    scaling points the targets name, while the budget allows one more (the per-point naive
+    loop is not repeated). Returns the scaling rows; ``samples`` gains the grid's repeats."""
     points = scaling_points(p)
     sc = {pt: [scaling_sample(p, *pt)] for pt in points}
-    # Further repeats of the cheap grid measurements and of the scaling points the targets
-    # name, while the budget allows one more (the per-point naive loop is not repeated).
     again = [pt for pt in points if pt[0] in p["baseline_configs"] and pt[1] == points[0][1]]
-    cheap = first - sum(s["seconds"] for s in samples["naive"]) + sum(sc[pt][0]["harness_s"] + sc[pt][0]["bare_jax_s"]
-                                                                       for pt in again)
+    cheap = first_s - sum(s["seconds"] for s in samples["naive"]) + sum(sc[pt][0]["harness_s"] + sc[pt][0]["bare_jax_s"]
+                                                                         for pt in again)
     for rep in range(1, p["repeats"]):
         if time.perf_counter() - t0 + cheap > p["budget_s"]:
             _log(f"budget: stopping after {rep} repeat(s)")
@@ -315,29 +311,71 @@ def main(argv: list[str] | None = None) -> int:
         for pt in again:
             sc[pt].append(scaling_sample(p, *pt))
         cheap = time.perf_counter() - t1
-    res["scaling"] = scaling_rows(sc)
+    return scaling_rows(sc)
+
+
+def headline_figures(res: dict, steps: int) -> dict:
+    """The figures bench.json carries at top level, and each target with whether it was met."""
+    g, w = res["grid"], res["tracking_costs"]
+    by_configs = {r["configs"]: r for r in res["scaling"] if r["steps"] == steps}
+    return {
+        "careful_s": g["median_s"]["careful"],
+        "points_per_s": w["points_per_s"],
+        "sqlite_ceiling_points_per_s": w["ceiling_bulk_points_per_s"],
+        "harness_over_bare_by_scaling": {f"{r['configs']}x{r['steps']}": r["harness_over_bare"] for r in res["scaling"]},
+        "targets": {
+            "naive_over_harness_min": TARGET_NAIVE, "harness_over_bare_max": {str(k): v for k, v in TARGET_BARE.items()},
+            "ceiling_over_write_path_max": TARGET_CEILING, "outside_sweep_max_s": TARGET_OUTSIDE_S,
+            "naive_met": g["ratios"]["naive_over_harness"] >= TARGET_NAIVE,
+            "bare_met": {str(k): by_configs[k]["harness_over_bare"] <= v for k, v in TARGET_BARE.items()
+                         if k in by_configs},
+            "ceiling_met": w["ceiling_over_write_path"] <= TARGET_CEILING,
+            "outside_sweep_met": g["harness_outside_sweep_s"] <= TARGET_OUTSIDE_S,
+            "careful_met": g["median_s"]["harness"] < g["median_s"]["careful"]},
+    }
+
+
+def write_report(out: Path, res: dict):
+    """bench.md and scaling.png from ``res`` (what ``--render`` redoes from bench.json)."""
+    plot(res["scaling"], res["plan"], out / "scaling.png")
+    (out / "bench.md").write_text(markdown(res))
+
+
+def bench(quick: bool) -> dict:
+    """Every measurement of ``make bench``, in order; returns what bench.json holds."""
+    t0 = time.perf_counter()
+    p = plan(quick)
+    res = {"quick": quick, "plan": dict(p), "machine": machine(), "baseline": BASELINE}
+    exp = expmod.load(measure.GRID, p["grid"])
+    samples: dict[str, list[dict]] = {m: [] for m in methods_of()}
+    first = grid_repeat(exp, p, 0, samples)
+    _log("write path against sqlite's own executemany …")
+    recs = measure._group_records(exp)
+    write_path_samples(exp, p, recs, res)
+    other_stores_and_new_store(exp, p, recs, res)
+    res["scaling"] = scaling_and_repeats(exp, p, samples, first, t0)
     if time.perf_counter() - t0 + 2 * statistics.median(s["seconds"] for s in samples["harness"]) < p["budget_s"]:
         res["compile_cache"] = compile_cache(p)
-    res["grid"] = g = summarize(exp, p, samples)
-    by_configs = {r["configs"]: r for r in res["scaling"] if r["steps"] == points[0][1]}
-    res["careful_s"] = g["median_s"]["careful"]
-    res["points_per_s"] = w["points_per_s"]
-    res["sqlite_ceiling_points_per_s"] = w["ceiling_bulk_points_per_s"]
-    res["harness_over_bare_by_scaling"] = {f"{r['configs']}x{r['steps']}": r["harness_over_bare"]
-                                           for r in res["scaling"]}
-    res["targets"] = {
-        "naive_over_harness_min": TARGET_NAIVE, "harness_over_bare_max": {str(k): v for k, v in TARGET_BARE.items()},
-        "ceiling_over_write_path_max": TARGET_CEILING, "outside_sweep_max_s": TARGET_OUTSIDE_S,
-        "naive_met": g["ratios"]["naive_over_harness"] >= TARGET_NAIVE,
-        "bare_met": {str(k): by_configs[k]["harness_over_bare"] <= v for k, v in TARGET_BARE.items() if k in by_configs},
-        "ceiling_met": w["ceiling_over_write_path"] <= TARGET_CEILING,
-        "outside_sweep_met": g["harness_outside_sweep_s"] <= TARGET_OUTSIDE_S,
-        "careful_met": g["median_s"]["harness"] < g["median_s"]["careful"]}
+    res["grid"] = summarize(exp, p, samples)
+    res.update(headline_figures(res, scaling_points(p)[0][1]))
     res["machine"]["load_avg_end"] = os.getloadavg()
     res["bench_wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    import mlflow  # noqa: F401  (imported first: it configures its loggers on import)
+    for name in ("alembic", "mlflow"):  # store creation and run links would drown the progress lines
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        write_report(out, json.loads((out / "bench.json").read_text()))
+        return 0
+    res = bench(args.quick)
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=str))  # first: --render can redo the rest
-    plot(res["scaling"], p, out / "scaling.png")
-    (out / "bench.md").write_text(markdown(res))
+    write_report(out, res)
     _log(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'scaling.png'} "
          f"in {res['bench_wall_s'] / 60:.1f} min")
     print(markdown(res))

@@ -16,7 +16,7 @@ def store(tmp_path):
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-# The experiment file of the README (and of the issue that asked for it), verbatim.
+# The example experiment file of README.md and docs/experiments.md.
 LINEAR_EXAMPLE = """\
 name = "linear-regression"
 description = "Gradient descent on least squares"

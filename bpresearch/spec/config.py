@@ -1,7 +1,7 @@
 """Experiment files: the schema with its defaults, value checks, ``--set`` overrides, TOML out.
 
-One TOML file is one MLflow experiment. Every key has a default (``SCHEMA``, and the
-README); an unknown section or key, a wrong type or a value out of range raises
+One TOML file is one MLflow experiment. Every key has a default (``SCHEMA``, and
+docs/experiments.md); an unknown section or key, a wrong type or a value out of range raises
 ``ExperimentError`` whose one-line message names the file, the key and the problem.
 What is swept (``[sweep]``) is data: a learning rate, a batch size, a seed, or any other
 ``section.key`` given as a list. A config is a nested dict ``{section: {key: value}}``:

@@ -150,9 +150,11 @@ def test_missing_experiment_file(tmp_path, capsys):
     assert "nope.toml: no such file" in capsys.readouterr().err
 
 
-def test_readme_example_is_valid(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("```toml\n")[1].split("```")[0]
+@pytest.mark.parametrize("doc", ["README.md", "docs/experiments.md"])
+def test_documented_example_is_valid(doc, tmp_path):
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    block = text.split("```toml\n")[1].split("```")[0]
     (tmp_path / "linear.npz").write_bytes((EXPERIMENTS / "linear.npz").read_bytes())
-    (tmp_path / "readme.toml").write_text(block)
-    assert len(experiment.load(tmp_path / "readme.toml").runs) == 108
+    (tmp_path / "example.toml").write_text(block)
+    exp = experiment.load(tmp_path / "example.toml")
+    assert (len(exp.runs), len(exp.groups())) == (108, 4)   # as the text says
