@@ -110,7 +110,7 @@ def learning_rates(v) -> list[float]:
         return list_of(positive, min_len=1)(v if isinstance(v, list) else [v])
     unknown = set(v) - {"min", "max", "num", "scale"}
     if unknown:
-        raise Invalid(f"unknown range key {sorted(unknown)[0]!r} (expected min, max, num, scale)")
+        raise Invalid(f"unknown range key {min(unknown)!r} (expected min, max, num, scale)")
     for k in ("min", "max", "num"):
         if k not in v:
             raise Invalid(f"range needs {k!r}")

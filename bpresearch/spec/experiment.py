@@ -15,10 +15,10 @@ import dataclasses
 import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -64,9 +64,9 @@ class Run:
         s = self.spec
         swept = s.swept
         parts = [str(v) for k, v in swept.items() if k.endswith(".kind")]
-        if s.optimizer.kind != "random_search":  # random search has no learning rate
-            if "optimizer.learning_rate" in swept or not swept:
-                parts.append(f"lr={s.optimizer.learning_rate:.{self.digits}g}")
+        has_lr = s.optimizer.kind != "random_search"   # random search has no learning rate
+        if has_lr and ("optimizer.learning_rate" in swept or not swept):
+            parts.append(f"lr={s.optimizer.learning_rate:.{self.digits}g}")
         if "train.batch_size" in swept:
             parts.append(f"bs={'full' if s.train.full_batch else s.train.batch_size}")
         if "train.seed" in swept:

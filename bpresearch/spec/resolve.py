@@ -80,12 +80,13 @@ def applicable(cfg: dict, keys: set[tuple[str, str]] | None = None) -> dict:
 
 
 def complete(cfg: dict) -> dict:
-    """A logged (``applicable``) config with the keys it left out set back to their defaults,
-    so that code building a model or data set from it finds every key (they do not apply)."""
+    """A logged (``applicable``) config with the keys it left out set back to what the run had:
+    their defaults (or ``idle`` values), so that code building a model or data set from it finds
+    every key (they do not apply)."""
     out = copy.deepcopy(cfg)
     for section, keys in SCHEMA.items():
         if section in ("", "sweep") or not isinstance(out.get(section), dict):
             continue
         for name, k in keys.items():
             out[section].setdefault(name, copy.deepcopy(k.default))
-    return resolve_defaults(out)
+    return normalize(resolve_defaults(out))

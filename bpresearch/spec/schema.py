@@ -13,8 +13,9 @@ one into its typed, read-only form (``Spec``), with tuples for lists.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from bpresearch.core.activations import ACTIVATIONS
 from bpresearch.core.models import INITS
@@ -216,9 +217,9 @@ class Diagnostics:
 @dataclass(frozen=True, kw_only=True)
 class Sweep:
     """``[sweep]``: the grid; each check turns what the file writes into the swept values."""
-    learning_rate: list[float] = key([0.1], ck.learning_rates, "the seed's η (docs/seed.md §4-5)")
-    batch_size: list[int | str] = key(["full"], ck.batch_sizes, "the whole set: gradient descent, as the seed")
-    seeds: list[int] = key(1, ck.seeds, "one seed; more show the spread over inits and batch orders")
+    learning_rate: Sequence[float] = key([0.1], ck.learning_rates, "the seed's η (docs/seed.md §4-5)")
+    batch_size: Sequence[int | str] = key(["full"], ck.batch_sizes, "the whole set: gradient descent, as the seed")
+    seeds: Sequence[int] = key(1, ck.seeds, "one seed; more show the spread over inits and batch orders")
 
 
 # section name ("" for the top level) -> its declaration, in the order files and resolved TOML list them

@@ -8,8 +8,8 @@ logged) or its typed form (``schema.Spec``) and reads the typed form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
