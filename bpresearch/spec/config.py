@@ -244,6 +244,7 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
 
 # ---------------------------------------------------------------- resolved TOML
 def _toml_value(v) -> str:
+    """A value as TOML: booleans, numbers, strings and lists of them."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

@@ -13,6 +13,7 @@ from bpresearch.spec.schema import SCHEMA, SECTIONS, Key, declared, selector
 
 
 def _applies_to(k: Key, choice) -> bool:
+    """``k`` means something for this choice of its section's selector."""
     return not k.applies or choice in k.applies
 
 

@@ -64,18 +64,22 @@ def grid(why, applies=()) -> Any:
 
 
 def _csv(data: dict) -> bool:
+    """A ``.csv`` file source (only a .csv names its target column)."""
     return str(data.get("path") or "").endswith(".csv")
 
 
 def _any_diagnostic(diag: dict) -> bool:
+    """Any diagnostic measured (``every`` is then their spacing)."""
     return any(diag.get(k) for k in ("sharpness", "noise_scale", "hessian_noise_scale"))
 
 
 def _digits(c: dict) -> bool:
+    """The config's data are the digits."""
     return c["data"]["source"] == "digits"
 
 
 def _mlp(c: dict) -> bool:
+    """The config's model is an MLP."""
     return c["model"]["kind"] == "mlp"
 
 
@@ -257,6 +261,7 @@ class Spec:
 
 
 def _typed(value):
+    """A list as a tuple (the typed form is read-only); anything else as is."""
     return tuple(value) if isinstance(value, list) else value
 
 
