@@ -68,7 +68,7 @@ plausible = st.one_of(numbers, words, st.booleans(), st.lists(st.one_of(numbers,
 
 def typed(section: str, key: str):
     """Values of the default's type (edge cases included), so that many edits stay valid."""
-    default = config.SCHEMA[section][key][0]
+    default = config.SCHEMA[section][key].default
     if isinstance(default, bool):
         return st.booleans()
     if isinstance(default, int):

@@ -4,7 +4,8 @@
 sweep into one fully resolved config per run, loads each distinct data set once and
 hashes every config. The hash names a run in the store, so a sweep resumes where it
 stopped; the group key names what one compiled program can train (``VMAPPED`` values
-are data inside it, everything else splits groups).
+are data inside it, everything else splits groups). A run's config is the dict that is
+hashed; ``Run.spec`` is its typed form.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +27,12 @@ from bpresearch.keys import SWEPT_INTO
 from bpresearch.spec import config
 from bpresearch.spec import refine as refinemod
 from bpresearch.spec.config import ExperimentError
+from bpresearch.spec.resolve import normalize, resolve_defaults
+from bpresearch.spec.schema import Data, Loss, Model, Spec, section_of, spec_of
 
 # Values vmapped inside one compiled program; everything else splits groups.
 VMAPPED = ("optimizer.learning_rate", "optimizer.momentum", "train.seed")
+
 
 def _short(dotted: str) -> str:
     """``optimizer.kind`` -> ``optimizer``, ``model.activation`` -> ``activation``."""
@@ -41,9 +47,10 @@ class Run:
     hash: str
     digits: int = 3   # significant digits of the learning rate in ``name``
 
-    def get(self, dotted: str):
-        section, key = dotted.split(".")
-        return self.config[section][key]
+    @cached_property
+    def spec(self) -> Spec:
+        """The config, typed and read-only: ``run.spec.optimizer.learning_rate``."""
+        return spec_of(self.config)
 
     @property
     def name(self) -> str:
@@ -54,17 +61,16 @@ class Run:
         the same: ``digits``), ``bs=`` and the seed ``s…`` when swept, then any other swept
         ``key=value``. A grid that varies nothing still names its learning rate.
         """
-        c = self.config
-        swept = dict(c["swept"])
-        kinds = [str(v) for k, v in swept.items() if k.endswith(".kind")]
-        parts = [k for k in kinds]
-        if c["optimizer"]["kind"] != "random_search":  # random search has no learning rate
-            if "optimizer.learning_rate" in swept or not swept:
-                parts.append(f"lr={c['optimizer']['learning_rate']:.{self.digits}g}")
+        s = self.spec
+        swept = s.swept
+        parts = [str(v) for k, v in swept.items() if k.endswith(".kind")]
+        has_lr = s.optimizer.kind != "random_search"   # random search has no learning rate
+        if has_lr and ("optimizer.learning_rate" in swept or not swept):
+            parts.append(f"lr={s.optimizer.learning_rate:.{self.digits}g}")
         if "train.batch_size" in swept:
-            parts.append(f"bs={'full' if c['train']['full_batch'] else c['train']['batch_size']}")
+            parts.append(f"bs={'full' if s.train.full_batch else s.train.batch_size}")
         if "train.seed" in swept:
-            parts.append(f"s{c['train']['seed']}")
+            parts.append(f"s{s.train.seed}")
         parts += [f"{_short(k)}={v}" for k, v in swept.items()
                   if k not in SWEPT_INTO.values() and not k.endswith(".kind")]
         return " ".join(parts) or "run"
@@ -72,6 +78,7 @@ class Run:
 
 @dataclass
 class Experiment:
+    """An experiment file expanded: its grid of runs and the data they train on."""
     path: Path
     name: str
     description: str
@@ -89,18 +96,22 @@ class Experiment:
         return out
 
     def dataset(self, config: dict) -> datamod.Dataset:
+        """The loaded data of a run's config."""
         return self.datasets[_data_key(config["data"])]
 
 
 def _hash(obj) -> str:
+    """The first 16 hex digits of the SHA-256 of ``obj`` as canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _data_key(data: dict) -> str:
+    """What identifies a data set: its ``[data]`` section, without the file digest set on loading."""
     return _hash({k: v for k, v in data.items() if k != "sha256"})
 
 
 def group_key(config: dict) -> str:
+    """What one compiled program shares: everything but the ``VMAPPED`` values and the swept record."""
     c = copy.deepcopy(config)
     for dotted in VMAPPED:
         s, k = dotted.split(".")
@@ -130,19 +141,73 @@ MAX_CLASSES = 100_000   # cross_entropy: one output per class
 TEACHER_MAX = 10**8     # teacher data: (n_train + n_test) × n_features values at most (≈ 400 MB)
 
 
-def _check_compatible(cfg: dict, ds: datamod.Dataset, err):
-    loss, kind = cfg["loss"]["kind"], cfg["model"]["kind"]
-    if loss == "cross_entropy":
-        if kind == "seed_graph":
-            err("loss", "kind", "cross_entropy needs class logits; seed_graph outputs one number")
-        for key, y in (("y", ds.y_train), ("y_test", ds.y_test)):
-            if y is None or not len(y):
-                continue
-            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-                err("loss", "kind", f"cross_entropy needs integer class labels ≥ 0 in {key}")
-            if y.max() >= MAX_CLASSES:  # one output per class: a label of 10⁹ would ask for 10⁹ outputs
-                err("loss", "kind", f"cross_entropy: {key} has label {int(y.max())}, so {int(y.max()) + 1} "
-                    f"classes (at most {MAX_CLASSES})")
+def _check_size(data: Data, err):
+    """Teacher data small enough to generate: a typo of n_train must not fill the memory."""
+    if data.source == "teacher" and (data.n_train + data.n_test) * data.n_features > TEACHER_MAX:
+        err("data", "n_train", f"teacher data of ({data.n_train} + {data.n_test}) × {data.n_features} "
+            f"values is too large (at most {TEACHER_MAX:.0e})")
+
+
+def _check_compatible(loss: Loss, model: Model, ds: datamod.Dataset, err):
+    """Cross-entropy needs a model with class logits and integer labels ≥ 0, not too many classes."""
+    if loss.kind != "cross_entropy":
+        return
+    if model.kind == "seed_graph":
+        err("loss", "kind", "cross_entropy needs class logits; seed_graph outputs one number")
+    for key, y in (("y", ds.y_train), ("y_test", ds.y_test)):
+        if y is None or not len(y):
+            continue
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            err("loss", "kind", f"cross_entropy needs integer class labels ≥ 0 in {key}")
+        if y.max() >= MAX_CLASSES:  # one output per class: a label of 10⁹ would ask for 10⁹ outputs
+            err("loss", "kind", f"cross_entropy: {key} has label {int(y.max())}, so {int(y.max()) + 1} "
+                f"classes (at most {MAX_CLASSES})")
+
+
+def _combos(axes: dict[str, list]) -> Iterator[dict]:
+    """Every point of the grid: dotted key -> value, for every axis."""
+    for combo in itertools.product(*axes.values()):
+        yield dict(zip(axes, combo))
+
+
+def _with_values(cfg: dict, point: dict) -> dict:
+    """A copy of ``cfg`` with the grid point's values set and the defaults that follow them resolved."""
+    c = copy.deepcopy(cfg)
+    for dotted, v in point.items():
+        s, k = dotted.split(".")
+        c[s][k] = v
+    return resolve_defaults(c)
+
+
+def _dataset(c: dict, path: Path, datasets: dict, err) -> datamod.Dataset:
+    """The data of config ``c``, loaded and checked once per distinct ``[data]`` (cached in ``datasets``)."""
+    dkey = _data_key(c["data"])
+    if dkey not in datasets:
+        data = section_of("data", c["data"])
+        _check_size(data, err)
+        try:
+            ds = datamod.load(c["data"], path.parent)
+        except datamod.DataError as e:
+            raise ExperimentError(f"{path}: [data] path: {e}") from None
+        _check_compatible(section_of("loss", c["loss"]), section_of("model", c["model"]), ds, err)
+        datasets[dkey] = ds
+    return datasets[dkey]
+
+
+def _set_grid_keys(c: dict, n_train: int, axes: dict, path: Path, err) -> dict:
+    """``c`` (in place) with what the grid sets per run: the batch size for ``n_train`` examples,
+    one learning rate for random search, the ignored settings normalized, the file's digest."""
+    bs = c["train"]["batch_size"]
+    if bs != "full" and bs > n_train:
+        err("sweep", "batch_size", f"{bs} is larger than the training set ({n_train} examples)")
+    c["train"]["full_batch"] = bs == "full" or bs == n_train
+    c["train"]["batch_size"] = n_train if bs == "full" else bs
+    if c["optimizer"]["kind"] == "random_search":   # η is meaningless: keep one value
+        c["optimizer"]["learning_rate"] = axes["optimizer.learning_rate"][0]
+    normalize(c)
+    if c["data"]["source"] == "file":
+        c["data"]["sha256"] = datamod.file_sha256(path.parent / c["data"]["path"])
+    return c
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
@@ -159,49 +224,19 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     parsed = config.read(path, overrides)
     err = config.reporter(path)
-    cfg, axes = parsed.config, parsed.axes
-
-    # expand the grid; load each distinct data set once
-    base = config.normalize(config.resolve_defaults(copy.deepcopy(cfg)))
+    axes = parsed.axes
+    base = normalize(resolve_defaults(copy.deepcopy(parsed.config)))
     runs, datasets, seen = [], {}, set()
-    keys = list(axes)
-    for combo in itertools.product(*(axes[k] for k in keys)):
-        c = copy.deepcopy(cfg)
-        for k, v in zip(keys, combo):
-            s, kk = k.split(".")
-            c[s][kk] = v
-        c = config.resolve_defaults(c)
-        dkey = _data_key(c["data"])
-        if dkey not in datasets:
-            d = c["data"]
-            if d["source"] == "teacher" and (d["n_train"] + d["n_test"]) * d["n_features"] > TEACHER_MAX:
-                err("data", "n_train", f"teacher data of ({d['n_train']} + {d['n_test']}) × {d['n_features']} "
-                    f"values is too large (at most {TEACHER_MAX:.0e})")
-            try:
-                ds = datamod.load(c["data"], path.parent)
-            except datamod.DataError as e:
-                raise ExperimentError(f"{path}: [data] path: {e}") from None
-            _check_compatible(c, ds, err)
-            datasets[dkey] = ds
-        ds = datasets[dkey]
-        n = ds.X_train.shape[0]
-        bs = c["train"]["batch_size"]
-        if bs != "full" and bs > n:
-            err("sweep", "batch_size", f"{bs} is larger than the training set ({n} examples)")
-        c["train"]["full_batch"] = bs == "full" or bs == n
-        c["train"]["batch_size"] = n if bs == "full" else bs
-        if c["optimizer"]["kind"] == "random_search":   # η is meaningless: keep one value
-            c["optimizer"]["learning_rate"] = axes["optimizer.learning_rate"][0]
-        config.normalize(c)
-        if c["data"]["source"] == "file":
-            c["data"]["sha256"] = datamod.file_sha256(path.parent / c["data"]["path"])
+    for point in _combos(axes):
+        c = _with_values(parsed.config, point)
+        ds = _dataset(c, path, datasets, err)
+        _set_grid_keys(c, ds.X_train.shape[0], axes, path, err)
         c["name"] = parsed.name
-        c["swept"] = {k: v for k, v in zip(keys, combo) if len(axes[k]) > 1}
+        c["swept"] = {k: v for k, v in point.items() if len(axes[k]) > 1}
         h = _hash({k: v for k, v in c.items() if k != "swept"})
-        if h in seen:
-            continue
-        seen.add(h)
-        runs.append(Run(c, h))
+        if h not in seen:
+            seen.add(h)
+            runs.append(Run(c, h))
     if len({r.name for r in runs}) < len(runs):  # learning rates equal to 3 digits: say more
         runs = [dataclasses.replace(r, digits=6) for r in runs]
     return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine)
