@@ -19,13 +19,13 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 
 from bpresearch.keys import DIVERGED, HASH_TAG, KIND_TAG, RUN, SWEEP, short_key, stored_key, stored_summary
+from bpresearch.store.lease import TAG as LEASE_TAG  # noqa: F401 - the experiment tag of who sweeps it now
 from bpresearch.store.record import RunRecord
 
 # MLflow's own tags: the UI nests child runs under PARENT_TAG and shows NOTE_TAG as the note.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
-LEASE_TAG = "bpresearch.lease"      # experiment tag: who sweeps it now (lease.py)
 # The UI opens an experiment on its run table (not the GenAI overview) in model-training
 # mode: the experiment's kind says so.
 KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"

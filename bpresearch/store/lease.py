@@ -9,7 +9,7 @@ nothing). So two sweeps never log the same configuration twice.
 - sqlite store: an exclusive ``flock`` on ``<spool>/<experiment>/.lock``; the kernel releases
   it when the holder exits, even after ``kill -9``.
 - any other store (a tracking server): a lease in the store, the experiment tag
-  ``bpresearch.store.lease`` (owner, host, pid, heartbeat), renewed every ``HEARTBEAT_S``. A lease
+  ``bpresearch.lease`` (owner, host, pid, heartbeat), renewed every ``HEARTBEAT_S``. A lease
   whose heartbeat is older than ``TTL_S``, or whose pid is dead on this host, has expired and
   is taken over. Taking it is write, wait ``SETTLE_S``, read back: of two sweeps that wrote
   at once, only the one whose write was last proceeds.
@@ -85,7 +85,7 @@ def expired(lease: dict | None, now: float) -> bool:
 def store_lease(get, put, name: str, out, sleep=time.sleep, clock=time.time):
     """Hold the lease kept in the store through ``get() -> str`` and ``put(str)``.
 
-    ``get``/``put`` read and write the experiment's ``bpresearch.store.lease`` tag ("" when free).
+    ``get``/``put`` read and write the experiment's ``bpresearch.lease`` tag ("" when free).
     """
     me = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(), "since": clock()}
     said = False

@@ -15,9 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from bpresearch import keys
 from bpresearch.cli import main
+from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment
-from bpresearch.keys import HASH_TAG, KIND_TAG
 
 SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']

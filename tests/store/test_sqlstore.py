@@ -9,8 +9,8 @@ import pytest
 from bpresearch.keys import HASH_TAG, KIND_TAG, stored_key, stored_summary
 from bpresearch.spec import experiment
 from bpresearch.store import sqlstore
-from bpresearch.store.record import RunRecord
 from bpresearch.store.mlflow_backend import MlflowStore
+from bpresearch.store.record import RunRecord
 from bpresearch.store.sqlite_backend import SqliteStore
 from bpresearch.store.tracking import open_store
 

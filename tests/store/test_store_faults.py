@@ -23,9 +23,9 @@ from mlflow.tracking import MlflowClient
 
 from bpresearch import keys
 from bpresearch.cli import main
+from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment
-from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.store.mlflow_backend import client as tracking_client
 from bpresearch.store.retry import is_transient
 
