@@ -8,7 +8,8 @@ BIN     := $(VENV)/bin
 EXTRAS  ?= dev,ray,db
 comma   := ,
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
-# The embedded store MLflow uses by default; override with MLFLOW_TRACKING_URI=...
+# The embedded sqlite store, as the code's default (DEFAULT_URI in bpresearch/store/uri.py);
+# override with MLFLOW_TRACKING_URI=...
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENTS ?= experiments/seed-graph.toml experiments/seed-neuron.toml experiments/seed-neuron-two-weights.toml \
                experiments/neuron-random-vs-gd.toml \

@@ -53,7 +53,7 @@ def runs_frame(stored: list[store.StoredRun]) -> pd.DataFrame:
     ``optimizer``, ``steps`` (int), ``diverged`` (bool), ``diverged_step`` (int).
 
     Args:
-        stored: runs as ``tracking_read.runs`` returns them.
+        stored: runs as ``reads.runs`` returns them.
 
     Returns:
         The frame, sorted by learning rate, batch size and seed where those exist.
@@ -311,7 +311,7 @@ def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -
         uri: MLflow tracking URI.
         run_ids: the runs to read.
         keys: the metric names to read (default: the four loss/gradient curves).
-        sql: how to read them (``tracking_read.metric_points``; None: the fastest way).
+        sql: how to read them (``reads.metric_points``; None: the fastest way).
 
     Returns:
         Columns ``run_id, key, step, value``, one row per point, sorted by run, key and

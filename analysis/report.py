@@ -3,7 +3,7 @@
 For each experiment it loads the runs and curves (``load``), builds the report
 (``build``: measures, figures, tables, findings in ``prose``) and writes it
 (``render``); the report files are also attached to the experiment's latest sweep run
-(artifact folder ``report/``), through ``bpresearch.store.tracking``.
+(artifact folder ``report/``), through ``bpresearch.store.reads``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bpresearch import keys as R
-from bpresearch.store import tracking
+from bpresearch.store import reads
 
 from . import load
 from .build import build
@@ -35,7 +35,7 @@ def _attach(uri: str, data: load.ExperimentData, folder: Path):
     if sweep is None:
         return "no sweep run to attach the report to"
     try:
-        tracking.attach_folder(uri, sweep["run_id"], folder, "report")
+        reads.attach_folder(uri, sweep["run_id"], folder, "report")
     except Exception as e:  # noqa: BLE001 - the files on disk are the report; the copy is a convenience
         return f"could not attach the report to sweep run {sweep['run_id']}: {type(e).__name__}: {e}"
     return None
@@ -58,10 +58,8 @@ def main(args) -> int:
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
     """
-    from bpresearch.store.tracking import resolve_uri
-
     t0 = time.perf_counter()
-    uri = resolve_uri(args.tracking_uri)
+    uri = reads.resolve_uri(args.tracking_uri)
     try:
         with_runs = load.experiment_names(uri)
         known = load.experiment_names(uri, finished_only=False)

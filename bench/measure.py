@@ -29,7 +29,7 @@ import numpy as np
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment as expmod
 from bpresearch.store import record, sqlstore
-from bpresearch.store.tracking import Tracker
+from bpresearch.store.tracking import open_store
 
 from . import naive, servers
 
@@ -77,7 +77,7 @@ def _store(tmp: str) -> str:
     """A copy of an empty MLflow store at ``tmp``/mlflow.db (its experiments and runs are the measurement's)."""
     if not _template:
         folder = Path(tempfile.mkdtemp(prefix="bench-template-"))
-        Tracker(f"sqlite:///{folder}/mlflow.db")   # MLflow creates and migrates it
+        open_store(f"sqlite:///{folder}/mlflow.db")   # MLflow creates and migrates it
         _template.append(folder / "mlflow.db")
     shutil.copy(_template[0], Path(tmp) / "mlflow.db")
     return f"sqlite:///{tmp}/mlflow.db"
@@ -89,7 +89,7 @@ def store_creation(times: int = 3) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="bench-create-") as tmp:
         for i in range(times):
             t0 = time.perf_counter()
-            Tracker(f"sqlite:///{tmp}/new{i}.db")
+            open_store(f"sqlite:///{tmp}/new{i}.db")
             out.append(time.perf_counter() - t0)
     return out
 
@@ -242,14 +242,14 @@ CEILING_SETTINGS = {"defaults": [], "bulk": [f"cache_size = -{sqlstore.CACHE_KIB
 def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None) -> dict:
     """The harness's write path against sqlite itself, on the same metric rows.
 
-    The grid's first group of real records, ``copies`` times over (one ``Tracker.log_runs``
+    The grid's first group of real records, ``copies`` times over (one ``Store.log_runs``
     per copy, as the runner calls it per group), is written into a fresh store; then the
     very same metric rows, built beforehand, go into another fresh store by a bare
     ``sqlite3`` ``executemany`` into MLflow's ``metrics`` table (its composite primary key
     and two indexes), one transaction: the ceiling; and once more in one transaction per
     copy, the write path's own commits (each a durable fsync). A second pass writes the records
     without their curves: the fixed cost per run (runs, tags, params, config artifact).
-    MLflow's own client path (``Tracker(bulk=False)``: create_run, ``log_batch``,
+    MLflow's own client path (``open_store(bulk=False)``: create_run, ``log_batch``,
     set_terminated) writes 4 of the records, for scale. ``recs``: the records, if already trained.
     """
     recs = recs if recs is not None else _group_records(exp)
@@ -260,7 +260,7 @@ def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None
         shutil.copy(Path(tmp) / "mlflow.db", empty)
         for label, strip in (("full", False), ("no_points", True)):
             shutil.copy(empty, Path(tmp) / "mlflow.db")
-            tracker = Tracker(_store(tmp))
+            tracker = open_store(_store(tmp))
             exp_id = tracker.experiment(exp.name, exp.description)
             parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
             todo = recs if not strip else [record.RunRecord(r.run, r.params, {}, r.summary, r.artifacts) for r in recs]
@@ -301,7 +301,7 @@ def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None
         out["ceiling_commits_s"] = time.perf_counter() - t0
         con.close()
         shutil.copy(empty, Path(tmp) / "mlflow.db")
-        tracker = Tracker(_store(tmp), bulk=False)
+        tracker = open_store(_store(tmp), bulk=False)
         exp_id = tracker.experiment(exp.name, exp.description)
         parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
         t0 = time.perf_counter()
@@ -318,20 +318,20 @@ def write_path(exp: expmod.Experiment, copies: int = 8, recs: list | None = None
 
 
 # ---------------------------------------------------------------- other stores: a server, PostgreSQL
-# the client calls of Tracker._client_run, timed apart (log_batch split by what it carries)
+# the client calls of MlflowStore._client_run, timed apart (log_batch split by what it carries)
 PHASES = ("create_run", "log_batch_params", "log_batch_metrics", "bulk_insert", "log_inputs", "log_text",
           "set_terminated")
 
 
 class _ClientTimer:
-    """Seconds and calls of each client call of one ``Tracker``, timed by wrapping them on the instance.
+    """Seconds and calls of each client call of one ``MlflowStore``, timed by wrapping them on the instance.
 
     bpresearch's code runs unchanged: the tracker's own MLflow client (and its bulk insert)
     are wrapped, so what is left of a total is the tracker's own Python (building
     ``Metric`` objects, fitting params).
     """
 
-    def __init__(self, tracker: Tracker):
+    def __init__(self, tracker):
         self.secs, self.calls = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0)
         self.requests: list[tuple[int, float]] = []   # (points, seconds) of each metrics log_batch
         self.bulk_points = 0
@@ -375,7 +375,7 @@ class _ClientTimer:
         event.listen(store.engine, "before_cursor_execute", before)
         event.listen(store.engine, "after_cursor_execute", after)
 
-    def _wrap_bulk(self, tracker: Tracker):
+    def _wrap_bulk(self, tracker):
         bulk = tracker._insert_new_metrics
 
         def insert(run_id, metrics):   # counts only the inserts that happened (False: not a SQL store)
@@ -416,8 +416,8 @@ class _ClientTimer:
 
 
 def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int) -> dict:
-    """``Tracker.log_runs`` of ``recs``, ``copies`` times, into ``uri``; seconds and calls of each client call."""
-    tracker = Tracker(uri)
+    """``Store.log_runs`` of ``recs``, ``copies`` times, into ``uri``; seconds and calls of each client call."""
+    tracker = open_store(uri)
     exp_id = tracker.experiment(exp.name, exp.description)
     parent = tracker.start_sweep(exp_id, "bench", {}, {}, {})
     timer = _ClientTimer(tracker)
@@ -432,7 +432,7 @@ def _timed_client_path(uri: str, exp: expmod.Experiment, recs: list, copies: int
 
 
 def other_stores(exp: expmod.Experiment, copies: int = 1, recs: list | None = None) -> dict:
-    """``Tracker.log_runs`` into a tracking server and into PostgreSQL, on the same real records as ``write_path``.
+    """``Store.log_runs`` into a tracking server and into PostgreSQL, on the same real records as ``write_path``.
 
     Neither goes through ``sqlstore``: both take MLflow's client path (``_client_run``), a
     server by REST (``log_batch`` of ≤ 1,000 points a request), PostgreSQL by SQLAlchemy

@@ -33,16 +33,17 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def _connect(tracking_uri):
-    """(uri, Tracker) once the store answers; transient errors are retried for a bounded time."""
+    """(uri, Store) once the store answers; transient errors are retried for a bounded time."""
     from bpresearch.store import retry
-    from bpresearch.store.tracking import Tracker, is_transient, resolve_uri
+    from bpresearch.store.tracking import open_store
+    from bpresearch.store.uri import resolve_uri
 
     uri = resolve_uri(tracking_uri)
     # Against a server: one try per request and a bounded wait; bpresearch retries transient
     # errors itself for a bounded time (retry.py) instead of MLflow's ≈ 4 minutes per request.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    return uri, retry.call(lambda: Tracker(uri), f"connecting to the MLflow store {uri}", is_transient)
+    return uri, retry.call(lambda: open_store(uri), f"connecting to the MLflow store {uri}", retry.is_transient)
 
 
 def cmd_sync(args) -> int:
@@ -74,11 +75,12 @@ def cmd_seed_example(args) -> int:
 def _where_next(uri: str, experiment_ids: list[str]) -> str:
     """Where to look next: the first experiment's run table in the UI (from the ids the sweep
     already has: no second connection to the store), then the reports."""
-    from bpresearch.store.tracking import DEFAULT_UI, runs_url, sqlite_path
+    from bpresearch.store.tracking import DEFAULT_UI, runs_url
+    from bpresearch.store.uri import is_default, sqlite_path
 
     if sqlite_path(uri) is None:
         return "Next: write the convergence reports with `make report` (reports/index.html)."
-    ui = "make ui" if uri == "sqlite:///mlflow.db" else \
+    ui = "make ui" if is_default(uri) else \
         f"MLFLOW_TRACKING_URI={uri} make ui"
     first = runs_url(DEFAULT_UI, experiment_ids[0]) if experiment_ids else \
         f"{DEFAULT_UI}/#/experiments?workflowType=machine_learning"
@@ -116,7 +118,8 @@ def cmd_sweep(args) -> int:
             return _fail(str(e))
     if args.dry_run:
         from bpresearch.run.runner import describe
-        from bpresearch.store.tracking import finished_hashes, resolve_uri
+        from bpresearch.store.tracking import finished_hashes
+        from bpresearch.store.uri import resolve_uri
 
         uri = resolve_uri(args.tracking_uri)
         total = done = 0
@@ -197,14 +200,15 @@ def _command_line() -> str:
 
 
 def cmd_list(args) -> int:
-    from bpresearch.store.tracking import Tracker, resolve_uri, sqlite_path
+    from bpresearch.store.tracking import open_store
+    from bpresearch.store.uri import resolve_uri, sqlite_path
 
     uri = resolve_uri(args.tracking_uri)
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"No store yet at {uri}: run `make sweep` first.")
         return 0
-    rows = Tracker(uri).experiments()
+    rows = open_store(uri).experiments()
     if not rows:
         print(f"No experiments in {uri}: run `make sweep` first.")
         return 0
@@ -234,6 +238,8 @@ def cmd_report(args) -> int:
 def parser() -> argparse.ArgumentParser:
     from importlib import metadata
 
+    from bpresearch.store.uri import DEFAULT_URI
+
     p = argparse.ArgumentParser(prog="bpresearch", description=DESCRIPTION,
                                 epilog="Start with: make sweep, then make ui and make report. "
                                        "bpresearch COMMAND --help describes each command.")
@@ -258,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", metavar="FILE", help="experiment files (experiments/*.toml)")
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a field, e.g. --set train.steps=200 (repeatable)")
-    s.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    s.add_argument("--tracking-uri", help=f"MLflow store (default: $MLFLOW_TRACKING_URI or {DEFAULT_URI})")
     s.add_argument("--dry-run", action="store_true", help="print the grid and its groups; train nothing")
     s.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where the compiled groups train: this process (default) or Ray actors (extra [ray])")

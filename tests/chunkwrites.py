@@ -1,6 +1,6 @@
 """Watches a sweep write each chunk while the next one trains (tests of ``sweep.run_chunks`` in use).
 
-``ChunkWrites`` wraps the ``run_chunks`` a driver calls and ``Tracker.log_runs``: it records
+``ChunkWrites`` wraps the ``run_chunks`` a driver calls and ``Store.log_runs``: it records
 when each chunk is trained and what each writer call wrote, and before the driver may train
 the next chunk it waits until the last one is in the store. Records made only after a whole
 group (or round) never reach the store in time; the wait is bounded so that such a driver
@@ -9,14 +9,14 @@ fails the test instead of hanging it.
 
 import threading
 
-from bpresearch.store.tracking import Tracker
+from bpresearch.store.base import Store
 
 
 class ChunkWrites:
     def __init__(self, monkeypatch, module, timeout: float = 30):
         self.events = []   # ("trained", start, size) and ("written", [hashes]) in the order they happened
         self._cond = threading.Condition()
-        real_chunks, real_log = module.run_chunks, Tracker.log_runs
+        real_chunks, real_log = module.run_chunks, Store.log_runs
 
         def log_runs(tracker, exp_id, parent_id, records, tags, replaces=None):
             ids = real_log(tracker, exp_id, parent_id, records, tags, replaces)
@@ -36,7 +36,7 @@ class ChunkWrites:
                         self.events.append(("not written before the next chunk", start))
 
         monkeypatch.setattr(module, "run_chunks", run_chunks)
-        monkeypatch.setattr(Tracker, "log_runs", log_runs)
+        monkeypatch.setattr(Store, "log_runs", log_runs)
 
     def writes(self) -> int:
         return sum(e[0] == "written" for e in self.events)

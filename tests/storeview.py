@@ -2,7 +2,7 @@
 
 from mlflow.tracking import MlflowClient
 
-from bpresearch.store.tracking import HASH_TAG, KIND_TAG
+from bpresearch.keys import HASH_TAG, KIND_TAG
 
 
 def children(client, exp_id, status=None):

@@ -4,7 +4,7 @@ The runner's seam to the store for one experiment:
 
 - ``hold(exp_id)``: the experiment's lease for the whole sweep (``lease.py``);
 - ``save(records, tags)``: the group in the spool, atomically, as soon as it is trained;
-- ``write(path, records, ...)``: the group's runs into the store (``Tracker.log_runs``;
+- ``write(path, records, ...)``: the group's runs into the store (``Store.log_runs``;
   transient errors retried for a bounded time, ``retry.py``), then the spool file deleted;
 - ``saved()``: groups an earlier sweep trained but could not write, to write first;
 - ``call(fn, what)``: any other store operation, with the same retries.
@@ -20,7 +20,7 @@ from pathlib import Path
 from bpresearch.store import lease, retry
 from bpresearch.store.record import RunRecord
 from bpresearch.store.spool import Spool, SpoolError, folder_for
-from bpresearch.store.tracking import is_transient, sqlite_path
+from bpresearch.store.uri import sqlite_path
 
 
 class Delivery:
@@ -31,7 +31,7 @@ class Delivery:
         self._warned = False
 
     def call(self, fn, what: str):
-        return retry.call(fn, f"{self.name}: {what}", is_transient, budget=0.0 if self.failed else None,
+        return retry.call(fn, f"{self.name}: {what}", retry.is_transient, budget=0.0 if self.failed else None,
                           on_retry=self._say_retry)
 
     def _say_retry(self, attempt, exc, delay):

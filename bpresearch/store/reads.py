@@ -1,7 +1,8 @@
-"""MLflow at the edge, reading side: every read analysis makes of a store.
+"""Analysis's door to the store: every read analysis makes of it, and the one write.
 
 Analysis never imports mlflow nor reads MLflow's tables: it asks here, and gets plain
-Python values back (``StoredRun``, tuples of curve points). Runs come from
+Python values back (``StoredRun``, tuples of curve points). The store a report reads is
+``resolve_uri``'s; a report's files go back as artifacts of a sweep run (``attach_folder``). Runs come from
 ``search_runs``, one page at a time. Curves are metric histories, which ``search_runs``
 does not return: from a sqlite store they are read with one SQL query per 500 runs
 straight from its ``metrics`` table, read only; any other store falls back to
@@ -15,9 +16,15 @@ import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from bpresearch.keys import KIND_TAG, RUN, short_key, stored_names
-from bpresearch.store.tracking import NOTE_TAG, PARENT_TAG, client, search_all, sqlite_path
+from bpresearch.store.base import NOTE_TAG, PARENT_TAG
+from bpresearch.store.mlflow_backend import client, search_all
+from bpresearch.store.uri import resolve_uri, sqlite_path
+
+__all__ = ["POINT", "StoreError", "StoredExperiment", "StoredRun", "artifact_text", "attach_folder", "experiment",
+           "experiment_names", "metric_points", "resolve_uri", "runs"]
 
 SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
 POINT = ("run_id", "key", "step", "value", "timestamp")  # the fields of a curve point, in order
@@ -48,7 +55,7 @@ class StoredExperiment:
 
 
 def _stored(r) -> StoredRun:
-    """A run as analysis reads it: metrics under their short names (``results.short_key``)."""
+    """A run as analysis reads it: metrics under their short names (``keys.short_key``)."""
     metrics = {short_key(k): v for k, v in r.data.metrics.items()}
     return StoredRun(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
                      r.data.tags.get(PARENT_TAG), dict(r.data.params), metrics, dict(r.data.tags))
@@ -101,6 +108,11 @@ def artifact_text(uri: str, run_id: str, name: str) -> str | None:
                 return fh.read()
     except Exception:  # noqa: BLE001 - a missing artifact is reported as "not available", never fatal
         return None
+
+
+def attach_folder(uri: str, run_id: str, folder: Path, artifact_path: str):
+    """Copy every file of ``folder`` into ``run_id``'s artifacts under ``artifact_path``."""
+    client(uri).log_artifacts(run_id, str(folder), artifact_path)
 
 
 def _points_sqlite(db, run_ids: list[str], keys: list[str]) -> list[tuple]:

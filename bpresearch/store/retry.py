@@ -4,12 +4,15 @@ A transient store error (server unreachable or answering 5xx, connection reset, 
 store busy or locked) is retried with exponential backoff (0.5 s, 1 s, 2 s, … at most 5 s
 apart) for ``BPRESEARCH_STORE_RETRY_S`` seconds (default 30), measured from the first
 failure of that operation; then, like any other store error, it is a ``StoreFailure``.
-Which errors are transient is the tracking module's call (``tracking.is_transient``).
+Which errors are transient: ``is_transient``.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
+import sys
 import time
 from typing import Callable, TypeVar
 
@@ -69,3 +72,41 @@ def call(fn: Callable[[], T], what: str, transient: Callable[[BaseException], bo
                 on_retry(attempt, e, wait)
             sleep(wait)
             delay = min(delay * 2, 5.0)
+
+
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
+                    "ABORTED"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store error worth retrying: server unreachable, reset or 5xx; a sqlite store busy or locked.
+
+    A database error decides by its own message (``database is locked`` is transient; a full
+    disk or a read-only database is not), whatever MLflow wrapped it in.
+    """
+    chain, e = [], exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")   # not imported: no sqlalchemy error to look for
+    database = (sqlite3.OperationalError,) + ((sqlalchemy_exc.OperationalError,) if sqlalchemy_exc else ())
+    for e in chain:
+        if isinstance(e, database):
+            text = str(e).lower()
+            return "locked" in text or "busy" in text
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    for e in chain:
+        if isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+                          TimeoutError)):
+            return True
+    for e in chain:
+        if isinstance(e, MlflowException):
+            code = re.search(r"failed with error code (\d+)", str(e.message))
+            if code:  # a non-JSON HTTP error answer
+                return int(code.group(1)) >= 500 or int(code.group(1)) == 429
+            if str(e.message).startswith("API request to") and "failed with" in str(e.message):
+                return True  # connection-level failure (refused, reset, timed out, too many 5xx)
+            return e.error_code in _TRANSIENT_CODES
+    return False

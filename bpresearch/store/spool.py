@@ -9,7 +9,7 @@ without training it again.
 Where: ``$BPRESEARCH_SPOOL`` if set; beside a sqlite store
 (``<store folder>/.bpresearch-spool/``); for any other store
 ``~/.cache/bpresearch/spool/<store>/``. One folder per experiment
-(``names.safe_name``), one ``.npz`` file per chunk.
+(``keys.safe_name``), one ``.npz`` file per chunk.
 
 File format (numpy ``.npz``, no pickles): ``meta`` is UTF-8 JSON (experiment name and
 description, the provenance tags of the process that trained them, and per run its
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from bpresearch.keys import safe_name
 from bpresearch.store.record import RunRecord
+from bpresearch.store.uri import sqlite_path
 
 VERSION = 1
 
@@ -51,9 +51,9 @@ def folder_for(uri: str) -> Path:
     """The spool folder of a store (see the module docstring)."""
     if os.environ.get("BPRESEARCH_SPOOL"):
         return Path(os.environ["BPRESEARCH_SPOOL"])
-    m = re.match(r"sqlite:///(.+)", uri)
-    if m:
-        return Path(m.group(1)).resolve().parent / ".bpresearch-spool"
+    db = sqlite_path(uri)
+    if db is not None:
+        return db.resolve().parent / ".bpresearch-spool"
     return Path.home() / ".cache" / "bpresearch" / "spool" / safe_name(uri)
 
 

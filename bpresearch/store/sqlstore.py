@@ -36,7 +36,7 @@ too, as MLflow's own ``SqlAlchemyStore`` writes it: importing MLflow and checkin
 schema costs about 2.5 s, more than most sweeps spend on tracking. These statements are
 written for one schema, ``SCHEMA_REVISION`` (MLflow 3.17's); ``writable`` says whether a
 store has it and the installed MLflow expects no other. When not (a new store, an older
-one MLflow must migrate, another MLflow), ``tracking.Tracker`` goes through MLflow.
+one MLflow must migrate, another MLflow), ``tracking.open_store`` goes through MLflow.
 """
 
 from __future__ import annotations
@@ -307,6 +307,11 @@ def terminate(con: sqlite3.Connection, run_ids: list[str], status: str):
     with _transaction(con):
         con.executemany("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?",
                         [(status, now_ms(), rid) for rid in run_ids])
+
+
+def artifact_location(con: sqlite3.Connection, experiment_id: int) -> str:
+    return con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = ?",
+                       (experiment_id,)).fetchone()[0]
 
 
 def artifact_uri(con: sqlite3.Connection, run_id: str) -> str:

@@ -19,7 +19,7 @@ from bpresearch.cli import main  # noqa: E402
 from bpresearch.run.executors import RayExecutor  # noqa: E402
 from bpresearch.run.runner import run_experiment  # noqa: E402
 from bpresearch.spec import experiment  # noqa: E402
-from bpresearch.store.tracking import Tracker  # noqa: E402
+from bpresearch.store.tracking import open_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # 6 compiled groups (one per batch size) of 4 runs each, different sizes of work.
@@ -92,7 +92,7 @@ def test_a_killed_actor_costs_time_not_runs(ray_instance, local_sweep, tmp_path)
     try:
         killer = KillAfterFirst(executor)
         exp = experiment.load(path, SETS)
-        summary = run_experiment(exp, Tracker(uri), path.read_text(), SETS, executor=killer)
+        summary = run_experiment(exp, open_store(uri), path.read_text(), SETS, executor=killer)
         restarted = ray.get(executor.actors[0].pid.remote())
     finally:
         executor.close()

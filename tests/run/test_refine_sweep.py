@@ -19,7 +19,7 @@ from bpresearch.cli import main
 from bpresearch.keys import HASH_TAG, KIND_TAG, REFINE_ARTIFACT, ROUND_TAG
 from bpresearch.run import runner
 from bpresearch.spec import experiment
-from bpresearch.store.tracking import Tracker
+from bpresearch.store.tracking import open_store
 
 BIN = Path(sys.executable).parent / "bpresearch"
 RESOLUTION = 1.19
@@ -98,7 +98,7 @@ def refined(tmp_path_factory):
     exp = experiment.load(path)
     COUNTER.names, COUNTER.on = [], True
     try:
-        summary = runner.run_experiment(exp, Tracker(uri), path.read_text())
+        summary = runner.run_experiment(exp, open_store(uri), path.read_text())
     finally:
         COUNTER.on = False
     return path, uri, exp, summary, (COUNTER.count, COUNTER.names), (X, y, target)
@@ -203,7 +203,7 @@ def test_a_refining_sweep_writes_each_chunk_while_the_next_trains(tmp_path, monk
 
     path, *_ = write(tmp_path, rounds=1, extra=", per_round = 1")
     watch = ChunkWrites(monkeypatch, sweep)
-    summary = runner.run_experiment(experiment.load(path), Tracker(f"sqlite:///{tmp_path}/m.db"), path.read_text())
+    summary = runner.run_experiment(experiment.load(path), open_store(f"sqlite:///{tmp_path}/m.db"), path.read_text())
     trained = [e for e in watch.events if e[0] == "trained"]
     assert watch.alternate(), watch.events
     assert [e[2] for e in trained] == [2] * len(trained) and len(trained) > 3 * summary.groups

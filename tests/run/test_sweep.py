@@ -15,9 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from bpresearch import keys
 from bpresearch.cli import main
+from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment
-from bpresearch.store.tracking import HASH_TAG, KIND_TAG
 
 SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']
@@ -229,7 +229,7 @@ def test_two_sweeps_create_a_new_store_at_once(tmp_path):
 def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
     """The fast path writes exactly what MLflow's own log_batch writes: history and latest values."""
     from bpresearch.store.record import RunRecord
-    from bpresearch.store.tracking import Tracker
+    from bpresearch.store.tracking import open_store
 
     steps = np.arange(1500)
     curves = {k: (steps, np.sin(steps * (j + 1.0))) for j, k in enumerate(["train_loss", "grad_norm"])}
@@ -240,7 +240,7 @@ def test_bulk_metric_insert_equals_log_batch(tmp_path, linear_example):
                     times=(1_700_000_000_000, 1_700_000_004_250))
     ids = {}
     for bulk in (True, False):
-        t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
+        t = open_store(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
         e = t.experiment("x", "d")
         ids[bulk] = (t, t.log_run(e, t.start_sweep(e, "s", {}, {}, {}), rec, {}))
     (ta, a), (tb, b) = ids[True], ids[False]

@@ -15,7 +15,8 @@ from bpresearch.cli import main
 from bpresearch.keys import stored_key, stored_summary
 from bpresearch.spec import experiment
 from bpresearch.store.record import RunRecord
-from bpresearch.store.tracking import Tracker, sqlite_path
+from bpresearch.store.tracking import open_store
+from bpresearch.store.uri import sqlite_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SETS = ["train.steps=30", "train.eval_every=5", "sweep.seeds=1", 'sweep.batch_size=[4, "full"]']
@@ -103,7 +104,7 @@ def test_bulk_metric_insert_on_postgresql(linear_example, postgres):
     rec = _record(linear_example)
     ids = {}
     for bulk in (True, False):
-        t = Tracker(uri, bulk=bulk)
+        t = open_store(uri, bulk=bulk)
         store = t.client._tracking_client.store
         # The store-specific choice: not the sqlite file path, but MLflow's SQL store (its engine)
         assert sqlite_path(uri) is None and store.engine.dialect.name == "postgresql"

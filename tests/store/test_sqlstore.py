@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bpresearch.keys import stored_key, stored_summary
+from bpresearch.keys import HASH_TAG, KIND_TAG, stored_key, stored_summary
 from bpresearch.spec import experiment
 from bpresearch.store import sqlstore
+from bpresearch.store.mlflow_backend import MlflowStore
 from bpresearch.store.record import RunRecord
-from bpresearch.store.tracking import HASH_TAG, KIND_TAG, Tracker
+from bpresearch.store.sqlite_backend import SqliteStore
+from bpresearch.store.tracking import open_store
 
 KEYS = ("train_loss", "grad_norm", "full_train_loss")
 
@@ -34,7 +36,7 @@ def _records(linear_example, n=3):
 
 
 def _log(tmp_path, recs, bulk, replaces=None):
-    t = Tracker(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
+    t = open_store(f"sqlite:///{tmp_path}/{bulk}.db", bulk=bulk)
     e = t.experiment("x", "d")
     parent = t.start_sweep(e, "s", {}, {}, {})
     return t, e, t.log_runs(e, parent, recs, {"bpresearch.group": "g1"}, replaces)
@@ -72,7 +74,7 @@ def test_bulk_runs_read_back_like_client_runs(tmp_path, linear_example):
 
 def test_stale_copies_are_killed_with_their_replacement(tmp_path, linear_example):
     recs = _records(linear_example, 2)
-    t = Tracker(f"sqlite:///{tmp_path}/m.db")
+    t = open_store(f"sqlite:///{tmp_path}/m.db")
     e = t.experiment("x", "d")
     parent = t.start_sweep(e, "s", {}, {}, {})
     stale = t.client.create_run(e, tags={KIND_TAG: "run", HASH_TAG: recs[0].run.hash}).info.run_id
@@ -111,8 +113,8 @@ def test_sanitize_matches_mlflow():
 def _sweep(tmp_path, name, bulk, recs):
     """A whole sweep's store calls: experiment, parent with params/tags/artifacts, runs, a
     stale copy killed, a text artifact, the end; direct (bulk) or through MLflow's client."""
-    Tracker(f"sqlite:///{tmp_path}/{name}.db")   # an existing store, as every sweep after the first finds
-    t = Tracker(f"sqlite:///{tmp_path}/{name}.db", bulk=bulk)
+    open_store(f"sqlite:///{tmp_path}/{name}.db")   # an existing store, as every sweep after the first finds
+    t = open_store(f"sqlite:///{tmp_path}/{name}.db", bulk=bulk)
     e = t.experiment("exp", "what it studies")
     assert t.experiment("exp", "what it studies, edited") == e   # found again, note updated
     parent = t.start_sweep(e, "sweep 1", {"file": "a.toml", "long": "x" * 7000}, {"mlflow.source.name": "a.toml"},
@@ -129,7 +131,8 @@ def test_a_direct_sweep_writes_what_mlflows_client_writes(tmp_path, linear_examp
 
     recs = _records(linear_example)
     (ta, ea, pa, ia), (tb, eb, pb, ib) = _sweep(tmp_path, "direct", True, recs), _sweep(tmp_path, "client", False, recs)
-    assert ta.direct and not tb.direct and ta._client is None, "the direct sweep never needed MLflow's client"
+    assert isinstance(ta, SqliteStore) and isinstance(tb, MlflowStore)
+    assert ta._mlflow is None, "the direct sweep never needed MLflow's client"
     ca, cb = MlflowClient(ta.uri), MlflowClient(tb.uri)
     xa, xb = ca.get_experiment(ea), cb.get_experiment(eb)
     assert (xa.name, xa.lifecycle_stage, xa.tags) == (xb.name, xb.lifecycle_stage, xb.tags)
@@ -148,7 +151,7 @@ def test_a_direct_sweep_writes_what_mlflows_client_writes(tmp_path, linear_examp
     assert [ca.get_run(i).info.status for i in ia] == [cb.get_run(i).info.status for i in ib] == \
         ["FINISHED", "FINISHED", "KILLED"]
     # reading back: the same answers from the direct reads and from MLflow's searches
-    client_view = Tracker(ta.uri, bulk=False)
+    client_view = open_store(ta.uri, bulk=False)
     assert ta.runs_by_hash(ea) == client_view.runs_by_hash(ea)
     assert str(ta.finished_summaries(ea)) == str(client_view.finished_summaries(ea))
     assert ta.find_experiment("exp") == ea and ta.find_experiment("none") is None
@@ -163,7 +166,7 @@ def test_direct_writes_need_the_schema_they_were_written_for(tmp_path):
     assert sqlstore.installed_head() == _get_latest_schema_revision() == sqlstore.SCHEMA_REVISION
     assert sqlstore.PARAM_LIMIT == MAX_PARAM_VAL_LENGTH
     db = tmp_path / "m.db"
-    assert not sqlstore.writable(db) and Tracker(f"sqlite:///{db}").direct   # created by MLflow, then direct
+    assert not sqlstore.writable(db) and isinstance(open_store(f"sqlite:///{db}"), SqliteStore)   # created by MLflow, then direct
     assert sqlstore.writable(db)
     old = tmp_path / "old.db"   # another file: MLflow keeps one store object per uri in a process
     old.write_bytes(db.read_bytes())
@@ -171,7 +174,7 @@ def test_direct_writes_need_the_schema_they_were_written_for(tmp_path):
         con.execute("UPDATE alembic_version SET version_num = 'abc'")
     assert not sqlstore.writable(old)
     with pytest.raises(Exception, match="out-of-date database schema"):
-        Tracker(f"sqlite:///{old}")
+        open_store(f"sqlite:///{old}")
 
 
 def test_a_sweep_into_an_existing_store_imports_neither_mlflow_nor_pandas(tmp_path, linear_example):
@@ -179,11 +182,11 @@ def test_a_sweep_into_an_existing_store_imports_neither_mlflow_nor_pandas(tmp_pa
     import sys
 
     uri = f"sqlite:///{tmp_path}/m.db"
-    Tracker(uri)   # the store exists (MLflow created it)
+    open_store(uri)   # the store exists (MLflow created it)
     code = ("import sys; from bpresearch.cli import main; "
             f"rc = main(['sweep', {str(linear_example)!r}, '--tracking-uri', {uri!r}, '--set', 'train.steps=5', "
             "'--set', 'sweep.seeds=1']); "
             "print(rc, sorted(m for m in ('mlflow', 'pandas', 'sklearn', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split("\n")[-2] == "0 []", out.stdout[-500:] + out.stderr[-2000:]
-    assert len(Tracker(uri, bulk=False).runs_by_hash(Tracker(uri).find_experiment("linear-regression"))[0]) > 0
+    assert len(open_store(uri, bulk=False).runs_by_hash(open_store(uri).find_experiment("linear-regression"))[0]) > 0

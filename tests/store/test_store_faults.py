@@ -23,10 +23,11 @@ from mlflow.tracking import MlflowClient
 
 from bpresearch import keys
 from bpresearch.cli import main
+from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment
-from bpresearch.store.tracking import HASH_TAG, KIND_TAG, is_transient
-from bpresearch.store.tracking import client as tracking_client
+from bpresearch.store.mlflow_backend import client as tracking_client
+from bpresearch.store.retry import is_transient
 
 BIN = Path(sys.executable).parent
 SETS = ["--set", "train.steps=40", "--set", "sweep.seeds=1", "--set", "sweep.learning_rate=[0.01, 0.1]",
@@ -327,11 +328,12 @@ def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path, bulk):
     Each round starts both writers at one barrier, on a fresh experiment."""
     import threading
 
-    from bpresearch.store.tracking import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND, Tracker
+    from bpresearch.store.base import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND
+    from bpresearch.store.tracking import open_store
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # one client each, as two processes have; bulk=False: MLflow's client, as for a server store
-    trackers = [Tracker(uri, bulk=bulk) for _ in range(2)]
+    trackers = [open_store(uri, bulk=bulk) for _ in range(2)]
     for i in range(10):
         start = threading.Barrier(2, timeout=300)
         ids, errors = [None, None], []

@@ -3,15 +3,15 @@
 import pytest
 
 from bpresearch import keys as R
+from bpresearch.store import mlflow_backend, tracking
 from bpresearch.store import reads as tracking_read
-from bpresearch.store import tracking
 
 
 def test_search_reads_every_page(store, monkeypatch):
-    t = tracking.Tracker(store)
+    t = tracking.open_store(store)
     exp_id = t.experiment("paged", "five runs, read two at a time")
     ids = {t.client.create_run(exp_id, tags={R.KIND_TAG: R.RUN}).info.run_id for _ in range(5)}
-    monkeypatch.setattr(tracking, "PAGE", 2)
+    monkeypatch.setattr(mlflow_backend, "PAGE", 2)
     assert {r.run_id for r in tracking_read.runs(store, exp_id)} == ids
     finished, unfinished, diverged = t.runs_by_hash(exp_id)
     assert not finished and not diverged and sum(len(v) for v in unfinished.values()) == 5
@@ -19,7 +19,7 @@ def test_search_reads_every_page(store, monkeypatch):
 
 
 def test_a_param_over_mlflows_limit_is_cut_and_said(store, capsys):
-    t = tracking.Tracker(store)
+    t = tracking.open_store(store, bulk=False)   # MLflow's client path (MlflowStore._write)
     assert t.param_limit == 6000
     exp_id = t.experiment("long", "")
     run_id = t.client.create_run(exp_id).info.run_id
