@@ -1,8 +1,8 @@
 """Convergence reports from MLflow: ``bpresearch report`` and ``make report``.
 
 For each experiment it loads the runs and curves (``load``), builds the report
-(``build``: measures, figures, tables, findings in ``prose``) and writes it
-(``render``); the report files are also attached to the experiment's latest sweep run
+(``build``: the sections of ``analysis.sections``, from measures, figures, tables and the
+findings in ``prose``) and writes it (``render``); the report files are also attached to the experiment's latest sweep run
 (artifact folder ``report/``), through ``bpresearch.store.tracking``.
 """
 
@@ -21,8 +21,9 @@ from bpresearch.store import tracking
 from . import load
 from .build import build
 from .render import slug, write, write_index
-from .seedfigs import param_keys
+from .sections.context import RunSide
 from .summary import experiment_summary
+from .trajectories import param_keys
 
 VARIANTS_DIR = "variants"  # one page per further variant: <experiment>/variants/<variant>/index.html
 
@@ -46,7 +47,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def main(args) -> int:
+def main(args, run_side: RunSide = RunSide()) -> int:
     """``bpresearch report``: write the reports of ``args.experiments`` (default: all).
 
     Args:
@@ -54,6 +55,9 @@ def main(args) -> int:
             ``.tracking_uri`` (None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``),
             ``.out`` (output folder), ``.variant`` (optional: one variant of the one experiment
             named: "base", a variant's folder name, or its overrides as ``key=value[,key=value]``).
+        run_side: what the run side computes for the seed's pictures (the worked example,
+            J(w)); analysis imports no JAX, so the CLI passes it in. Without it those figures
+            say that they are not shown.
 
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
@@ -102,7 +106,7 @@ def main(args) -> int:
         for v in variants or [None]:
             here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
             others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
-            rep = build(data, curves, v, others)
+            rep = build(data, curves, v, others, run_side)
             write(rep, here)
             summaries.append(rep.summary)
             reps.append(rep)
