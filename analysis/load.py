@@ -2,12 +2,11 @@
 
 Reads any MLflow store, through ``bpresearch.store.reads`` (the only door to MLflow;
 it says how runs and curves are read). The names of params, metrics and tags come from
-``bpresearch.results``, the naming contract the sweep writes by.
+``bpresearch.keys``, the naming contract the sweep writes by.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ def runs_frame(stored: list[store.StoredRun]) -> pd.DataFrame:
     ``optimizer``, ``steps`` (int), ``diverged`` (bool), ``diverged_step`` (int).
 
     Args:
-        stored: runs as ``tracking_read.runs`` returns them.
+        stored: runs as ``bpresearch.store.reads.runs`` returns them.
 
     Returns:
         The frame, sorted by learning rate, batch size and seed where those exist.
@@ -311,7 +310,7 @@ def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -
         uri: MLflow tracking URI.
         run_ids: the runs to read.
         keys: the metric names to read (default: the four loss/gradient curves).
-        sql: how to read them (``tracking_read.metric_points``; None: the fastest way).
+        sql: how to read them (``bpresearch.store.reads.metric_points``; None: the fastest way).
 
     Returns:
         Columns ``run_id, key, step, value``, one row per point, sorted by run, key and
@@ -337,17 +336,3 @@ def run_config(uri: str, run_id: str) -> dict | None:
 
     text = store.artifact_text(uri, run_id, "config.json")
     return json.loads(text) if text else None
-
-
-def resolved_config_text(variant: Variant) -> str:
-    """The variant's latest resolved config, else one rebuilt from a run's ``section.key`` params."""
-    if variant.resolved_toml:
-        return variant.resolved_toml
-    if variant.runs.empty:
-        return ""
-    row = variant.runs.iloc[0]
-    buf = io.StringIO()
-    buf.write("# rebuilt from the params of one run (no resolved.toml artifact found)\n")
-    for col in sorted(c for c in variant.runs.columns if c.startswith("params.") and c.count(".") == 2):
-        buf.write(f"{col[len('params.'):]} = {row[col]}\n")
-    return buf.getvalue()

@@ -98,21 +98,10 @@ def main(args, run_side: RunSide = RunSide()) -> int:
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         folder = out / slug(name)
-        old = folder / VARIANTS_DIR
-        if old.exists():
-            shutil.rmtree(old)  # pages of variants an earlier build had
-        summaries, reps, shown = [], [], 0
-        main_v = variants[0] if variants else None
-        for v in variants or [None]:
-            here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
-            others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
-            rep = build(data, curves, v, others, run_side)
-            write(rep, here)
-            summaries.append(rep.summary)
-            reps.append(rep)
-            shown += sum(f.png is not None for f in rep.figures)
-        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, summaries), indent=1,
-                                                        allow_nan=False), encoding="utf-8")
+        reps = _write_pages(data, curves, variants, folder, run_side)
+        shown = sum(f.png is not None for rep in reps for f in rep.figures)
+        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, [r.summary for r in reps]),
+                                                        indent=1, allow_nan=False), encoding="utf-8")
         problem = _attach(uri, data, folder)
         print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {len(curves):,} curve "
               f"points loaded in {t_load:.1f}s; {shown} figures; {time.perf_counter() - t1:.1f}s → "
@@ -126,6 +115,22 @@ def main(args, run_side: RunSide = RunSide()) -> int:
     print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiments, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
+
+
+def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide) -> list:
+    """One page per variant: the first in ``folder``, the others in ``folder/variants/<slug>``; their reports."""
+    old = folder / VARIANTS_DIR
+    if old.exists():
+        shutil.rmtree(old)  # pages of variants an earlier build had
+    reps = []
+    main_v = variants[0] if variants else None
+    for v in variants or [None]:
+        here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
+        others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
+        rep = build(data, curves, v, others, run_side)
+        write(rep, here)
+        reps.append(rep)
+    return reps
 
 
 def _link(here: Path, folder: Path, other, main_v) -> str:
