@@ -21,7 +21,6 @@ from bpresearch import keys as R
 from ..trajectories import FAST, WILD, Pick
 from .style import BACKWARD_RED, FORWARD_GREEN, VERDICT_COLORS, NotApplicable, plt
 
-
 _GRAPH_POS = {"x": (0.0, 2.0), "y": (0.0, 1.0), "z": (0.0, 0.0), "q": (1.3, 1.5), "f": (2.6, 0.75)}
 _GRAPH_EDGES = [("x", "q"), ("y", "q"), ("q", "f"), ("z", "f")]
 _GRAPH_OPS = {"q": "q = x + y", "f": "f = q · z"}
