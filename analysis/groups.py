@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import figures as F
 from . import load
 from . import measures as M
 from . import uncertainty as U
@@ -31,8 +30,8 @@ class Group:
     sens: pd.DataFrame | None = None
     bests: dict = field(default_factory=dict)
     pred: Predicted | None = None
-    distinct: pd.DataFrame | None = None
-    distinct_table: pd.DataFrame | None = None  # the steps table with identical trajectories counted once   # distinct trajectories per cell (uncertainty.distinct_counts)
+    distinct: pd.DataFrame | None = None        # distinct trajectories per cell (uncertainty.distinct_counts)
+    distinct_table: pd.DataFrame | None = None  # the steps table, identical trajectories counted once
     resolution: int = 1                    # the coarsest steps-to-target interval (measures.resolution_of)
     intervals: dict = field(default_factory=dict)  # target -> uncertainty.scaling_intervals
     full: int | None = None
@@ -49,7 +48,8 @@ class Group:
         return f"{self.label}: {text}" if self.label else text
 
 
-def _value_text(v) -> str:
+def value_text(v) -> str:
+    """A facet value as text: numbers as ``%g``, anything else as ``str``."""
     return f"{v:g}" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else str(v)
 
 
@@ -61,7 +61,14 @@ def short_facet(key: str) -> str:
 
 def facet_label(values: dict) -> str:
     """``optimizer=adam, activation=relu``: a group as findings, tables' titles and figures name it."""
-    return ", ".join(f"{short_facet(f)}={_value_text(v)}" for f, v in values.items())
+    return ", ".join(f"{short_facet(f)}={value_text(v)}" for f, v in values.items())
+
+
+def full_batch_size(runs: pd.DataFrame) -> int | None:
+    """The batch size that means "the whole training set", if any run used it."""
+    if "full_batch" in runs and runs["full_batch"].any():
+        return int(runs.loc[runs["full_batch"], "batch_size"].iloc[0])
+    return None
 
 
 def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) -> list[Group]:
@@ -74,7 +81,7 @@ def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) ->
     groups = []
     for values, g in parts:
         label = facet_label(values)
-        key = "_".join(_value_text(v) for v in values.values())
+        key = "_".join(value_text(v) for v in values.values())
         c = curves[curves["run_id"].isin(g["run_id"])] if not curves.empty else curves
         groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else "")))
     return groups
@@ -83,7 +90,7 @@ def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) ->
 def _measure(g: Group) -> Group:
     runs = g.runs
     g.targets = M.targets_of(runs)
-    g.full = F.full_batch_size(runs)
+    g.full = full_batch_size(runs)
     g.budget = int(runs["steps"].max())
     g.eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
     g.steps = M.steps_to_targets(runs, g.curves, g.targets)
@@ -107,7 +114,7 @@ def _measure(g: Group) -> Group:
     return g
 
 
-def _combined(groups: list[Group], frame_of, facets: list[str]) -> pd.DataFrame:
+def combined(groups: list[Group], frame_of, facets: list[str]) -> pd.DataFrame:
     """The frames of every group, one after the other, with the facet values as leading columns."""
     parts = []
     for g in groups:

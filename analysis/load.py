@@ -2,12 +2,11 @@
 
 Reads any MLflow store, through ``bpresearch.store.reads`` (the only door to MLflow;
 it says how runs and curves are read). The names of params, metrics and tags come from
-``bpresearch.results``, the naming contract the sweep writes by.
+``bpresearch.keys``, the naming contract the sweep writes by.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -337,17 +336,3 @@ def run_config(uri: str, run_id: str) -> dict | None:
 
     text = store.artifact_text(uri, run_id, "config.json")
     return json.loads(text) if text else None
-
-
-def resolved_config_text(variant: Variant) -> str:
-    """The variant's latest resolved config, else one rebuilt from a run's ``section.key`` params."""
-    if variant.resolved_toml:
-        return variant.resolved_toml
-    if variant.runs.empty:
-        return ""
-    row = variant.runs.iloc[0]
-    buf = io.StringIO()
-    buf.write("# rebuilt from the params of one run (no resolved.toml artifact found)\n")
-    for col in sorted(c for c in variant.runs.columns if c.startswith("params.") and c.count(".") == 2):
-        buf.write(f"{col[len('params.'):]} = {row[col]}\n")
-    return buf.getvalue()

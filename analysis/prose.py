@@ -1,8 +1,8 @@
 """The findings in words: one function per kind of finding, from the frames of ``measures``
-and ``predictions`` to sentences with their numbers.
+and the predictions (``boundary``, ``sharpness``, ``noise_scales``) to sentences with their numbers.
 
 Pure: numbers in, strings out. Which findings a report holds, and in which order, is
-decided in ``build``.
+decided in ``analysis.sections``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,13 @@ def lr_list(subset, grid) -> str:
 
 
 def bs_text(bs: int, full: int | None) -> str:
+    """A batch size in a sentence: ``full batch (256)`` or ``batch size 8``."""
     return f"full batch ({bs})" if full is not None and bs == full else f"batch size {bs}"
+
+
+def bs_label(bs: int, full: int | None) -> str:
+    """A batch size as an axis tick or a legend names it: ``full (256)`` or ``8``."""
+    return f"full ({bs})" if full is not None and bs == full else str(bs)
 
 
 # ---------------------------------------------------------------- comparing facet values; headlines
@@ -59,7 +65,7 @@ def findings_compare(best: pd.DataFrame, target: float, full: int | None) -> lis
 
     Args:
         best: ``measures.best_learning_rate`` of every group, one after the other, with a
-            ``group`` column naming each (``groups._combined``).
+            ``group`` column naming each (``groups.combined``).
 
     Returns:
         One sentence per batch size, the batch size where the most groups reached the
@@ -144,24 +150,6 @@ def findings_steps_source(steps: M.StepsToTargets) -> list[str]:
         return [f"Warning: on {steps.disagree} run×target pairs the logged steps-to-target disagrees "
                 "with the logged full_train_loss curve; the logged summaries are used."]
     return []
-
-
-def findings_best(best: pd.DataFrame, target: float, budget: int, full: int | None) -> list[str]:
-    """One sentence per batch size: the fastest learning rate and its steps (seed spread)."""
-    out = []
-    for r in best.itertuples():
-        where = bs_text(r.batch_size, full)
-        if not r.reached:
-            out.append(f"At {where} no learning rate reached loss {target:g} within {budget:,} steps "
-                       f"(median over seeds; {r.n_lrs} learning rates tried).")
-            continue
-        spread = f"seeds: {r.steps_min:,.0f}–{r.steps_max:,.0f}" if np.isfinite(r.steps_max) else \
-            f"only {r.n_reached} of {r.n} seeds reached it; fastest {r.steps_min:,.0f}"
-        if r.n == 1:
-            spread = "one seed"
-        out.append(f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {plural(r.steps, 'step')} "
-                   f"({plural(r.examples, 'example')}) to loss {target:g} ({spread}).")
-    return out
 
 
 def findings_best_short(best: pd.DataFrame, target: float, full: int | None) -> str:
@@ -257,33 +245,6 @@ def findings_sensitivity(sens: pd.DataFrame, full: int | None) -> list[str]:
     return out
 
 
-def findings_noise(nb: pd.DataFrame, full: int) -> list[str]:
-    """How much noisier batch size 1 is than the full batch: per learning rate, or as a range.
-
-    ``nb`` (``measures.noise_by_batch_size``) should hold runs that did not diverge only: a
-    diverging curve is not noise.
-    """
-    rows = []
-    for lr, g in nb.groupby("learning_rate"):
-        one, whole = g[g["batch_size"] == 1]["noise"], g[g["batch_size"] == full]["noise"]
-        if one.empty or whole.empty or not np.isfinite(one.iloc[0]) or not np.isfinite(whole.iloc[0]):
-            continue
-        rows.append((lr, one.iloc[0], whole.iloc[0]))
-    if not rows:
-        return ["No learning rate has stable runs at both batch size 1 and the full batch to compare their noise."]
-    what = "std of step-to-step change of log training loss, median over seeds"
-    if len(rows) <= 3:
-        return [f"At learning rate {lr:.3g} the batch size 1 curve is "
-                + (f"{o / w:,.0f}× noisier than the full batch's" if w > 0 else
-                   "noisy where the full batch's is perfectly smooth") + f" ({what}: {o:.3g} vs {w:.3g})."
-                for lr, o, w in rows]
-    ratios = [(o / w if w > 0 else np.inf, lr, o, w) for lr, o, w in rows]
-    lo, hi = min(ratios), max(ratios)
-    return [f"The batch size 1 curve is {lo[0]:,.0f}× (η={lo[1]:.3g}) to {hi[0]:,.0f}× (η={hi[1]:.3g}) noisier "
-            f"than the full batch's at the {len(rows)} learning rates where neither diverged ({what}: "
-            f"{lo[2]:.3g} vs {lo[3]:.3g} and {hi[2]:.3g} vs {hi[3]:.3g}); the table below has every learning rate."]
-
-
 def findings_random(bsf: pd.DataFrame, table: pd.DataFrame, target: float) -> list[str]:
     """Random search against gradient descent at the common budget of loss evaluations."""
     out = []
@@ -352,12 +313,6 @@ def steps_interval_text(lo: float, hi: float) -> str:
     a = int(np.floor(lo if lo is not None and np.isfinite(lo) else hi))
     b = int(np.ceil(hi))
     return f"{b:,}" if a >= b else f"{a:,}–{b:,}"
-
-
-def untuned_text(r, full: int | None) -> str:
-    """"not tuned: optimum at the grid's edge" with the range to add, for one best-learning-rate row."""
-    return (f"not tuned at {bs_text(int(r.batch_size), full)}: the best η = {r.learning_rate:.3g} is the {r.edge} "
-            f"tried (optimum at the grid's edge); add learning rates {r.add}")
 
 
 def findings_best_intervals(best: pd.DataFrame, target: float, budget: int, full: int | None,

@@ -3,7 +3,7 @@ the 2/λ stability bound and where the boundary fell, the sharpness regimes (edg
 stability only by a stated criterion), the two gradient noises, and the critical batch
 size along the training path.
 
-Pure: numbers in, strings out, as ``prose``; which of them a report holds is decided in ``build``.
+Pure: numbers in, strings out, as ``prose``; which of them a report holds is decided in ``analysis.sections``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .predictions import bound_labels
+from .boundary import bound_labels
 from .prose import bs_text, lr_list, span
 
 
@@ -175,7 +175,7 @@ def findings_critical_paths(target: float, fit: dict | None, reason: str, paths:
     """B_crit (fitted, with its 90% interval) against the path averages of B_noise and B_simple.
 
     ``fit``: name -> ``uncertainty.Interval`` (None: no fit); ``paths``: measured key ->
-    ``predictions.noise_path_average`` frame.
+    ``noise_scales.noise_path_average`` frame.
     """
     from .uncertainty import Interval
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bpresearch.keys import safe_name
 
-from . import figures as F
+from .figures.style import NotApplicable, plt
 
 
 # ---------------------------------------------------------------- the report as blocks
@@ -50,7 +50,7 @@ class Report:
         """Add the figure ``build()`` returns, or the reason it cannot be drawn."""
         try:
             fig = build()
-        except F.NotApplicable as e:
+        except NotApplicable as e:
             self.blocks.append(Figure(name, title, None, f"Not shown: {e}."))
             return
         except Exception as e:  # noqa: BLE001 - a broken figure must not stop the report
@@ -59,7 +59,7 @@ class Report:
             return
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
-        F.plt.close(fig)
+        plt.close(fig)
         self.blocks.append(Figure(name, title, buf.getvalue()))
 
     @property

@@ -1,8 +1,8 @@
 """Convergence reports from MLflow: ``bpresearch report`` and ``make report``.
 
 For each experiment it loads the runs and curves (``load``), builds the report
-(``build``: measures, figures, tables, findings in ``prose``) and writes it
-(``render``); the report files are also attached to the experiment's latest sweep run
+(``build``: the sections of ``analysis.sections``, from measures, figures, tables and the
+findings in ``prose``) and writes it (``render``); the report files are also attached to the experiment's latest sweep run
 (artifact folder ``report/``), through ``bpresearch.store.reads``.
 """
 
@@ -21,8 +21,9 @@ from bpresearch.store import reads
 from . import load
 from .build import build
 from .render import slug, write, write_index
-from .seedfigs import param_keys
+from .sections.context import RunSide
 from .summary import experiment_summary
+from .trajectories import param_keys
 
 VARIANTS_DIR = "variants"  # one page per further variant: <experiment>/variants/<variant>/index.html
 
@@ -46,7 +47,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def main(args) -> int:
+def main(args, run_side: RunSide = RunSide()) -> int:
     """``bpresearch report``: write the reports of ``args.experiments`` (default: all).
 
     Args:
@@ -54,6 +55,9 @@ def main(args) -> int:
             ``.tracking_uri`` (None: ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``),
             ``.out`` (output folder), ``.variant`` (optional: one variant of the one experiment
             named: "base", a variant's folder name, or its overrides as ``key=value[,key=value]``).
+        run_side: what the run side computes for the seed's pictures (the worked example,
+            J(w)); analysis imports no JAX, so the CLI passes it in. Without it those figures
+            say that they are not shown.
 
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
@@ -92,21 +96,10 @@ def main(args) -> int:
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         folder = out / slug(name)
-        old = folder / VARIANTS_DIR
-        if old.exists():
-            shutil.rmtree(old)  # pages of variants an earlier build had
-        summaries, reps, shown = [], [], 0
-        main_v = variants[0] if variants else None
-        for v in variants or [None]:
-            here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
-            others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
-            rep = build(data, curves, v, others)
-            write(rep, here)
-            summaries.append(rep.summary)
-            reps.append(rep)
-            shown += sum(f.png is not None for f in rep.figures)
-        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, summaries), indent=1,
-                                                        allow_nan=False), encoding="utf-8")
+        reps = _write_pages(data, curves, variants, folder, run_side)
+        shown = sum(f.png is not None for rep in reps for f in rep.figures)
+        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, [r.summary for r in reps]),
+                                                        indent=1, allow_nan=False), encoding="utf-8")
         problem = _attach(uri, data, folder)
         print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {len(curves):,} curve "
               f"points loaded in {t_load:.1f}s; {shown} figures; {time.perf_counter() - t1:.1f}s → "
@@ -120,6 +113,22 @@ def main(args) -> int:
     print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiments, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
+
+
+def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide) -> list:
+    """One page per variant: the first in ``folder``, the others in ``folder/variants/<slug>``; their reports."""
+    old = folder / VARIANTS_DIR
+    if old.exists():
+        shutil.rmtree(old)  # pages of variants an earlier build had
+    reps = []
+    main_v = variants[0] if variants else None
+    for v in variants or [None]:
+        here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
+        others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
+        rep = build(data, curves, v, others, run_side)
+        write(rep, here)
+        reps.append(rep)
+    return reps
 
 
 def _link(here: Path, folder: Path, other, main_v) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .predictions import bound_labels
+from .boundary import bound_labels
 from .prose import bs_text, fmt_steps, steps_interval_text
 from .prose_predicted import bracket_text, position_text, ratio_words
 
@@ -16,8 +16,8 @@ def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int 
     """Rows "quantity, predicted, measured, predicted ÷ measured, agreement" for every prediction.
 
     Args:
-        cmp: ``predictions.compare_boundary`` (None: no prediction of the boundary).
-        init: ``predictions.stability_at_init`` row (None likewise).
+        cmp: ``boundary.compare_boundary`` (None: no prediction of the boundary).
+        init: ``boundary.stability_at_init`` row (None likewise).
         full: the full batch size, if any.
         critical: (target, headline B_simple row or None, ``CriticalFits``, why B_simple is missing).
         missing_boundary: why the boundary is not predicted, when ``cmp`` is None.
@@ -137,7 +137,7 @@ def with_facets(frame: pd.DataFrame, facets: list[str], table_of, keep_optimizer
     """``table_of`` applied to each group of ``frame`` (its ``group`` column), the facet values as first columns.
 
     Args:
-        frame: the groups' frames one after the other (``groups._combined``), with a column per facet.
+        frame: the groups' frames one after the other (``groups.combined``), with a column per facet.
         facets: the variant's facets (may be empty).
         table_of: frame of one group -> the table a reader reads.
         keep_optimizer: keep a table's ``optimizer`` column (dropped anyway when ``optimizer.kind`` is a facet).

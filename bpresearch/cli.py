@@ -229,10 +229,19 @@ def cmd_list(args) -> int:
 
 def cmd_report(args) -> int:
     try:
+        from analysis.report import RunSide
         from analysis.report import main as report_main
     except ImportError as e:  # pragma: no cover - analysis ships with the project
         return _fail(f"report: the analysis package is not available ({e})")
-    return report_main(args)
+    from bpresearch.core.seed import seed_example
+
+    def loss_surface(config):  # JAX is loaded only for a report that draws J(w)
+        from bpresearch.spec.landscape import loss_surface
+
+        return loss_surface(config)
+
+    # Analysis imports no JAX: what the seed's pictures need from the run side is handed in.
+    return report_main(args, RunSide(seed_example, loss_surface))
 
 
 def parser() -> argparse.ArgumentParser:

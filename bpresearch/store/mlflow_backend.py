@@ -17,8 +17,16 @@ from contextlib import contextmanager
 
 from bpresearch.keys import HASH_TAG, KIND_TAG, RUN, SWEEP
 from bpresearch.store import sqlstore
-from bpresearch.store.base import (LEASE_TAG, NOTE_TAG, Child, Store, child_tags, experiment_tags, fit_param,
-                                   stored_metrics)
+from bpresearch.store.base import (
+    LEASE_TAG,
+    NOTE_TAG,
+    Child,
+    Store,
+    child_tags,
+    experiment_tags,
+    fit_param,
+    stored_metrics,
+)
 from bpresearch.store.record import RunRecord
 from bpresearch.store.uri import new_artifact_location, resolve_uri, sqlite_path
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from analysis import measures as M
-from analysis import predictions as P
-from analysis import prose, prose_predicted
+from analysis import noise_scales, prose, prose_predicted
+from analysis import sharpness as S
 from analysis import uncertainty as U
 from analysis.critical import fit_lr_scaling, fit_steps_examples
 
@@ -38,7 +38,7 @@ def test_an_optimum_at_the_largest_learning_rate_is_not_tuned_and_not_fitted():
     assert (best["learning_rate"] == 0.05).all()
     assert (best["edge"] == "largest").all() and not best["tuned"].any()
     assert best["add"].iloc[0] == "0.112–0.559"  # one to three grid steps beyond 0.05 (ratio √5 per step)
-    fits = P.critical_fits(best)  # only tuned batch sizes enter the fits: none here
+    fits = noise_scales.critical_fits(best)  # only tuned batch sizes enter the fits: none here
     assert fits.steps_examples.reason and fits.lr_scaling.reason
     text = " ".join(prose.findings_untuned(best, 0.1, None))
     assert "0.112–0.559" in text and "left out" in text
@@ -169,18 +169,18 @@ def test_no_edge_of_stability_claim_for_runs_that_never_approach_2_over_eta():
     # digits-like: started above 2/η, dropped to 0.01–0.2× of it within 8 steps and stayed there
     runs, curves = sharp_runs({1.0: [3.0, 2.0, 0.6, 0.2, 0.1, 0.05, 0.02, 0.01, 0.01, 0.01],
                                0.1: [0.3, 0.3, 0.3, 0.25, 0.2, 0.2, 0.15, 0.12, 0.1, 0.1]})
-    reg = P.sharpness_regimes(curves, runs)
+    reg = S.sharpness_regimes(curves, runs)
     assert set(reg["regime"]) == {"catapult", "below"}
     assert reg.loc[reg["learning_rate"] == 1.0, "drop_step"].iloc[0] == 4
-    text = " ".join(prose_predicted.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH))
+    text = " ".join(prose_predicted.findings_sharpness(reg, 2.0, 45, S.EOS_BAND, S.EOS_STRETCH))
     assert "No full-batch run was at the edge of stability" in text and "Catapult" in text
 
 
 def test_edge_of_stability_is_claimed_when_sharpness_hovers_at_2_over_eta():
     runs, curves = sharp_runs({0.5: [0.3, 0.4, 0.6, 0.8, 0.95, 1.02, 0.98, 1.05, 0.97, 1.01]})
-    reg = P.sharpness_regimes(curves, runs)
+    reg = S.sharpness_regimes(curves, runs)
     assert reg["regime"].iloc[0] == "edge of stability" and reg["edge_steps"].iloc[0] == "8–135"
-    assert "Edge of stability" in prose_predicted.findings_sharpness(reg, 2.0, 45, P.EOS_BAND, P.EOS_STRETCH)[0]
+    assert "Edge of stability" in prose_predicted.findings_sharpness(reg, 2.0, 45, S.EOS_BAND, S.EOS_STRETCH)[0]
 
 
 # ---------------------------------------------------------------- 8. noise scales along the path
@@ -194,7 +194,7 @@ def test_path_average_skips_values_near_the_minimum_and_weights_by_steps():
     loss = {0: 2.0, 10: 1.0, 30: 0.3, 40: 0.09, 50: 0.05}
     rows = [{"run_id": "r", "key": k, "step": s, "value": v}
             for k, d in (("gradient_noise_scale", b), ("grad_norm", g), ("train_loss", loss)) for s, v in d.items()]
-    p = P.noise_path_average(pd.DataFrame(rows), runs, table, "gradient_noise_scale")
+    p = noise_scales.noise_path_average(pd.DataFrame(rows), runs, table, "gradient_noise_scale")
     # kept: steps 0, 10, 30, standing for 10, 20 and 10 steps up to the target step 40
     assert p["n_points"].iloc[0] == 3
     assert p["path_average"].iloc[0] == pytest.approx((10 * 10 + 20 * 20 + 40 * 10) / 40)
@@ -202,6 +202,6 @@ def test_path_average_skips_values_near_the_minimum_and_weights_by_steps():
     rows += [{"run_id": "r", "key": "gradient_noise_scale", "step": 20, "value": 1e9},
              {"run_id": "r", "key": "grad_norm", "step": 20, "value": 1e-5},
              {"run_id": "r", "key": "train_loss", "step": 20, "value": 0.5}]
-    assert P.noise_path_average(pd.DataFrame(rows), runs, table, "gradient_noise_scale")["n_points"].iloc[0] == 3
+    assert noise_scales.noise_path_average(pd.DataFrame(rows), runs, table, "gradient_noise_scale")["n_points"].iloc[0] == 3
     text = prose_predicted.findings_critical_paths(0.1, None, "", {"gradient_noise_scale": p}, "")
     assert "not available" in text and "McCandlish" in text

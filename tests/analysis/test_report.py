@@ -39,8 +39,8 @@ def store(tmp_path_factory):
     for args in sweeps:
         assert cli_main(["sweep", *map(str, args), "--tracking-uri", uri]) == 0
     out = tmp / "reports"
-    code = report_main(argparse.Namespace(experiments=[], tracking_uri=uri, out=str(out), variant=None))
-    assert code == 0
+    # through the CLI: it hands the report the seed's worked example (analysis imports no JAX)
+    assert cli_main(["report", "--tracking-uri", uri, "--out", str(out)]) == 0
     return uri, out
 
 
@@ -224,9 +224,20 @@ def test_runs_without_curves_still_build_and_say_so(store):
     assert "No curves (metric histories) were found" in to_html(rep)
 
 
+def test_without_the_run_side_the_seed_graph_says_why_its_figure_is_missing(store):
+    from analysis.build import build
+
+    uri, _ = store
+    data = load.load_experiment(uri, "seed-graph")
+    rep = build(data, load.load_curves(uri, data.runs["run_id"]))  # no RunSide: built as analysis alone
+    reasons = {f.name: f.reason for f in rep.figures if f.png is None}
+    assert "computed by the run side" in reasons["seed_graph"]
+    assert "seed_graph_curves" not in reasons  # drawn from the logged curves alone
+
+
 def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(store):
     """Least squares has the constant Hessian XᵀX/N: 2/λ_max is the exact full-batch boundary."""
-    from analysis import figures as F
+    from analysis.figures import scaling as FG
     from analysis.predictions import predict
 
     uri, out = store
@@ -242,14 +253,14 @@ def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(s
     full = pred.cmp.set_index("batch_size").loc[256]
     assert (full["highest_stable"], full["lowest_diverged"], full["position"]) == (1.4, 1.7, "inside")
     # The lines in the figures: the prediction on the learning-rate axes, the batch sizes on the scaling plot.
-    heat = F.steps_heatmap(cell, 0.06, 256, pred.lr_mark)
+    heat = FG.steps_heatmap(cell, 0.06, 256, pred.lr_mark)
     rows = sorted(cell["learning_rate"].unique())  # 1.53 lies between the rows of 1.4 and 1.7
     y = [ln.get_ydata()[0] for ln in heat.axes[0].lines]
     assert len(y) == 1 and rows.index(1.4) < y[0] < rows.index(1.7)
-    sens = F.sensitivity(M.lr_sensitivity(data.runs), 256, pred.lr_mark, pred.bracket(256))
+    sens = FG.sensitivity(M.lr_sensitivity(data.runs), 256, pred.lr_mark, pred.bracket(256))
     labels = sens.axes[0].get_legend_handles_labels()[1]
     assert "2/λ_max(0) = 1.53" in labels and "measured boundary, full batch: (1.4, 1.7]" in labels
-    scal = F.scaling(M.scaling_curve(bests[0.06]), 0.06, 256, 1, pred.marks(0.06))
+    scal = FG.scaling(M.scaling_curve(bests[0.06]), 0.06, 256, 1, pred.marks(0.06))
     labels = " ".join(scal.axes[0].get_legend_handles_labels()[1])
     assert "perfect scaling" in labels
     untuned = ~bests[0.06]["tuned"].astype(bool) & bests[0.06]["reached"]

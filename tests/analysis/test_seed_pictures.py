@@ -5,7 +5,6 @@ MlflowClient, not through analysis), and ``steps_to_grad_tol`` against gradient 
 written in numpy (float64) on the same data.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,14 @@ from mlflow.tracking import MlflowClient
 
 from analysis import load
 from analysis import measures as M
-from analysis import seedfigs as SF
-from analysis.report import main as report_main
+from analysis import trajectories as T
+from analysis.figures import seed as FS
 from bpresearch import keys as R
 from bpresearch.cli import main as cli_main
 from bpresearch.core import train
 from bpresearch.run import sweep
 from bpresearch.spec import config, experiment, workload
+from bpresearch.spec.landscape import loss_surface
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 ONE, TWO = EXPERIMENTS / "seed-neuron.toml", EXPERIMENTS / "seed-neuron-two-weights.toml"
@@ -124,22 +124,22 @@ def swept(tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     assert cli_main(["sweep", str(ONE), str(TWO), "--tracking-uri", uri]) == 0
     out = tmp / "reports"
-    assert report_main(argparse.Namespace(experiments=[], tracking_uri=uri, out=str(out))) == 0
+    assert cli_main(["report", "--tracking-uri", uri, "--out", str(out)]) == 0  # the CLI hands in J(w)
     return uri, out
 
 
 def _figure(uri, name):
     data = load.load_experiment(uri, name)
-    names = SF.param_names(data.runs)
-    curves = load.load_curves(uri, data.runs["run_id"], R.CURVE_KEYS + SF.param_keys(data.runs))
+    names = T.param_names(data.runs)
+    curves = load.load_curves(uri, data.runs["run_id"], R.CURVE_KEYS + T.param_keys(data.runs))
     target = M.targets_of(data.runs)[0]
     table = M.steps_to_targets(data.runs, curves, [target]).table
     v = M.verdicts(table, M.oscillation(curves)).merge(data.runs[["run_id", "diverged_step"]], on="run_id")
-    picks = SF.pick_runs(v, target)
-    J = SF.surface(load.run_config(uri, picks[0].run_id))
-    track = SF.paths(curves, names)
-    fig = SF.ball_on_curve(track, picks, J, names[0]) if len(names) == 1 else \
-        SF.contour_paths(track, picks, J, names)
+    picks = T.pick_runs(v, target)
+    J = loss_surface(load.run_config(uri, picks[0].run_id))
+    track = T.paths(curves, names)
+    fig = FS.ball_on_curve(track, picks, J, names[0]) if len(names) == 1 else \
+        FS.contour_paths(track, picks, J, names)
     return data, names, picks, J, fig
 
 
@@ -154,7 +154,7 @@ def test_ball_on_the_curve_draws_the_logged_iterates(swept, name):
     lr = dict(zip(data.runs["run_id"], data.runs["learning_rate"]))
     # The learning rates come from the sweep's results, read here straight from the summaries.
     reached = {r: m["steps_to_target"] for r, m in runs.items() if m["reached_target"] == 1}
-    assert [p.role for p in picks] == [SF.SLOW, SF.FAST, SF.WILD]
+    assert [p.role for p in picks] == [T.SLOW, T.FAST, T.WILD]
     assert picks[0].run_id == max(reached, key=lambda r: (reached[r], -lr[r]))
     assert picks[1].run_id == min(reached, key=lambda r: (reached[r], lr[r]))
     assert picks[2].run_id == min((r for r, m in runs.items() if m["diverged"] == 1), key=lr.get)
@@ -169,7 +169,7 @@ def test_ball_on_the_curve_draws_the_logged_iterates(swept, name):
         drawn = np.column_stack([line.get_xdata()] if len(names) == 1 else [line.get_xdata(), line.get_ydata()])
         assert 2 <= len(drawn) <= len(logged)
         np.testing.assert_array_equal(drawn, logged[:len(drawn)])  # the logged iterates, in order
-        if p.role != SF.WILD:
+        if p.role != T.WILD:
             assert len(drawn) == len(logged)
         else:
             assert len(drawn) < len(logged)  # the diverging run leaves the plot

@@ -1,0 +1,137 @@
+"""Curves over training: the loss per learning rate, batch against stochastic training, and
+random search against gradient descent."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bpresearch import keys as R
+
+from .. import measures as M
+from ..groups import full_batch_size
+from ..prose import bs_label
+from .style import FULL_RED, STOCHASTIC_BLUE, NotApplicable, lr_colors, plt
+
+
+def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS,
+                target: float | None = None) -> plt.Figure:
+    """How does the loss fall for each learning rate? One panel per batch size.
+
+    Lines are the median over seeds, bands span min to max; log y scale. Curves of
+    diverged runs stop at their divergence step.
+    """
+    gd = runs[runs["optimizer"] != "random_search"]
+    c = curves[(curves["key"] == key) & (curves["value"] > 0)].merge(gd[M.RUN_COLS], on="run_id")
+    if c.empty:
+        raise NotApplicable(f"no {key} curves were logged for these runs")
+    full = full_batch_size(runs)
+    panels = sorted(c["batch_size"].unique())
+    colors = lr_colors(c["learning_rate"].unique())
+    ncol = min(3, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol + 1.6, 3.6 * nrow), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    b = M.band(c, ["batch_size", "optimizer", "learning_rate"], "step", "value")
+    for ax, bs in zip(axes.flat, panels):
+        for (opt, lr), g in b[b["batch_size"] == bs].groupby(["optimizer", "learning_rate"]):
+            ax.plot(g["step"], g["median"], color=colors[lr], lw=1.3, label=f"{lr:.3g}")
+            if g["n"].max() > 1:
+                ax.fill_between(g["step"], g["lo"], g["hi"], color=colors[lr], alpha=0.18, lw=0)
+        if target is not None:
+            ax.axhline(target, color="black", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(f"batch size {bs_label(bs, full)}")
+        ax.set_xlabel("step (updates)")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(key.replace("_", " "))
+    handles = [plt.Line2D([], [], color=colors[lr], lw=2) for lr in sorted(colors)]
+    # outside, beside the panels and below the title: it covers neither curves nor title
+    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outside right center")
+    seeds = runs["seed"].nunique()
+    band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
+    tnote = f"; dotted: target {target:g}" if target is not None else ""
+    fig.suptitle(f"{key.replace('_', ' ')} by learning rate\n(median{band_note}{tnote})", fontsize=11)
+    return fig
+
+
+def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.DataFrame) -> plt.Figure:
+    """The seed's lost figure: batch (smooth, red) against stochastic (noisy, blue) training.
+
+    The minibatch training loss at every step of one seed, full batch against batch size 1,
+    one panel per learning rate (at most three, where neither run diverged); the legend gives
+    each curve's noise (std of Δ log loss).
+    """
+    full = full_batch_size(runs)
+    if full is None or not (runs["batch_size"] == 1).any():
+        raise NotApplicable("needs runs with batch size 1 and with the full batch")
+    gd = runs[runs["optimizer"] != "random_search"]
+    lrs = sorted(set(gd[gd["batch_size"] == 1]["learning_rate"]) & set(gd[gd["batch_size"] == full]["learning_rate"]))
+    if not lrs:
+        raise NotApplicable("no learning rate was run at both batch size 1 and the full batch")
+    if curves[curves["key"] == R.TRAIN_LOSS].empty:
+        raise NotApplicable("no train_loss curves were logged for these runs")
+    seed = int(gd["seed"].min())
+    pair = gd[(gd["seed"] == seed) & gd["batch_size"].isin([1, full])]
+    stable = [lr for lr in lrs if not pair[pair["learning_rate"] == lr]["diverged"].any()]
+    # At most three panels: the smallest, middle and largest learning rate at which neither diverged.
+    pick = stable or lrs
+    lrs = sorted({pick[0], pick[len(pick) // 2], pick[-1]})
+    fig, axes = plt.subplots(1, len(lrs), figsize=(5.4 * len(lrs), 3.9), squeeze=False, constrained_layout=True)
+    nz = noise.set_index("run_id")["noise"]
+    for ax, lr in zip(axes.flat, lrs):
+        for bs, color, name in ((1, STOCHASTIC_BLUE, "stochastic: batch size 1"),
+                                (full, FULL_RED, f"batch: full ({full})")):
+            r = gd[(gd["batch_size"] == bs) & (gd["learning_rate"] == lr) & (gd["seed"] == seed)]
+            if r.empty:
+                continue
+            rid = r["run_id"].iloc[0]
+            c = curves[(curves["run_id"] == rid) & (curves["key"] == R.TRAIN_LOSS) & (curves["value"] > 0)]
+            lw = 0.7 if bs == 1 else 2.0
+            n = nz.get(rid, np.nan)
+            ax.plot(c["step"], c["value"], color=color, lw=lw, label=f"{name} (noise {n:.3g})")
+        ax.set_yscale("log")
+        ax.set_xlabel("step (updates)")
+        ax.set_ylabel("training loss on the step's batch")
+        ax.set_title(f"learning rate {lr:.3g}, seed {seed}")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
+    fig.suptitle("batch training falls smoothly, stochastic training noisily "
+                 "(noise: std of step-to-step change of log loss)")
+    return fig
+
+
+def random_vs_gd(bsf: pd.DataFrame, target: float | None = None) -> plt.Figure:
+    """Random search or gradient descent: which finds a low loss with fewer loss evaluations?
+
+    Best full training loss so far against evaluations (= steps for both), median over seeds
+    with a min–max band, log y.
+    """
+    if bsf.empty:
+        raise NotApplicable("no full_train_loss curves were logged for these runs")
+    if "random_search" not in set(bsf["optimizer"]) or set(bsf["optimizer"]) == {"random_search"}:
+        raise NotApplicable("needs both random-search and gradient-descent runs")
+    b = M.band(bsf[bsf["best"] > 0], ["optimizer", "learning_rate"], "evaluations", "best")
+    fig, ax = plt.subplots(figsize=(10, 4.6), constrained_layout=True)
+    gd_lrs = sorted(b[b["optimizer"] != "random_search"]["learning_rate"].unique())
+    blues = dict(zip(gd_lrs, sns.color_palette("Blues", len(gd_lrs) + 2)[2:]))
+    for (opt, lr), g in b.groupby(["optimizer", "learning_rate"]):
+        rs = opt == "random_search"
+        color = "black" if rs else blues[lr]
+        label = "random search (keep the best draw)" if rs else f"gradient descent ({opt}), η={lr:g}"
+        ax.plot(g["evaluations"], g["median"], color=color, lw=2 if rs else 1.5, ls="--" if rs else "-", label=label)
+        ax.fill_between(g["evaluations"], g["lo"], g["hi"], color=color, alpha=0.12, lw=0)
+    if target is not None:
+        ax.axhline(target, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("loss evaluations (= steps: one draw or one gradient each)")
+    ax.set_ylabel("best full training loss so far")
+    seeds = bsf["seed"].nunique()
+    ax.set_title(f"random search against gradient descent\n(median; band: min–max over {seeds} seeds)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+

@@ -1,0 +1,181 @@
+"""The top of a report: the summary (headlines, filled in by later sections), what was run
+(variant, provenance, the configuration as the runs logged it), and notes on the data."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pandas as pd
+
+from bpresearch import keys as R
+
+from ..groups import value_text
+from ..prose import findings_steps_source
+from .context import Context
+
+
+def summary(ctx: Context):
+    """The summary's headlines: a list that later sections fill in; the headline figure goes below it."""
+    ctx.rep.h2("Summary")
+    ctx.rep.ul(ctx.headlines)  # the list object is shared: sections add to it
+    ctx.summary_at = len(ctx.rep.blocks)
+
+
+def what_was_run(ctx: Context):
+    """This page's runs among the experiment's, the other variants, provenance and the configuration."""
+    data, variant, rep = ctx.data, ctx.variant, ctx.rep
+    rep.h2("What was run")
+    if data.description:
+        rep.p(data.description)
+    items = [f"This page: {variant.label} — {len(variant.runs)} finished runs "
+             f"(of {len(data.runs)} in the experiment), from {len(variant.sweeps)} sweep(s)."]
+    if variant.facets:
+        items.append("Swept besides learning rate, batch size and seed (each value analysed on its own, never "
+                     "pooled): " + "; ".join(f"{f} = {', '.join(value_text(v) for v in sorted(set(variant.runs[f])))}"
+                                             for f in variant.facets) + ".")
+    seeds = variant.runs.groupby([*variant.facets, "batch_size", "learning_rate"])["seed"].nunique() \
+        if not variant.runs.empty else pd.Series(dtype=int)
+    if not seeds.empty:
+        lo, hi = int(seeds.min()), int(seeds.max())
+        items.append(f"Seeds per cell (facet values × batch size × learning rate): {lo}" +
+                     (f"–{hi}" if hi != lo else ""))
+    if ctx.others:
+        listed = "; ".join(f"{v.label} ({len(v.runs)} runs" + (f", page {link}" if link else "") + ")"
+                           for v, link in ctx.others)
+        items.append(f"Other variants of this experiment (sweeps with other fixed settings, reported separately, "
+                     f"never mixed with these runs): {listed}.")
+    items.append(f"MLflow store: {data.uri} (experiment id {data.experiment_id})")
+    items += _provenance(variant.latest_sweep)
+    if data.unfinished:
+        items.append("Ignored (not FINISHED): " + ", ".join(f"{n} {s}" for s, n in sorted(data.unfinished.items())))
+    items.append(f"Report written {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    rep.ul(items)
+    text = config_text(variant)
+    if text:
+        rep.p("Resolved configuration (every default filled in):")
+        rep.pre(text)
+
+
+def _provenance(sweep: pd.Series | None) -> list[str]:
+    """The latest sweep: its run, grid, overrides, git commit and versions."""
+    if sweep is None:
+        return ["No sweep run was found: the provenance of these runs is unknown."]
+
+    def tag(k):
+        v = sweep.get(f"tags.{k}")
+        return v if isinstance(v, str) else "unknown"
+
+    return [f"Latest sweep: {sweep['run_name']} ({sweep['status']}), run id {sweep['run_id']}; "
+            f"grid size {sweep.get('params.grid_size', '?')}, overrides: {sweep.get('params.overrides', '?')}",
+            f"git commit {tag('git.commit')} (dirty: {tag('git.dirty')})",
+            "versions: " + ", ".join(f"{k} {tag('version.' + k)}" for k in
+                                     ("python", "jax", "jaxlib", "optax", "mlflow", "numpy"))
+            + f"; backend {tag('jax.backend')} ({tag('jax.device')}), {tag('host.machine')}"]
+
+
+# ---------------------------------------------------------------- the configuration as the runs logged it
+def config_text(variant) -> str:
+    """The variant's latest resolved config with the values its runs logged; else one rebuilt from a run's params.
+
+    The resolved file is written from the experiment's base config, so a setting that depends
+    on a swept key can read there as it was before the sweep set it (``optimizer.momentum =
+    0.0`` in the file, while every run with ``optimizer.kind = momentum`` logged 0.9): such a
+    line shows what the runs logged instead, and says so.
+    """
+    if variant.resolved_toml:
+        return as_logged(variant.resolved_toml, variant.resolved or {}, variant.runs)
+    if variant.runs.empty:
+        return ""
+    row = variant.runs.iloc[0]
+    buf = io.StringIO()
+    buf.write("# rebuilt from the params of one run (no resolved.toml artifact found)\n")
+    for col in sorted(c for c in variant.runs.columns if c.startswith("params.") and c.count(".") == 2):
+        buf.write(f"{col[len('params.'):]} = {row[col]}\n")
+    return buf.getvalue()
+
+
+def as_logged(text: str, resolved: dict, runs: pd.DataFrame) -> str:
+    """``text`` (a resolved.toml) with each fixed ``key = value`` that the runs logged otherwise replaced.
+
+    Args:
+        text: the resolved file as the sweep attached it.
+        resolved: the same, parsed.
+        runs: the runs (``params.<section>.<key>`` columns hold what each logged).
+
+    Returns:
+        The text, line for line; a replaced line ends in a comment giving the file's value.
+        Swept keys keep the file's line: the ``[sweep]`` table lists their values.
+    """
+    swept = R.swept_params(resolved.get("sweep", {}))
+    out, section = [], None
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
+        values = resolved.get(section) if section else None
+        if key is None or not isinstance(values, dict) or key not in values or section == "sweep":
+            out.append(line)
+            continue
+        param = R.param_key(section, key)
+        logged = _logged_values(runs, param)
+        if param in swept or not logged or logged == [R.param_text(values[key])]:
+            out.append(line)
+            continue
+        was = stripped.split("=", 1)[1].strip()
+        if len(logged) == 1:
+            out.append(f"{key} = {_toml_text(logged[0])}  # as the runs logged it; the resolved file says {was}\n")
+        else:
+            out.append(f"{line.rstrip()}  # the runs logged {', '.join(logged)}\n")
+    return "".join(out)
+
+
+def _logged_values(runs: pd.DataFrame, param: str) -> list[str]:
+    """The distinct values the runs logged for ``param`` (section.key), sorted; [] when none did."""
+    col = f"params.{param}"
+    if col not in runs:
+        return []
+    return sorted({str(v) for v in runs[col].dropna()})
+
+
+def _toml_text(logged: str) -> str:
+    """A logged param's text as a TOML value: numbers and lists as they are, booleans lower case, else quoted."""
+    if logged in ("True", "False"):
+        return logged.lower()
+    try:
+        json.loads(logged)
+    except ValueError:
+        return json.dumps(logged)
+    return logged
+
+
+# ---------------------------------------------------------------- notes on the data
+def nothing_to_analyse(ctx: Context):
+    """The one headline of a variant without finished runs."""
+    data = ctx.data
+    ctx.headlines.append("This experiment has no FINISHED runs: there is nothing to analyse"
+                         + (f" ({', '.join(f'{n} {s}' for s, n in data.unfinished.items())} ignored)."
+                            if data.unfinished else "."))
+
+
+def data_checks(ctx: Context):
+    """What the data lacks (curves, targets) or says (every run diverged), before any section uses it."""
+    runs, curves = ctx.runs, ctx.curves
+    if curves.empty or curves[curves["run_id"].isin(runs["run_id"])].empty:
+        ctx.notes.append("No curves (metric histories) were found for these runs: the loss-curve figures are "
+                         "missing; steps to target come from the logged summaries.")
+    if runs["diverged"].all():
+        ctx.headlines.append(f"Every one of the {len(runs)} runs diverged: no learning rate in this grid trains "
+                             f"stably.")
+    for g in ctx.groups:
+        ctx.notes += [g.prefix(s) for s in findings_steps_source(g.steps)]
+    if not ctx.targets:
+        ctx.notes.append("The runs have no loss targets (train.targets): steps to target cannot be measured.")
+
+
+def notes(ctx: Context):
+    """The notes gathered by ``data_checks``, under their own heading."""
+    ctx.rep.h2("Notes on the data")
+    ctx.rep.ul(ctx.notes)
