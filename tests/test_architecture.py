@@ -26,6 +26,9 @@ def sources(*roots: str) -> dict[str, Path]:
     return {module_name(p): p for r in roots for p in sorted((ROOT / r).rglob("*.py"))}
 
 
+ALL = sources(*PACKAGES)   # module name -> file
+
+
 def imports(name: str, path: Path, top_level_only: bool = False) -> set[str]:
     """The modules ``name`` imports (absolute names; ``from a import b`` yields ``a.b`` when that is a module)."""
     tree = ast.parse(path.read_text())
@@ -41,12 +44,12 @@ def imports(name: str, path: Path, top_level_only: bool = False) -> set[str]:
                 anchor = package.split(".")
                 anchor = anchor[:len(anchor) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            out.add(base)
-            out |= {f"{base}.{a.name}" for a in node.names}
+            named = {f"{base}.{a.name}" for a in node.names}
+            # ``from pkg import module`` imports the module (and runs pkg's __init__, which only hands names on)
+            out |= named if named & set(ALL) else named | {base}
     return out
 
 
-ALL = sources(*PACKAGES)
 INTERNAL = {n: {i for i in imports(n, p) if i in ALL} for n, p in ALL.items()}
 
 
