@@ -245,9 +245,9 @@ class SweepRun:
         self.logged += 1
         self.summary.diverged += int(rec.summary["diverged"])
 
-    def tick(self):
-        """The progress line, at most every few seconds."""
-        self.bar.update(self.trained, self.logged, f"{self.groups_done}/{len(self.groups)} groups trained")
+    def tick(self, force: bool = False):
+        """The progress line (at most every few seconds unless ``force``)."""
+        self.bar.update(self.trained, self.logged, f"{self.groups_done}/{len(self.groups)} groups trained", force)
 
     def write_saved(self):
         """The groups an earlier sweep trained but could not write: written first, never retrained."""
@@ -299,8 +299,7 @@ class SweepRun:
     def close(self, status: str):
         """Stop the writer and the progress line, complete the summary, end the parent run with ``status``."""
         self.writer.close()
-        self.bar.update(self.trained, self.logged, f"{self.groups_done}/{len(self.groups)} groups trained",
-                        force=True)
+        self.tick(force=True)
         self.bar.close()
         s = self.summary
         s.logged, s.trained = self.logged, self.trained
