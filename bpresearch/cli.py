@@ -88,19 +88,6 @@ def _where_next(uri: str, experiment_ids: list[str]) -> str:
             f"      the convergence reports: `make report` (reports/index.html).")
 
 
-def _deterministic_gpu():
-    """The same config and seed give the same curve bit for bit on a GPU too.
-
-    XLA's GPU reductions may use atomics, whose order varies from run to run: on an H100
-    two sweeps of the bench grid differed by up to 8e-4 in their final losses without
-    this flag. Set before JAX starts its backend (inherited by local Ray workers); a flag
-    the user set in ``XLA_FLAGS`` wins. CPUs are deterministic either way.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_gpu_deterministic_ops" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
-
-
 def cmd_sweep(args) -> int:
     from bpresearch.spec import experiment as expmod
     from bpresearch.spec.config import ExperimentError
@@ -117,43 +104,24 @@ def cmd_sweep(args) -> int:
         except ExperimentError as e:
             return _fail(str(e))
     if args.dry_run:
-        from bpresearch.run.runner import describe
-        from bpresearch.store.tracking import finished_hashes
-        from bpresearch.store.uri import resolve_uri
+        from bpresearch.run.runner import dry_run
 
-        uri = resolve_uri(args.tracking_uri)
-        total = done = 0
-        for exp, _ in exps:
-            finished = finished_hashes(uri, exp.name)
-            print(describe(exp, finished))
-            total += len(exp.runs)
-            done += sum(r.hash in finished for r in exp.runs)
-        print(f"dry run: {total} runs in all, {done} already finished in {uri}, {total - done} to train; "
-              f"nothing trained, nothing logged.")
+        dry_run([exp for exp, _ in exps], args.tracking_uri)
         return 0
 
-    # Compiled programs persist across sweeps (JAX's persistent cache): a rerun with other
-    # learning rates or seeds, a resume, or the test suite skips XLA compilation.
-    import jax
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        from bpresearch.core.cache import root
-        jax.config.update("jax_compilation_cache_dir", str(root() / "jax"))
-    from bpresearch.run.sharding import configure_cpu_pool
-    configure_cpu_pool()  # before JAX starts its backend
-    _deterministic_gpu()
-
-    from bpresearch.run.executors import LocalExecutor, MissingRay, RayExecutor
+    from bpresearch.run.sharding import prepare_backend
+    prepare_backend()  # before JAX starts its backend
+    from bpresearch.run.executors import MissingRay, make_executor
     from bpresearch.run.runner import run_experiment
+    from bpresearch.run.summary import table
     from bpresearch.store.retry import StoreFailure
 
-    if args.executor == "ray":  # Ray starts before the driver's JAX touches a device
-        try:
-            executor = RayExecutor(args.address, args.actors)
-        except MissingRay as e:
-            return _fail(str(e))
+    try:  # Ray starts before the driver's JAX touches a device
+        executor = make_executor(args.executor, args.address, args.actors)
+    except MissingRay as e:
+        return _fail(str(e))
+    if args.executor == "ray":
         print(f"Ray: {len(executor.actors)} actors", file=sys.stderr)
-    else:
-        executor = LocalExecutor()
     summaries = []
     try:
         uri, tracker = _connect(args.tracking_uri)
@@ -174,21 +142,7 @@ def cmd_sweep(args) -> int:
         raise
     executor.close()
     print()
-    print(f"{'experiment':<24} {'runs':>6} {'new':>5} {'diverged':>8} {'compile':>8} {'train':>8} "
-          f"{'tracking':>9} {'wall':>7}")
-    for s in summaries:
-        print(f"{s.name:<24} {s.grid:>6} {s.logged:>5} {s.diverged_in_store:>8} {s.compile_s:>7.1f}s "
-              f"{s.train_s:>7.1f}s {s.tracking_s:>8.1f}s {s.wall_s:>6.1f}s")
-    print("(runs: the grid; new: logged now; diverged: runs of the grid in the store that diverged, "
-          "earlier ones included)")
-    wall = sum(s.wall_s for s in summaries)
-    tracked = sum(s.tracking_s for s in summaries)
-    points = sum(s.points for s in summaries)
-    if wall > 0 and any(s.logged for s in summaries):
-        waited = sum(s.tracking_wait_s for s in summaries)
-        print(f"{sum(s.logged for s in summaries)} runs and {points:,} metric points logged in {wall:.1f}s; "
-              f"tracking took {tracked:.1f}s ({100 * tracked / wall:.0f}% of the time, overlapped with "
-              f"training; {waited:.1f}s spent waiting for it at the end).")
+    print("\n".join(table(summaries)))
     print(_where_next(uri, [s.experiment_id for s in summaries if s.experiment_id]))
     return 0
 

@@ -7,8 +7,9 @@ Planning, resume by config hash, the parent run and the single writer thread sta
 the driver (``runner``), whatever the executor.
 
 - ``LocalExecutor``: one group after another on this process's devices, the next group
-  compiling on a thread while the current one trains; each chunk of a group is yielded as
-  soon as it is on the host, so the driver writes it while the next chunk trains.
+  compiling on a thread while the current one trains (``compiled_in_turn``, which a
+  refining sweep's rounds use too); each chunk of a group is yielded as soon as it is on
+  the host, so the driver writes it while the next chunk trains.
 - ``RayExecutor``: each group on a Ray Core actor (one per GPU, or per few CPU cores).
   Actors, not tasks: an actor keeps JAX and its compiled programs warm, where Ray starts
   a fresh worker process, and pays JAX's start-up, for each GPU task. Groups go largest
@@ -46,6 +47,7 @@ class Job(NamedTuple):
     members: list[Member]
     dataset: Dataset
     max_chunk: int
+    chunk_size: int | None = None   # the chunk compiled for, when rounds reuse the program (else from max_chunk)
 
 
 class Done(NamedTuple):
@@ -58,34 +60,54 @@ class Done(NamedTuple):
     last: bool = True         # the job's last part: its group is trained
 
 
+def compile_job(job: Job):
+    """``compile_group`` for ``job``: its chunk size, or one from its members and ``max_chunk``."""
+    if job.chunk_size:
+        return compile_group(job.config, job.chunk_size, job.dataset, job.chunk_size)
+    return compile_group(job.config, len(job.members), job.dataset, job.max_chunk)
+
+
+def compiled_in_turn(jobs: list[Job]) -> Iterator[tuple[int, Job, tuple, float]]:
+    """Each job with its compiled program, the next one compiling on a thread while the caller
+    trains this one (XLA compiles without holding the GIL).
+
+    Yields:
+        ``(index, job, compile_job(job), seconds the caller waited for it)``.
+    """
+    if not jobs:
+        return
+    compiler = ThreadPoolExecutor(max_workers=1)
+    try:
+        pending = compiler.submit(compile_job, jobs[0])
+        for i, job in enumerate(jobs):
+            t0 = time.perf_counter()
+            compiled = pending.result()
+            waited = time.perf_counter() - t0
+            if i + 1 < len(jobs):
+                pending = compiler.submit(compile_job, jobs[i + 1])
+            yield i, job, compiled, waited
+    finally:
+        compiler.shutdown(wait=False, cancel_futures=True)
+
+
+def train_chunks(job: Job, compiled) -> Iterator[tuple[int, GroupResult]]:
+    """``run_chunks`` of ``job`` with its compiled program: each chunk as soon as it is on the host."""
+    return run_chunks(job.config, job.members, job.dataset, job.max_chunk, compiled, chunk_size=job.chunk_size)
+
+
 class LocalExecutor:
     """Groups in order on this process's devices; the next one compiles while one trains."""
     name = "local"
 
     def run(self, jobs: list[Job], on_runs: Callable[[int], None] | None = None) -> Iterator[Done]:
         """Train ``jobs`` in order, yielding each chunk of each; ``on_runs(n)``: runs trained so far."""
-        if not jobs:
-            return
-        compiler = ThreadPoolExecutor(max_workers=1)  # XLA compiles without holding the GIL
-
-        def ahead(job):
-            return compiler.submit(compile_group, job.config, len(job.members), job.dataset, job.max_chunk)
-
-        try:
-            pending, base = ahead(jobs[0]), 0
-            for i, job in enumerate(jobs):
-                t0 = time.perf_counter()
-                compiled = pending.result()
-                waited = time.perf_counter() - t0
-                if i + 1 < len(jobs):
-                    pending = ahead(jobs[i + 1])
-                for start, res in run_chunks(job.config, job.members, job.dataset, job.max_chunk, compiled):
-                    if on_runs:
-                        on_runs(base + start + res.size)
-                    yield Done(i, res, waited if start == 0 else 0.0, {}, start, start + res.size == len(job.members))
-                base += len(job.members)
-        finally:
-            compiler.shutdown(wait=False, cancel_futures=True)
+        base = 0
+        for i, job, compiled, waited in compiled_in_turn(jobs):
+            for start, res in train_chunks(job, compiled):
+                if on_runs:
+                    on_runs(base + start + res.size)
+                yield Done(i, res, waited if start == 0 else 0.0, {}, start, start + res.size == len(job.members))
+            base += len(job.members)
 
     def close(self):
         pass
@@ -193,3 +215,9 @@ class RayExecutor:
         self.actors = []
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def make_executor(kind: str, address: str | None = None, actors: int | None = None):
+    """The executor ``--executor`` names: ``LocalExecutor``, or a ``RayExecutor`` (started now,
+    before the driver's JAX touches a device). Raises ``MissingRay`` without Ray."""
+    return RayExecutor(address, actors) if kind == "ray" else LocalExecutor()

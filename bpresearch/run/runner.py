@@ -1,60 +1,35 @@
 """Run experiment files end to end: plan → compiled groups → records → MLflow.
 
-An executor (``executors``) trains the groups: by default on this process's devices, the
-next group compiling on a thread while the current one trains (XLA releases the GIL while it
-compiles and computes); or on Ray actors. Planning, resume by config hash, the parent run
-and the single writer thread stay here whatever the executor. The writer logs each chunk of
-a group as soon as it is trained, while the next chunk (or group) trains, so that only the
-last chunk's writes are left for the end. The parent run's ``compile_time_s`` is the time the main thread
-waited for compilation (local executor), or the workers' compile time (Ray).
+A ``SweepRun`` is one sweep of one experiment, its lease held: it reads what the store
+already has, plans, trains, writes and closes. An executor (``executors``) trains the groups:
+by default on this process's devices, the next group compiling on a thread while the current
+one trains (XLA releases the GIL while it compiles and computes); or on Ray actors. Planning,
+resume by config hash, the parent run and the single writer thread (``writer``) stay here
+whatever the executor. The writer logs each chunk of a group as soon as it is trained, while
+the next chunk (or group) trains, so that only the last chunk's writes are left for the end.
+A ``RefiningSweepRun`` plans, trains and reports refinement rounds in this process instead.
+The parent run's ``compile_time_s`` is the time the main thread waited for compilation
+(local executor), or the workers' compile time (Ray).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import queue
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from bpresearch import keys
 from bpresearch.run import records, rounds, sweep
-from bpresearch.run.executors import Job, LocalExecutor
+from bpresearch.run.executors import Job, LocalExecutor, compiled_in_turn, train_chunks
 from bpresearch.run.progress import Progress
 from bpresearch.run.provenance import provenance
+from bpresearch.run.summary import SweepSummary
+from bpresearch.run.writer import Writer
 from bpresearch.spec import config
 from bpresearch.spec import experiment as expmod
 from bpresearch.store import retry
 from bpresearch.store.delivery import Delivery
-
-
-@dataclass
-class SweepSummary:
-    name: str
-    grid: int
-    skipped: int
-    logged: int
-    groups: int
-    wall_s: float = 0.0
-    compile_s: float = 0.0
-    train_s: float = 0.0
-    tracking_s: float = 0.0
-    tracking_wait_s: float = 0.0
-    points: int = 0
-    diverged: int = 0           # diverged runs of this sweep
-    diverged_before: int = 0    # diverged runs of the grid already in the store (skipped now)
-    trained: int = 0
-    parent_id: str | None = None
-    experiment_id: str | None = None   # the experiment in the store (the UI link printed at the end)
-    refined: list[dict] | None = None   # per refinement group (``RefineGroup.as_dict``), if refining
-
-
-    @property
-    def diverged_in_store(self) -> int:
-        """Diverged runs of the whole grid in the store after this sweep."""
-        return self.diverged_before + self.diverged
 
 
 def source_tags(exp: expmod.Experiment) -> dict[str, str]:
@@ -124,6 +99,23 @@ def _plan(exp: expmod.Experiment, stored: dict[str, dict]):
     return plans, reports
 
 
+def dry_run(exps: list[expmod.Experiment], tracking_uri: str | None, out=None):
+    """What ``sweep --dry-run`` prints: each experiment's groups and what is already in the store."""
+    from bpresearch.store.tracking import finished_hashes
+    from bpresearch.store.uri import resolve_uri
+
+    out = out or sys.stdout
+    uri = resolve_uri(tracking_uri)
+    total = done = 0
+    for exp in exps:
+        finished = finished_hashes(uri, exp.name)
+        print(describe(exp, finished), file=out)
+        total += len(exp.runs)
+        done += sum(r.hash in finished for r in exp.runs)
+    print(f"dry run: {total} runs in all, {done} already finished in {uri}, {total - done} to train; "
+          f"nothing trained, nothing logged.", file=out)
+
+
 def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=(), out=None,
                    executor=None) -> SweepSummary:
     """Train and log every configuration of ``exp`` that has no FINISHED run yet.
@@ -131,7 +123,7 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     ``executor``: where the groups train (``executors.LocalExecutor`` by default, or a
     ``RayExecutor``); the caller closes it. With ``[sweep] refine`` each compiled group then
     runs refinement rounds (``rounds.schedule``) as more chunks of its one compiled program,
-    in this process: each round needs the one before it.
+    in this process: each round needs the one before it (``RefiningSweepRun``).
 
     Groups an earlier sweep trained but could not write (the spool) are written first, not
     retrained. One sweep of an experiment per store at a time: a second one waits (lease.py).
@@ -142,248 +134,252 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     out = out or sys.stderr
     keep = Delivery(tracker, exp.name, exp.description, out)
     exp_id = keep.call(lambda: tracker.experiment(exp.name, exp.description), "opening the experiment")
+    kind = RefiningSweepRun if exp.refine else SweepRun
     with keep.hold(exp_id):
-        return _run_held(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor())
+        return kind(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor()).run()
 
 
-def _run_held(exp, tracker, keep: Delivery, exp_id: str, source_text: str, overrides, out, executor) -> SweepSummary:
-    t_start = time.perf_counter()
-    seconds0, points0 = tracker.seconds, tracker.points
-    finished, unfinished, diverged = keep.call(lambda: tracker.runs_by_hash(exp_id), "reading finished runs")
-    strays = [i for h, ids in unfinished.items() if h in finished for i in ids]
-    if strays:  # copies of finished runs left RUNNING by an interrupted write
-        keep.call(lambda: tracker.mark_killed(strays), "closing unfinished copies of finished runs")
-    saved = []
-    for path, meta, recs in keep.saved():  # groups trained by an earlier sweep that could not write them
-        recs = [r for r in recs if r.run.hash not in finished]
-        if recs:
-            saved.append((path, meta, recs))
-        else:
-            keep.spool.discard(path)  # written before the earlier sweep could delete the file
-    in_spool = {r.run.hash for _, _, recs in saved for r in recs}
-    plans, reports = [], []
-    if exp.refine:
-        if executor.name != "local":
-            print(f"{exp.name}: [sweep] refine trains in this process, not on {executor.name} "
-                  f"(each round needs the one before it).", file=out)
-        stored = keep.call(lambda: tracker.finished_summaries(exp_id), "reading finished runs")
-        # groups waiting in the spool are trained: plan with their summaries so that no round
-        # trains them again (they are written first, below)
-        stored.update({r.run.hash: r.summary for _, _, recs in saved for r in recs})
-        plans, reports = _plan(exp, stored)
-        todo = [r for _, _, first, _ in plans for r, _ in first]
-        n_todo = sum(1 for _, _, first, _ in plans for _, rnd in first if rnd == 0)
-        groups = {i: [r for r, _ in p[2]] for i, p in enumerate(plans)}
-    else:
-        todo = [r for r in exp.runs if r.hash not in finished and r.hash not in in_spool]
-        n_todo = len(todo)
-        groups = {}
-        for run in todo:
-            groups.setdefault(expmod.group_key(run.config), []).append(run)
-    summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - n_todo, 0, len(groups), experiment_id=exp_id)
-    summary.diverged_before = sum(r.hash in diverged for r in exp.runs)
-    if not todo and not saved:
-        what = f"all {len(exp.runs)} runs already finished"
-        if exp.refine:
-            summary.refined = [g.as_dict(exp.refine) for rep in reports for g in rep.groups]
-            what += f" and the refinement is complete ({sum(g['added'] for g in summary.refined)} learning rates added)"
-        print(f"{exp.name}: {what}; nothing to do.", file=out)
-        return summary
-    if summary.skipped:
-        print(f"{exp.name}: resuming: {summary.skipped} of {len(exp.runs)} runs already finished, "
-              f"{len(todo)} to go{' in the next round (refinement may add more)' if n_todo == 0 else ''}.", file=out)
+class SweepRun:
+    """One sweep of one experiment, its lease held: read the store, plan, train while writing, close.
 
-    tags = {**provenance(str(exp.path.parent)), **source_tags(exp)}
-    parent = keep.call(lambda: tracker.start_sweep(
-        exp_id, f"sweep {time.strftime('%m-%d %H:%M:%S')}",
-        params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(todo)),
-                "groups": str(len(groups)), "overrides": " ".join(overrides) or "none",
-                "executor": executor.name},
-        tags=tags, artifacts={"experiment.toml": source_text, "resolved.toml": config.to_toml(exp)}),
-        "starting the sweep run")
-    summary.parent_id = parent
+    ``run`` is the whole sequence, the same for every sweep. A plain sweep trains the grid's
+    compiled groups on the executor; ``RefiningSweepRun`` overrides ``plan``, ``train``,
+    ``nothing_to_do`` and ``report`` for refinement rounds.
+    """
 
-    bar = Progress(len(todo), exp.name, out)   # its total grows with each refinement round
-    state = {"trained": 0, "logged": 0, "group": 0}
-    work: queue.Queue = queue.Queue(maxsize=2)   # bounded: host memory stays bounded too
-    failure: list[BaseException] = []
+    def __init__(self, exp: expmod.Experiment, tracker, keep: Delivery, exp_id: str, source_text: str,
+                 overrides, out, executor):
+        self.exp, self.tracker, self.keep, self.exp_id = exp, tracker, keep, exp_id
+        self.source_text, self.overrides, self.out, self.executor = source_text, overrides, out, executor
+        self.t_start = time.perf_counter()
+        self.seconds0, self.points0 = tracker.seconds, tracker.points
+        self.trained = self.logged = self.groups_done = 0   # runs trained, runs in the store, groups trained
+        self._inputs: dict[int, dict] = {}   # one dataset input (and digest) per data set
 
-    def detail():
-        return f"{state['group']}/{len(groups)} groups trained"
-
-    def count(rec):
-        state["logged"] += 1
-        summary.diverged += int(rec.summary["diverged"])
-
-    def writer():
-        # Each part the executor hands out (a chunk of a group trained here, a whole group from
-        # Ray) goes into the spool first, then into the store (one part, one call: on sqlite a few
-        # transactions for all its runs, Delivery.write → log_runs), while the next chunk trains.
-        # After a store failure the parts still coming are only spooled.
-        while (item := work.get()) is not None:
-            records, where = item
-            group_tags = {**tags, **where}
-            try:
-                path = keep.save(records, group_tags)
-                if not failure:
-                    keep.write(path, exp_id, parent, records, group_tags, unfinished, count)
-            except BaseException as e:  # surfaced on the main thread
-                failure.append(e)
-
-    def raise_failure():
-        raise failure[0]
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    status = "FAILED"
-    try:
-        for path, meta, recs in saved:  # written first, never retrained
-            keep.write(path, exp_id, parent, recs, meta.get("tags") or tags, unfinished, count)
-            print(f"{exp.name}: wrote {len(recs)} run(s) saved in the spool by an earlier sweep "
-                  f"({path.name}); not retrained.", file=out, flush=True)
-        if exp.refine:
-            reports += _train_rounds(exp, plans, work, state, summary, bar, detail, failure)
-        group_list = [] if exp.refine else list(groups.values())
-        jobs = [Job(runs[0].config, [sweep.member_of(r.config) for r in runs], exp.dataset(runs[0].config),
-                    runs[0].config["train"]["chunk"]) for runs in group_list]
-
-        def on_runs(trained):
-            state["trained"] = trained
-            bar.update(trained, state["logged"], detail())
-
-        inputs_of: dict[int, dict] = {}   # one dataset input (and digest) per data set
-        for done in (executor.run(jobs, on_runs) if jobs else ()):
-            state["group"] += int(done.last)
-            summary.compile_s += done.compile_s
-            summary.train_s += done.result.run_s
-            end = int(time.time() * 1000)
-            span = (end - int(round(done.result.run_s * 1000)), end)   # its compiled call(s)
-            ds = jobs[done.index].dataset
-            if id(ds) not in inputs_of:
-                inputs_of[id(ds)] = records.dataset_input(jobs[done.index].config, ds)
-            runs = group_list[done.index][done.start:done.start + done.result.size]   # a chunk, or the group
-            recs = records.records(runs, done.result, inputs_of[id(ds)])
-            for rec in recs:
-                rec.times = span
-            bar.logging_started()
-            work.put((recs, done.tags))
-            if failure:
-                raise_failure()
-        t_wait = time.perf_counter()
-        work.put(None)
-        while thread.is_alive():
-            thread.join(timeout=0.5)
-            bar.update(state["trained"], state["logged"], detail())
-        summary.tracking_wait_s = time.perf_counter() - t_wait
-        if failure:
-            raise_failure()
-        if exp.refine:
-            summary.refined = [grp.as_dict(exp.refine) for rep in reports for grp in rep.groups]
-            tracker.log_text(parent, json.dumps(summary.refined, indent=2), keys.REFINE_ARTIFACT)
-            print(f"{exp.name}: learning-rate refinement (resolution {exp.refine.resolution:g}, "
-                  f"at most {exp.refine.max_rounds} rounds):", file=out)
-            for line in refine_lines(summary.refined):
-                print(line, file=out)
-        status = "FINISHED"
-    except retry.StoreFailure as e:
-        if keep.failed:
-            raise
-        if thread.is_alive():  # let the writer spool what is still queued, then say what is saved
-            work.put(None)
-            thread.join(timeout=120)
-        raise keep.failure(e) from None
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if thread.is_alive():
-            work.put(None)
-            if failure:  # the writer is only spooling what is still queued: let it finish
-                thread.join(timeout=120)
-        bar.update(state["trained"], state["logged"], detail(), force=True)
-        bar.close()
-        summary.logged = state["logged"]
-        summary.trained = state["trained"]
-        summary.wall_s = time.perf_counter() - t_start
-        summary.tracking_s = tracker.seconds - seconds0
-        summary.points = tracker.points - points0
-        metrics = {
-            "grid_size": len(exp.runs), "runs_logged": summary.logged, "runs_skipped": summary.skipped,
-            "runs_diverged": summary.diverged, "wall_time_s": summary.wall_s, "compile_time_s": summary.compile_s,
-            "train_time_s": summary.train_s, "tracking_time_s": summary.tracking_s,
-            "tracking_wait_s": summary.tracking_wait_s,
-            "tracking_share": summary.tracking_s / summary.wall_s if summary.wall_s else 0.0,
-            "metric_points": summary.points, **_refine_metrics(summary.refined)}
-        try:  # after a store failure: tried once, not retried
-            keep.call(lambda: tracker.end_sweep(parent, metrics, status), "closing the sweep run")
-        except retry.StoreFailure:
-            if not keep.failed:
+    def run(self) -> SweepSummary:
+        """Write what the spool holds, train and write what the store lacks; the summary."""
+        self.read_store()
+        self.plan()
+        exp, s = self.exp, self.start_summary()
+        if not self.todo and not self.saved:
+            print(f"{exp.name}: {self.nothing_to_do()}; nothing to do.", file=self.out)
+            return s
+        if s.skipped:
+            print(f"{exp.name}: resuming: {s.skipped} of {len(exp.runs)} runs already finished, {len(self.todo)} "
+                  f"to go{' in the next round (refinement may add more)' if self.n_todo == 0 else ''}.", file=self.out)
+        self.open()
+        status = "FAILED"
+        try:
+            self.write_saved()
+            self.train()
+            self.drain()
+            self.report()
+            status = "FINISHED"
+        except retry.StoreFailure as e:
+            if self.keep.failed:
                 raise
-    return summary
+            self.writer.spool_rest()   # then say what is saved
+            raise self.keep.failure(e) from None
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.close(status)
+        return s
+
+    def read_store(self):
+        """Finished runs by config hash (stray unfinished copies closed), and the groups waiting in the spool."""
+        keep, tracker = self.keep, self.tracker
+        self.finished, self.unfinished, self.diverged = keep.call(
+            lambda: tracker.runs_by_hash(self.exp_id), "reading finished runs")
+        strays = [i for h, ids in self.unfinished.items() if h in self.finished for i in ids]
+        if strays:  # copies of finished runs left RUNNING by an interrupted write
+            keep.call(lambda: tracker.mark_killed(strays), "closing unfinished copies of finished runs")
+        self.saved = []
+        for path, meta, recs in keep.saved():  # groups trained by an earlier sweep that could not write them
+            recs = [r for r in recs if r.run.hash not in self.finished]
+            if recs:
+                self.saved.append((path, meta, recs))
+            else:
+                keep.spool.discard(path)  # written before the earlier sweep could delete the file
+
+    def plan(self):
+        """``todo``: the grid's runs neither finished nor in the spool; ``groups``: them by compiled group;
+        ``n_todo``: how many of the grid's runs are to train."""
+        in_spool = {r.run.hash for _, _, recs in self.saved for r in recs}
+        self.todo = [r for r in self.exp.runs if r.hash not in self.finished and r.hash not in in_spool]
+        self.n_todo = len(self.todo)
+        groups: dict[str, list] = {}
+        for run in self.todo:
+            groups.setdefault(expmod.group_key(run.config), []).append(run)
+        self.groups = list(groups.values())
+
+    def start_summary(self) -> SweepSummary:
+        """The summary as planned: grid, runs skipped, groups, diverged runs already in the store."""
+        exp = self.exp
+        self.summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - self.n_todo, 0, len(self.groups),
+                                    experiment_id=self.exp_id)
+        self.summary.diverged_before = sum(r.hash in self.diverged for r in exp.runs)
+        return self.summary
+
+    def nothing_to_do(self) -> str:
+        """Why the sweep has nothing to do."""
+        return f"all {len(self.exp.runs)} runs already finished"
+
+    def open(self):
+        """The parent run, the progress line (its total grows with each refinement round), the writer."""
+        exp = self.exp
+        self.tags = {**provenance(str(exp.path.parent)), **source_tags(exp)}
+        self.parent = self.keep.call(lambda: self.tracker.start_sweep(
+            self.exp_id, f"sweep {time.strftime('%m-%d %H:%M:%S')}",
+            params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(self.todo)),
+                    "groups": str(len(self.groups)), "overrides": " ".join(self.overrides) or "none",
+                    "executor": self.executor.name},
+            tags=self.tags, artifacts={"experiment.toml": self.source_text, "resolved.toml": config.to_toml(exp)}),
+            "starting the sweep run")
+        self.summary.parent_id = self.parent
+        self.bar = Progress(len(self.todo), exp.name, self.out)
+        self.writer = Writer(self.keep, self.exp_id, self.parent, self.tags, self.unfinished, self.count)
+
+    def count(self, rec):
+        """A run is in the store (called on the writer thread)."""
+        self.logged += 1
+        self.summary.diverged += int(rec.summary["diverged"])
+
+    def tick(self, force: bool = False):
+        """The progress line (at most every few seconds unless ``force``)."""
+        self.bar.update(self.trained, self.logged, f"{self.groups_done}/{len(self.groups)} groups trained", force)
+
+    def write_saved(self):
+        """The groups an earlier sweep trained but could not write: written first, never retrained."""
+        for path, meta, recs in self.saved:
+            self.keep.write(path, self.exp_id, self.parent, recs, meta.get("tags") or self.tags, self.unfinished,
+                            self.count)
+            print(f"{self.exp.name}: wrote {len(recs)} run(s) saved in the spool by an earlier sweep "
+                  f"({path.name}); not retrained.", file=self.out, flush=True)
+
+    def train(self):
+        """Every group on the executor; each part (a chunk, or a group from Ray) to the writer once trained."""
+        jobs = [Job(runs[0].config, [sweep.member_of(r.config) for r in runs], self.exp.dataset(runs[0].config),
+                    runs[0].config["train"]["chunk"]) for runs in self.groups]
+        for done in (self.executor.run(jobs, self.on_runs) if jobs else ()):
+            self.groups_done += int(done.last)
+            self.summary.compile_s += done.compile_s
+            runs = self.groups[done.index][done.start:done.start + done.result.size]   # a chunk, or the group
+            self.deliver(runs, done.result, jobs[done.index], done.tags)
+
+    def on_runs(self, trained: int):
+        """The executor has trained ``trained`` runs."""
+        self.trained = trained
+        self.tick()
+
+    def deliver(self, runs: list[expmod.Run], result: sweep.GroupResult, job: Job, where: dict[str, str]) -> list:
+        """The records of trained ``runs`` to the writer; raises the writer's failure, if any."""
+        self.summary.train_s += result.run_s
+        end = int(time.time() * 1000)
+        span = (end - int(round(result.run_s * 1000)), end)   # its compiled call(s)
+        if id(job.dataset) not in self._inputs:
+            self._inputs[id(job.dataset)] = records.dataset_input(job.config, job.dataset)
+        recs = records.records(runs, result, self._inputs[id(job.dataset)])
+        for rec in recs:
+            rec.times = span
+        self.bar.logging_started()
+        self.writer.put(recs, where)
+        return recs
+
+    def drain(self):
+        """Wait for the writer to finish the last parts (timed: tracking the sweep waited for)."""
+        t_wait = time.perf_counter()
+        self.writer.drain(self.tick)
+        self.summary.tracking_wait_s = time.perf_counter() - t_wait
+        self.writer.check()
+
+    def report(self):
+        """Anything more to say once every run is written (a plain sweep: nothing)."""
+
+    def close(self, status: str):
+        """Stop the writer and the progress line, complete the summary, end the parent run with ``status``."""
+        self.writer.close()
+        self.tick(force=True)
+        self.bar.close()
+        s = self.summary
+        s.logged, s.trained = self.logged, self.trained
+        s.wall_s = time.perf_counter() - self.t_start
+        s.tracking_s = self.tracker.seconds - self.seconds0
+        s.points = self.tracker.points - self.points0
+        metrics = s.metrics()
+        try:  # after a store failure: tried once, not retried
+            self.keep.call(lambda: self.tracker.end_sweep(self.parent, metrics, status), "closing the sweep run")
+        except retry.StoreFailure:
+            if not self.keep.failed:
+                raise
 
 
-def _train_rounds(exp, plans, work, state, summary, bar, detail, failure) -> list:
-    """Each compiled group's initial grid, then its refinement rounds, as chunks of one program
-    compiled for the group's chunk size (the next group compiles on a thread meanwhile); each
-    chunk goes to the writer as soon as it is trained, and a round's summaries to the schedule
-    once all its chunks are."""
-    reports = []
-    compiler = ThreadPoolExecutor(max_workers=1)  # XLA compiles without holding the GIL
+class RefiningSweepRun(SweepRun):
+    """A sweep with ``[sweep] refine``: each compiled group's initial grid, then its refinement rounds
+    (``rounds.schedule``), as chunks of one program compiled for the group's chunk size (the next
+    group compiles on a thread meanwhile); each chunk goes to the writer as soon as it is trained,
+    and a round's summaries to the schedule once all its chunks are."""
 
-    def compile_ahead(plan):
-        cfg, size = plan[0][0].config, plan[3]
-        return compiler.submit(sweep.compile_group, cfg, size, exp.dataset(cfg), size)
+    def plan(self):
+        """Each compiled group's schedule with its first batch; reports of the groups already complete."""
+        if self.executor.name != "local":
+            print(f"{self.exp.name}: [sweep] refine trains in this process, not on {self.executor.name} "
+                  f"(each round needs the one before it).", file=self.out)
+        stored = self.keep.call(lambda: self.tracker.finished_summaries(self.exp_id), "reading finished runs")
+        # groups waiting in the spool are trained: plan with their summaries so that no round
+        # trains them again (they are written first)
+        stored.update({r.run.hash: r.summary for _, _, recs in self.saved for r in recs})
+        self.plans, self.reports = _plan(self.exp, stored)
+        self.groups = [[r for r, _ in first] for _, _, first, _ in self.plans]
+        self.todo = [r for runs in self.groups for r in runs]
+        self.n_todo = sum(1 for _, _, first, _ in self.plans for _, rnd in first if rnd == 0)
 
-    try:
-        ahead = compile_ahead(plans[0])
-        for g, (_, gen, batch, size) in enumerate(plans, 1):
-            cfg = batch[0][0].config
-            t_wait = time.perf_counter()
-            compiled = ahead.result()
-            summary.compile_s += time.perf_counter() - t_wait  # what compilation cost the main thread
-            if g < len(plans):  # the next group compiles while this one trains
-                ahead = compile_ahead(plans[g])
-            ds = exp.dataset(cfg)
-            inputs = records.dataset_input(cfg, ds)
-            while batch:   # the initial grid, then each refinement round: chunks of one program
-                runs, base, trained = [r for r, _ in batch], state["trained"], {}
-                chunks = sweep.run_chunks(cfg, [sweep.member_of(r.config) for r in runs], ds, cfg["train"]["chunk"],
-                                          compiled, chunk_size=size)
-                for start, res in chunks:   # each chunk written while the next one trains
-                    state["trained"] = base + start + res.size
-                    bar.update(state["trained"], state["logged"], detail())
-                    summary.train_s += res.run_s
-                    end = int(time.time() * 1000)
-                    recs = records.records(runs[start:start + res.size], res, inputs)
-                    for rec in recs:
-                        rec.times = (end - int(round(res.run_s * 1000)), end)   # the chunk's training
-                    bar.logging_started()
-                    work.put((recs, {keys.ROUND_TAG: str(batch[0][1])}))   # a batch is one round
-                    if failure:
-                        raise failure[0]
-                    trained.update({rec.run.hash: rec.summary for rec in recs})
-                try:
-                    batch = gen.send(trained)
-                    bar.total += len(batch)
-                except StopIteration as stop:
-                    reports.append(stop.value)
-                    batch = None
-            state["group"] += 1
-    finally:
-        compiler.shutdown(wait=False, cancel_futures=True)
-    return reports
+    def nothing_to_do(self) -> str:
+        self.summary.refined = [g.as_dict(self.exp.refine) for rep in self.reports for g in rep.groups]
+        return (f"{super().nothing_to_do()} and the refinement is complete "
+                f"({sum(g['added'] for g in self.summary.refined)} learning rates added)")
 
+    def train(self):
+        """Group after group, each compiled once for its chunk size: its initial grid, then its rounds."""
+        # compiled for the chunk ``size``: each batch brings its own members
+        jobs = [Job(runs[0].config, [], self.exp.dataset(runs[0].config), runs[0].config["train"]["chunk"], size)
+                for runs, _, _, size in self.plans]
+        with contextlib.closing(compiled_in_turn(jobs)) as ahead:
+            for i, job, compiled, waited in ahead:
+                self.summary.compile_s += waited  # what compilation cost the main thread
+                _, schedule, batch, _ = self.plans[i]
+                cfg = batch[0][0].config
+                self.reports.append(self._rounds(job._replace(config=cfg, dataset=self.exp.dataset(cfg)),
+                                                 compiled, schedule, batch))
+                self.groups_done += 1
 
-def _refine_metrics(groups: list[dict] | None) -> dict[str, float]:
-    """The parent's refinement summary: rounds (the most any group took), learning rates and
-    configurations added, groups resolved out of all (the detail is the artifact refine.json)."""
-    if not groups:
-        return {}
-    return {keys.REFINE_ROUNDS: max(g["rounds"] for g in groups),
-            keys.REFINE_LRS_ADDED: sum(g["added"] for g in groups),
-            keys.REFINE_CONFIGS_ADDED: sum(g["added"] * g["seeds"] for g in groups),
-            keys.REFINE_GROUPS: len(groups),
-            keys.REFINE_GROUPS_RESOLVED: sum(g["resolved"] for g in groups)}
+    def _rounds(self, job: Job, compiled, schedule, batch: rounds.Batch) -> rounds.GroupReport:
+        """One group's batches (the initial grid, then each refinement round) as chunks of ``compiled``."""
+        while True:
+            runs, base, trained = [r for r, _ in batch], self.trained, {}
+            part = job._replace(members=[sweep.member_of(r.config) for r in runs])
+            for start, res in train_chunks(part, compiled):   # each chunk written while the next one trains
+                self.trained = base + start + res.size
+                self.tick()
+                recs = self.deliver(runs[start:start + res.size], res, part,
+                                    {keys.ROUND_TAG: str(batch[0][1])})   # a batch is one round
+                trained.update({rec.run.hash: rec.summary for rec in recs})
+            try:
+                batch = schedule.send(trained)
+            except StopIteration as stop:
+                return stop.value
+            self.bar.total += len(batch)
+
+    def report(self):
+        """The refinement's outcome: the parent's artifact refine.json, and one line per group."""
+        refine = self.exp.refine
+        self.summary.refined = [grp.as_dict(refine) for rep in self.reports for grp in rep.groups]
+        self.tracker.log_text(self.parent, json.dumps(self.summary.refined, indent=2), keys.REFINE_ARTIFACT)
+        print(f"{self.exp.name}: learning-rate refinement (resolution {refine.resolution:g}, "
+              f"at most {refine.max_rounds} rounds):", file=self.out)
+        for line in refine_lines(self.summary.refined):
+            print(line, file=self.out)
 
 
 def sync(tracker, out=None) -> int:

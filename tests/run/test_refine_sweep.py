@@ -199,10 +199,10 @@ def test_a_refining_sweep_writes_each_chunk_while_the_next_trains(tmp_path, monk
     3 chunks a group; every chunk, of the grid and of the round, is in the store before the next trains."""
     from chunkwrites import ChunkWrites
 
-    from bpresearch.run import sweep
+    from bpresearch.run import executors
 
     path, *_ = write(tmp_path, rounds=1, extra=", per_round = 1")
-    watch = ChunkWrites(monkeypatch, sweep)
+    watch = ChunkWrites(monkeypatch, executors)   # rounds train through executors.train_chunks too
     summary = runner.run_experiment(experiment.load(path), open_store(f"sqlite:///{tmp_path}/m.db"), path.read_text())
     trained = [e for e in watch.events if e[0] == "trained"]
     assert watch.alternate(), watch.events
