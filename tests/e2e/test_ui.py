@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from storeview import children, free_port  # noqa: E402
 
 from bpresearch.cli import main
-from bpresearch.keys import KIND_TAG
 from bpresearch.store.tracking import runs_url
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
@@ -58,16 +57,10 @@ def _need_browser():
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def mlflow_server(uri: str, folder: Path):
     """``mlflow server`` on a free port of 127.0.0.1; stopped through its PID (its process group)."""
-    port = _free_port()
+    port = free_port()
     log = open(folder / "server.log", "w")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", uri,
@@ -136,10 +129,6 @@ def shot(page, shots: Path, name: str):
         raise
     if os.environ.get("BPRESEARCH_UI_SHOTS"):
         page.screenshot(path=str(shots / f"{name}.png"))
-
-
-def children(client, exp_id):
-    return client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'")
 
 
 def test_experiment_opens_on_the_run_table_with_child_runs(ui):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from storeview import children  # noqa: E402
 
 from bpresearch import keys
 from bpresearch.cli import main
@@ -22,11 +23,6 @@ from bpresearch.spec import experiment
 SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']
 BIN = Path(sys.executable).parent / "bpresearch"
-
-
-def children(client, exp_id, status=None):
-    runs = client.search_runs([exp_id], filter_string=f"tags.`{KIND_TAG}` = 'run'", max_results=10000)
-    return [r for r in runs if status is None or r.info.status == status]
 
 
 @pytest.fixture(scope="module")

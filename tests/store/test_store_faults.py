@@ -10,7 +10,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from storeview import free_port  # noqa: E402
 
 from bpresearch import keys
 from bpresearch.cli import main
@@ -44,12 +44,6 @@ def finished_count(db: Path) -> int:
                              "and t.value = 'run' and r.status = 'FINISHED'", (KIND_TAG,)).fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(tmp: Path, port: int) -> subprocess.Popen:
