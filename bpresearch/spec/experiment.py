@@ -178,7 +178,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
                 err("data", "n_train", f"teacher data of ({d['n_train']} + {d['n_test']}) × {d['n_features']} "
                     f"values is too large (at most {TEACHER_MAX:.0e})")
             try:
-                ds = datamod.load(c["data"], path.parent)
+                ds = datamod.load(path.parent, **c["data"])
             except datamod.DataError as e:
                 raise ExperimentError(f"{path}: [data] path: {e}") from None
             _check_compatible(c, ds, err)
