@@ -304,6 +304,11 @@ def minibatch(pb: Problem, key) -> tuple[jax.Array, jax.Array]:
     return X[idx], y[idx]
 
 
+def _select(pred, on_true, on_false):
+    """``on_true`` where ``pred``, else ``on_false``, leaf by leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
 def train_step(pb: Problem, state: TrainState, k) -> tuple[TrainState, StepOut]:
     """Update k + 1 (a ``lax.scan`` body): the method's step on a minibatch, then the divergence check.
 
@@ -322,10 +327,6 @@ def train_step(pb: Problem, state: TrainState, k) -> tuple[TrainState, StepOut]:
     state = state._replace(params=_select(hold, state.params, params),
                            opt_state=_select(hold, state.opt_state, opt_state))
     return state, StepOut(loss, gnorm, diag, at_k)
-
-
-def _select(pred, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 def train_chunk(pb: Problem, state: TrainState, c) -> tuple[TrainState, ChunkOut]:
