@@ -52,28 +52,34 @@ jax.tree_util.register_dataclass(Dataset, data_fields=["X_train", "y_train", "X_
                                  meta_fields=["name"])
 
 
-def load(section: dict, base: str | Path) -> Dataset:
-    """The data set a config's ``[data]`` section names.
+def load(base: str | Path, *, source: str, path: str | None, target_column: str, test_fraction: float,
+         split_seed: int, n_train: int, n_test: int, n_features: int, noise: float,
+         teacher_activation: str, teacher_bias: bool, seed: int, target: float) -> Dataset:
+    """The data set ``source`` names, built from the settings that apply to it.
+
+    The keywords are the ``[data]`` settings (a resolved section unpacks into them); each
+    source reads only its own and the rest are ignored.
 
     Args:
-        section: the resolved ``[data]`` section (``config.SCHEMA``'s keys).
         base: the folder a relative ``path`` is relative to (the experiment file's).
+        source: ``digits`` (``test_fraction``, ``split_seed``), ``teacher`` (``n_train``,
+            ``n_test``, ``n_features``, ``noise``, ``teacher_activation``, ``teacher_bias``,
+            ``seed``), ``seed`` (``target``) or ``file`` (``path``, ``target_column``,
+            ``test_fraction``, ``split_seed``).
     Returns:
         The ``Dataset``.
     Raises:
         DataError: a missing or bad user file, in one line.
     """
-    d = section
-    if d["source"] == "digits":
-        return digits(d["test_fraction"], d["split_seed"])
-    if d["source"] == "teacher":
-        return teacher(d["n_train"], d["n_test"], d["n_features"], d["noise"],
-                       d["teacher_activation"], d["teacher_bias"], d["seed"])
-    if d["source"] == "seed":
-        return seed_point(d["target"])
-    if d["path"] is None:
+    if source == "digits":
+        return digits(test_fraction, split_seed)
+    if source == "teacher":
+        return teacher(n_train, n_test, n_features, noise, teacher_activation, teacher_bias, seed)
+    if source == "seed":
+        return seed_point(target)
+    if path is None:
         raise DataError('required when source = "file"')
-    return load_file(Path(base) / d["path"], d["target_column"], d["test_fraction"], d["split_seed"])
+    return load_file(Path(base) / path, target_column, test_fraction, split_seed)
 
 
 # --- built-in datasets --------------------------------------------------------------

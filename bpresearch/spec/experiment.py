@@ -186,7 +186,7 @@ def _dataset(c: dict, path: Path, datasets: dict, err) -> datamod.Dataset:
         data = section_of("data", c["data"])
         _check_size(data, err)
         try:
-            ds = datamod.load(c["data"], path.parent)
+            ds = datamod.load(path.parent, **c["data"])
         except datamod.DataError as e:
             raise ExperimentError(f"{path}: [data] path: {e}") from None
         _check_compatible(section_of("loss", c["loss"]), section_of("model", c["model"]), ds, err)

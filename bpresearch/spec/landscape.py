@@ -35,7 +35,7 @@ def loss_surface(config: dict) -> Callable[[np.ndarray], np.ndarray]:
     config = C.complete(config)   # the logged config holds only the keys that apply
     if config["data"]["source"] == "file":
         raise ValueError("J(w) needs the training data, and a user's data file is not kept in the store")
-    ds = W.to_device(config, D.load(config["data"], "."))
+    ds = W.to_device(config, D.load(".", **config["data"]))
     model = W.build_model(config, ds)
     loss = W.loss_fn(config)
     _, unravel = ravel_pytree(model.init(jax.random.key(0)))
