@@ -62,7 +62,7 @@ COUNTED = (REACHED, LOST)   # the outcomes whose first crossing counts as steps 
 # ---------------------------------------------------------------- one run
 def crossed(steps) -> bool:
     """Whether a logged steps-to-target says the run crossed (None, NaN or negative: never)."""
-    return steps is not None and not (isinstance(steps, float) and math.isnan(steps)) and steps >= 0
+    return steps is not None and steps >= 0   # NaN compares False
 
 
 def outcome(steps, diverged: bool, final_loss: float, target: float) -> str:
