@@ -2,12 +2,13 @@
 
 Inputs are a runs frame (one row per run: ``run_id``, ``learning_rate``, ``batch_size``,
 ``seed``, ``optimizer``, ``steps``, ``diverged`` and ``metrics.*``) and a curves frame
-(``run_id, key, step, value``). A run that does not reach a target within its budget is
-*censored*: its steps-to-target is NaN with ``reached = False``, counted as infinitely
-slow in medians and never dropped, so "not reached" can never look fast. A run that
-crossed the target and then diverged, or ended above it again, is its own outcome
-("reached, then diverged" / "reached, then lost") and counts as not reached: a learning
-rate whose runs blow up after touching the target is never a cell's best.
+(``run_id, key, step, value``). What counts as reached, the median over seeds and the
+best learning rate are ``bpresearch.verdicts``' (the refiner uses the same): a run that
+does not reach a target within its budget is *censored*: its steps-to-target is NaN with
+``reached = False``, counted as infinitely slow in medians and never dropped, so "not
+reached" can never look fast. A run that crossed the target and then diverged is its own
+outcome ("reached, then diverged") and counts as not reached; one that ended above the
+target again without diverging ("reached, then lost") counts at its first crossing.
 
 Steps-to-target is an interval: the first crossing lies in (``steps_above``, ``steps``],
 the last evaluated step above the target and the first below (``steps_lo`` =
@@ -24,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from bpresearch import keys as R
+from bpresearch import verdicts as V
 
 RUN_COLS = ["run_id", "optimizer", "batch_size", "learning_rate", "seed"]
 CELL = ["optimizer", "batch_size", "learning_rate"]
 TUNED_OVER = ["optimizer", "batch_size"]  # the default grouping inside which the learning rate is tuned
-OUTCOMES = ("reached", "reached, then diverged", "reached, then lost", "diverged", "not reached")
+OUTCOMES = V.OUTCOMES
 
 
 # A final loss below this is rounding noise in float32 (residuals ~1e-5 of the targets): ratios
@@ -45,17 +47,6 @@ def targets_of(runs: pd.DataFrame) -> list[float]:
     return [float(t) for t in json.loads(runs["params.train.targets"].iloc[0])]
 
 
-def outcome_of(crossed: bool, diverged: bool, final_loss: float, target: float) -> str:
-    """One run's outcome for one target (``OUTCOMES``)."""
-    if crossed:
-        if diverged:
-            return "reached, then diverged"
-        if final_loss >= target:  # NaN (unknown) compares False: no evidence it was lost
-            return "reached, then lost"
-        return "reached"
-    return "diverged" if diverged else "not reached"
-
-
 def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None = None) -> pd.DataFrame:
     """Per run × target rows; ``first[(run_id, target)]`` is the step crossed (absent: never),
     ``above[(run_id, target)]`` the last evaluated step above before it (absent: unknown)."""
@@ -69,8 +60,8 @@ def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None =
             s = first.get((r["run_id"], t))
             crossed = s is not None
             diverged = bool(r.get("diverged", False))
-            outcome = outcome_of(crossed, diverged, final, t)
-            reached = outcome == "reached"
+            outcome = V.outcome(s, diverged, final, t)
+            reached = V.counts(outcome)
             a = above.get((r["run_id"], t))
             rows.append({**{c: r.get(c) for c in RUN_COLS + extra}, "target": t, "budget": r.get("steps"),
                          "reached": reached, "steps": float(s) if reached else np.nan,
@@ -94,7 +85,7 @@ def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str 
 
     Returns:
         One row per run × target: ``RUN_COLS``, ``target``, ``budget`` (steps trained),
-        ``reached`` (crossed and kept), ``steps`` (first logged step below) and ``steps_lo``
+        ``reached`` (counts as reached: ``verdicts.counts``), ``steps`` (first logged step below) and ``steps_lo``
         (one past the last logged step above before it) and ``examples`` (= steps × batch
         size; NaN unless reached), ``first_steps`` (the crossing, also for runs that lost
         it), ``diverged``, ``final_loss`` and ``outcome`` (``OUTCOMES``).
@@ -203,47 +194,33 @@ def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
             add any swept facet, e.g. ``model.activation``).
 
     Returns:
-        ``n``, ``n_reached``, ``n_diverged``, ``n_lost`` (reached, then diverged or lost);
-        ``median_steps`` (censored runs count as infinitely slow, so a cell where half or
-        more did not reach is ``inf``), ``median_steps_lo`` (the medians' interval lower
-        end), ``min_steps``, ``max_steps`` (``inf`` when any seed did not reach),
-        ``median_examples`` and ``status``: "reached" (finite median), else the most
-        common way its runs failed: "reached, then diverged", "reached, then lost",
-        "diverged" or "not reached".
+        ``n``; runs per outcome: ``n_reached`` (counted as reached, ``verdicts.counts``),
+        ``n_lost`` (of those, ended above the target again), ``n_diverged_after`` (reached,
+        then diverged: not counted), ``n_diverged`` (diverged before reaching);
+        ``median_steps`` (``verdicts.median``: censored runs count as infinitely slow, so a
+        cell where half or more did not reach is ``inf``), ``median_steps_lo`` (the medians'
+        interval lower end), ``min_steps``, ``max_steps`` (``inf`` when any seed did not
+        reach), ``median_examples`` and ``status``: "reached" (finite median), else the most
+        common way its runs failed: "reached, then diverged", "diverged" or "not reached".
     """
     by = list(by or TUNED_OVER)
-    cols = by + ["learning_rate", "target", "n", "n_reached", "n_diverged", "n_lost", "median_steps",
-                 "median_steps_lo", "min_steps", "max_steps", "median_examples", "status"]
+    counted = ["n", "n_reached", "n_lost", "n_diverged_after", "n_diverged"]
+    cols = by + ["learning_rate", "target", *counted, "median_steps", "median_steps_lo", "min_steps", "max_steps",
+                 "median_examples", "status"]
     rows = []
     for key, g in table.groupby(by + ["learning_rate", "target"], sort=True, dropna=False):
         s = g["steps"].fillna(np.inf).to_numpy(float)
         lo = g["steps_lo"].fillna(np.inf).to_numpy(float) if "steps_lo" in g else s
-        n, n_reached = len(g), int(g["reached"].sum())
         counts = g["outcome"].value_counts()
-        n_div = int(counts.get("diverged", 0))
-        n_lost = int(counts.get("reached, then diverged", 0) + counts.get("reached, then lost", 0))
-        # The higher median: a step count (no ".5"), the step by which more than half the seeds
-        # had reached; with half or more censored it is inf.
-        med = float(np.quantile(s, 0.5, method="higher"))
-        fail = counts.drop("reached", errors="ignore")
-        status = "reached" if np.isfinite(med) else (str(fail.idxmax()) if not fail.empty else "not reached")
+        med = V.median(s)
+        fail = counts.drop(list(V.COUNTED), errors="ignore")
+        status = V.REACHED if np.isfinite(med) else (str(fail.idxmax()) if not fail.empty else V.NOT_REACHED)
         bs = float(g["batch_size"].iloc[0])
-        rows.append([*key, n, n_reached, n_div, n_lost, med, float(np.quantile(lo, 0.5, method="higher")), float(s.min()), float(s.max()),
-                     med * bs, status])
+        rows.append([*key, len(g), int(g["reached"].sum()), int(counts.get(V.LOST, 0)),
+                     int(counts.get(V.DIVERGED_AFTER, 0)), int(counts.get(V.DIVERGED, 0)), med, V.median(lo),
+                     float(s.min()), float(s.max()), med * bs, status])
     out = pd.DataFrame(rows, columns=cols)
-    return out.astype({"n": int, "n_reached": int, "n_diverged": int, "n_lost": int})
-
-
-def edge_of_grid(learning_rate: float, grid) -> str:
-    """"smallest" or "largest" when ``learning_rate`` is at that end of ``grid``, else ""."""
-    grid = np.asarray(sorted(grid), float)
-    if not np.isfinite(learning_rate) or grid.size < 2:
-        return "" if grid.size >= 2 else "only"
-    if np.isclose(learning_rate, grid[0]):
-        return "smallest"
-    if np.isclose(learning_rate, grid[-1]):
-        return "largest"
-    return ""
+    return out.astype({k: int for k in counted})
 
 
 def range_to_add(edge: str, grid) -> str:
@@ -258,12 +235,13 @@ def range_to_add(edge: str, grid) -> str:
 
 
 def best_learning_rate(cell: pd.DataFrame, target: float, by: list[str] | None = None) -> pd.DataFrame:
-    """Per ``by`` group (default optimizer × batch size): the learning rate with the fewest median steps.
+    """Per ``by`` group (default optimizer × batch size): the best learning rate (``verdicts.best``).
 
-    Ties go to the smaller worst seed, then the smaller learning rate. A group where no
-    learning rate reached the target is kept, with ``reached = False`` and NaN steps. A
-    best learning rate at the smallest or largest value tried is *not tuned*: the optimum
-    may lie outside the grid (``edge``; ``tuned`` False), and ``add`` names the range to try.
+    The fewest median steps; ties: the middle of the flat bottom (see ``bpresearch.verdicts``).
+    A group where no learning rate reached the target is kept, with ``reached = False`` and
+    NaN steps. A best learning rate at the smallest or largest value tried is *not tuned*:
+    the optimum may lie outside the grid (``edge``; ``tuned`` False), and ``add`` names the
+    range to try.
 
     Args:
         cell: the output of ``cells``.
@@ -274,7 +252,7 @@ def best_learning_rate(cell: pd.DataFrame, target: float, by: list[str] | None =
         ``by``, ``learning_rate``, ``steps`` (median over seeds), ``steps_lo`` (the lower end
         of its interval), ``steps_min``, ``steps_max`` (inf: some seed did not reach),
         ``examples``, ``n_reached``, ``n``, ``n_lrs`` (learning rates tried: the trial
-        budget), ``reached``, ``edge`` ("smallest", "largest" or ""), ``tuned``, ``add``.
+        budget), ``reached``, ``edge`` ("smallest", "largest", "only" or ""), ``tuned``, ``add``.
     """
     by = list(by or TUNED_OVER)
     cols = by + ["learning_rate", "steps", "steps_lo", "steps_min", "steps_max", "examples", "n_reached", "n",
@@ -283,21 +261,20 @@ def best_learning_rate(cell: pd.DataFrame, target: float, by: list[str] | None =
     c = cell[cell["target"] == target]
     for key, g in c.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        g = g.sort_values(["median_steps", "max_steps", "learning_rate"])
-        b = g.iloc[0]
-        ok = bool(np.isfinite(b["median_steps"]))
-        bs = float(b["batch_size"])
-        grid = g["learning_rate"].unique()
-        edge = edge_of_grid(b["learning_rate"], grid) if ok else ""
-        rows.append({**dict(zip(by, key)), "learning_rate": b["learning_rate"] if ok else np.nan,
-                     "steps": b["median_steps"] if ok else np.nan,
-                     "steps_lo": b.get("median_steps_lo", b["median_steps"]) if ok else np.nan,
-                     "steps_min": b["min_steps"] if ok else np.nan,
-                     "steps_max": b["max_steps"] if ok else np.nan,
-                     "examples": b["median_steps"] * bs if ok else np.nan,
+        g = g.sort_values("learning_rate")
+        grid = g["learning_rate"].to_numpy(float)
+        br = V.bracket(grid, g["median_steps"].to_numpy(float))
+        ok = br.best is not None
+        b = g.iloc[br.best if ok else 0]
+        nan = np.nan
+        rows.append({**dict(zip(by, key)), "learning_rate": b["learning_rate"] if ok else nan,
+                     "steps": b["median_steps"] if ok else nan,
+                     "steps_lo": b.get("median_steps_lo", b["median_steps"]) if ok else nan,
+                     "steps_min": b["min_steps"] if ok else nan, "steps_max": b["max_steps"] if ok else nan,
+                     "examples": b["median_steps"] * float(b["batch_size"]) if ok else nan,
                      "n_reached": int(b["n_reached"]) if ok else 0, "n": int(b["n"]),
-                     "n_lrs": int(g["learning_rate"].nunique()), "reached": ok, "edge": edge,
-                     "tuned": ok and edge == "", "add": range_to_add(edge, grid)})
+                     "n_lrs": len(grid), "reached": ok, "edge": br.edge,
+                     "tuned": ok and not br.edge, "add": range_to_add(br.edge, grid)})
     out = pd.DataFrame(rows, columns=cols)
     if "batch_size" in out:
         out["batch_size"] = out["batch_size"].astype(int)
@@ -452,6 +429,9 @@ def oscillation(curves: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS) -> pd.DataFr
 def verdicts(table: pd.DataFrame, osc: pd.DataFrame, threshold: float = 0.2) -> pd.DataFrame:
     """Per run and target: "converged", "slow" (falling, not reached), "oscillates" or "diverged".
 
+    "converged" is reached and stayed below (``verdicts.REACHED``); a run that reached the
+    target and ended above it again is judged by its curve, like one that never reached.
+
     Args:
         table: the output of ``steps_to_target`` for one target.
         osc: the output of ``oscillation``.
@@ -463,7 +443,7 @@ def verdicts(table: pd.DataFrame, osc: pd.DataFrame, threshold: float = 0.2) -> 
     """
     t = table.merge(osc, on="run_id", how="left")
     t["verdict"] = np.select(
-        [t["reached"], t["outcome"] == "diverged", t["rising"].fillna(0) > threshold],
+        [t["outcome"] == V.REACHED, t["outcome"] == V.DIVERGED, t["rising"].fillna(0) > threshold],
         ["converged", "diverged", "oscillates"], "slow")
     return t
 

@@ -351,7 +351,8 @@ def findings_best_intervals(best: pd.DataFrame, target: float, budget: int, full
 
 
 def findings_lost(table: pd.DataFrame, target: float, full: int | None) -> list[str]:
-    """Cells whose runs reached the target and then diverged or ended above it again (never a best)."""
+    """Cells whose runs reached the target and then diverged (not counted) or ended above it again
+    (counted at the first crossing: ``bpresearch.verdicts``)."""
     t = table[(table["target"] == target) & table["outcome"].str.startswith("reached, then")]
     out = []
     for (bs, lr), g in t.groupby(["batch_size", "learning_rate"]):
@@ -361,7 +362,9 @@ def findings_lost(table: pd.DataFrame, target: float, full: int | None) -> list[
         out.append(f"At {bs_text(int(bs), full)} η = {lr:.3g}: {len(g)} run{'s' if len(g) > 1 else ''} reached loss "
                    f"{target:g} (at step {span(first.min(), first.max(), '.0f')}) and then {kinds}"
                    + (f" (final loss {span(final.min(), final.max())})" if not final.empty else "")
-                   + ": counted as not reached, never as the best learning rate.")
+                   + (": counted as not reached, never as the best learning rate." if kinds == "diverged" else
+                      ": counted at the first crossing (steps to a target are a first passage), but the loss did not"
+                      " stay below it" + ("; the diverged ones as not reached." if "diverged" in kinds else ".")))
     return out
 
 

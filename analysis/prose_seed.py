@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bpresearch import keys as R
+from bpresearch import verdicts as V
 
 from .prose import bs_label, fmt_steps, lr_list
 from .trajectories import Pick
@@ -64,16 +65,16 @@ def findings_small_vs_best(cell: pd.DataFrame, runs: pd.DataFrame, target: float
             continue
         where = f"At batch size {bs_label(int(bs), full)} ({opt}): " if n_groups > 1 else ""
         seeds = f" (median over {int(g['n'].max())} seeds)" if g["n"].max() > 1 else ""
-        small = g.sort_values("learning_rate").iloc[0]
-        ok = g[np.isfinite(g["median_steps"])].sort_values(["median_steps", "max_steps", "learning_rate"])
-        if ok.empty:
+        g = g.sort_values("learning_rate")
+        small, b = g.iloc[0], V.best(g["median_steps"].to_numpy(float))
+        if b is None:
             text = f"no learning rate reached loss {target:g} within the {budget:,}-step budget{seeds}."
-        elif small["learning_rate"] == ok.iloc[0]["learning_rate"]:
+        elif b == 0:
             text = (f"the smallest learning rate, η = {small['learning_rate']:.3g}, was also the fastest to loss "
                     f"{target:g} ({fmt_steps(small['median_steps'])} steps{seeds}): the grid does not reach down "
                     f"to a step that is too small.")
         else:
-            best = ok.iloc[0]
+            best = g.iloc[b]
             tail = f"the best, η = {best['learning_rate']:.3g}, took {fmt_steps(best['median_steps'])}"
             text = f"too small takes very long: the smallest learning rate, η = {small['learning_rate']:.3g}, "
             if np.isfinite(small["median_steps"]):

@@ -1,11 +1,12 @@
 """A refined learning rate per batch size: its bracket, whether it resolved, what it cost (pure).
 
-A refining sweep (``[sweep] refine``, ``bpresearch.spec.refine``) adds learning rates per group
-until the best one is inside the range tried and both neighbours lie within ``resolution``
-of it. The report reads the outcome from the runs themselves: the best learning rate of
-each batch size over every learning rate run (initial grid and rounds alike), its two
-neighbours with their median steps (the bracket), and the configurations spent against a
-uniform log grid at the same spacing over the same range.
+A refining sweep (``[sweep] refine``) adds learning rates per group until the best one is
+inside the range tried and both neighbours lie within ``resolution`` of it. The report
+reads the outcome from the runs themselves: the best learning rate of each batch size over
+every learning rate run (initial grid and rounds alike), its two neighbours with their
+median steps (the bracket), and the configurations spent against a uniform log grid at the
+same spacing over the same range. Best, bracket and resolved are ``bpresearch.verdicts``',
+as in the sweep's own summary.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bpresearch.spec.refine import REL, uniform_count
+from bpresearch import keys
+from bpresearch import verdicts as V
 
 
 def settings(resolved: dict | None) -> dict | None:
-    """``{targets, resolution, max_rounds}`` of the latest sweep's ``[sweep] refine``, or None."""
+    """``{targets, resolution, max_rounds}`` of the latest sweep's ``[sweep] refine`` (``keys.refine_table``), or None."""
     r = ((resolved or {}).get("sweep") or {}).get("refine")
-    if not isinstance(r, dict) or "resolution" not in r:
+    if not isinstance(r, dict):
         return None
-    t = r.get("target", [])
-    return {"targets": [float(x) for x in (t if isinstance(t, list) else [t])],
-            "resolution": float(r["resolution"]), "max_rounds": r.get("max_rounds")}
+    t = keys.refine_table(r, (resolved.get("train") or {}).get("targets") or [])
+    return {"targets": [float(x) for x in t["targets"]], "resolution": float(t["resolution"]),
+            "max_rounds": t["max_rounds"]}
 
 
 def bracket(cell: pd.DataFrame, best: pd.DataFrame, target: float, resolution: float,
@@ -50,25 +52,19 @@ def bracket(cell: pd.DataFrame, best: pd.DataFrame, target: float, resolution: f
     for r in out.itertuples():
         g = c[(c["optimizer"] == r.optimizer) & (c["batch_size"] == r.batch_size)].sort_values("learning_rate")
         lrs, med = g["learning_rate"].to_numpy(float), g["median_steps"].to_numpy(float)
-        below = above = (np.nan, np.nan)
-        if r.reached:
-            i = int(np.argmin(np.abs(lrs - r.learning_rate)))
-            below = (lrs[i - 1], med[i - 1]) if i > 0 else below
-            above = (lrs[i + 1], med[i + 1]) if i + 1 < len(lrs) else above
-        spacing = max(r.learning_rate / below[0], above[0] / r.learning_rate) if r.reached else np.nan
-        cols["lr_below"].append(below[0])
-        cols["steps_below"].append(below[1])
-        cols["lr_above"].append(above[0])
-        cols["steps_above"].append(above[1])
-        cols["spacing"].append(spacing)
-        cols["resolved"].append(bool(np.isfinite(spacing) and spacing <= resolution * (1 + REL)))
-        n_seeds = int(g["n"].max()) if len(g) else 0
+        br = V.bracket(lrs, med, resolution)   # the same best as ``best`` (both ``verdicts.best``)
+        for side, i in (("below", br.below), ("above", br.above)):
+            cols[f"lr_{side}"].append(lrs[i] if i is not None else np.nan)
+            cols[f"steps_{side}"].append(med[i] if i is not None else np.nan)
+        cols["spacing"].append(br.spacing)
+        cols["resolved"].append(br.resolved)
         if runs is not None:
             sel = runs[(runs["optimizer"] == r.optimizer) & (runs["batch_size"] == r.batch_size)]
             cols["configurations"].append(len(sel))
         else:
             cols["configurations"].append(int(g["n"].sum()))
-        cols["uniform"].append(uniform_count(lrs[0], lrs[-1], resolution) * n_seeds if len(lrs) else 0)
+        n_seeds = int(g["n"].max()) if len(g) else 0
+        cols["uniform"].append(V.uniform_count(lrs[0], lrs[-1], resolution) * n_seeds if len(lrs) else 0)
     for k, v in cols.items():
         out[k] = v
     return out

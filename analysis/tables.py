@@ -162,13 +162,14 @@ def with_facets(frame: pd.DataFrame, facets: list[str], table_of, keep_optimizer
 
 
 def outcome_table(cell: pd.DataFrame, target: float, full: int | None) -> pd.DataFrame:
-    """Per batch size: how many runs reached the target (and stayed), lost it again, did not, and diverged."""
+    """Per batch size: how many runs reached the target (of them, ended above it again), reached it and
+    then diverged, did not reach it, and diverged (``verdicts.OUTCOMES``)."""
     c = cell[cell["target"] == target]
     rows = []
     for (opt, bs), g in c.groupby(["optimizer", "batch_size"]):
         n = int(g["n"].sum())
-        reached, div, lost = int(g["n_reached"].sum()), int(g["n_diverged"].sum()), int(g["n_lost"].sum())
+        reached, lost, after, div = (int(g[k].sum()) for k in ("n_reached", "n_lost", "n_diverged_after", "n_diverged"))
         rows.append({"optimizer": opt, "batch size": f"full ({bs})" if bs == full else str(bs), "runs": n,
-                     "reached": reached, "reached, then diverged or lost": lost,
-                     "not reached (no divergence)": n - reached - div - lost, "diverged": div})
+                     "reached": reached, "of which ended above it again": lost, "reached, then diverged": after,
+                     "not reached (no divergence)": n - reached - after - div, "diverged": div})
     return pd.DataFrame(rows)

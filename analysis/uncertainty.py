@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from bpresearch import verdicts as V
+
 from .critical import DEGENERATE_FACTOR
 
 LEVEL = 0.9     # two-sided interval: 5th to 95th percentile
@@ -145,8 +147,8 @@ def _cells(table: pd.DataFrame, by: list[str]) -> _Cells:
     return _Cells(keys, pad(lo_rows), pad(hi_rows), np.array([len(r) for r in hi_rows]), gidx, groups)
 
 
-def _medians(c: _Cells, rng: np.random.Generator | None, R: int) -> tuple[np.ndarray, np.ndarray]:
-    """(R, C) median and worst steps per cell: resampled seeds, each step drawn within its interval.
+def _medians(c: _Cells, rng: np.random.Generator | None, R: int) -> np.ndarray:
+    """(R, C) median steps per cell (``verdicts.medians``): resampled seeds, each step drawn within its interval.
 
     ``rng`` None: the data as measured, each step at its interval's midpoint (R = 1).
     """
@@ -162,27 +164,21 @@ def _medians(c: _Cells, rng: np.random.Generator | None, R: int) -> tuple[np.nda
         with np.errstate(invalid="ignore"):
             s = np.where(np.isfinite(hi), lo + u * (hi - lo), np.inf)
         s = np.where(np.arange(K)[None, None, :] < c.n[None, :, None], s, np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.nanmedian(s, axis=2), np.nanmax(s, axis=2)
+    return V.medians(s)
 
 
-def _best(c: _Cells, med: np.ndarray, worst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R, G) index of the best cell of each group (fewest median, then worst seed, then smallest η)
-    and its median steps (inf where no cell of the group reached)."""
+def _best(c: _Cells, med: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, G) index of the best cell of each group (``verdicts.best_rows``; none reached: its first
+    cell) and its median steps (inf where no cell of the group reached)."""
     R = med.shape[0]
     G = len(c.groups)
     best = np.zeros((R, G), int)
     steps = np.full((R, G), np.inf)
     for gi in range(G):
         J = np.flatnonzero(c.group == gi)  # cells of this group, sorted by learning rate
-        m, w = med[:, J], worst[:, J]
-        mmin = m.min(axis=1, keepdims=True)
-        cand = m == mmin
-        w2 = np.where(cand, w, np.inf)
-        cand &= w2 == w2.min(axis=1, keepdims=True)
-        j = np.argmax(cand, axis=1)
+        j = np.maximum(V.best_rows(med[:, J]), 0)
         best[:, gi] = J[j]
-        steps[:, gi] = mmin[:, 0]
+        steps[:, gi] = med[:, J].min(axis=1)
     return best, steps
 
 
@@ -247,10 +243,8 @@ def scaling_intervals(table: pd.DataFrame, by: list[str], tuned: pd.DataFrame | 
     """
     c = _cells(table, by)
     rng = np.random.default_rng(seed)
-    med0, w0 = _medians(c, None, 1)
-    best0, steps0 = _best(c, med0, w0)
-    med, w = _medians(c, rng, n_boot)
-    best, steps = _best(c, med, w)
+    best0, steps0 = _best(c, _medians(c, None, 1))
+    best, steps = _best(c, _medians(c, rng, n_boot))
     g = c.groups.copy()
     B = g["batch_size"].to_numpy(float)
     lr_of = c.keys["learning_rate"].to_numpy(float)

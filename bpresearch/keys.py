@@ -158,6 +158,27 @@ def swept_params(sweep: dict) -> set[str]:
     return out
 
 
+# ---------------------------------------------------------------- the [sweep] refine table
+# A sweep's resolved.toml keeps the table as written; the sweep (spec.refine) and the report
+# (analysis.refinement) both read it through ``refine_table``, so they see the same targets
+# and the same defaults.
+REFINE_KEYS = ("target", "resolution", "max_rounds", "per_round")
+REFINE_DEFAULTS = {"resolution": 2 ** 0.25, "max_rounds": 6, "per_round": None}
+
+
+def refine_table(raw: dict, train_targets) -> dict:
+    """``[sweep] refine`` with its defaults: ``{targets: [..], resolution, max_rounds, per_round}``.
+
+    Args:
+        raw: the table as written (``target`` a loss or a list of losses; absent: the first
+            of ``train_targets``); values are not checked here (``spec.refine`` does).
+        train_targets: ``[train] targets``.
+    """
+    target = raw.get("target", list(train_targets[:1]))
+    out = {k: raw.get(k, v) for k, v in REFINE_DEFAULTS.items()}
+    return {"targets": list(target) if isinstance(target, list) else [target], **out}
+
+
 # ---------------------------------------------------------------- file names
 # An experiment name is free text (``name = "..."``); a path built from it must stay inside
 # its folder and must not be read as an option. ``safe_name`` keeps letters, digits, ``_``,

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generator
 
-from bpresearch import keys
+from bpresearch import keys, verdicts
+from bpresearch.run import refine as refinemod
 from bpresearch.spec import experiment as expmod
-from bpresearch.spec import refine as refinemod
 from bpresearch.spec.experiment import Run
+from bpresearch.spec.refine import Settings
 
 
 @dataclass
@@ -31,13 +32,13 @@ class RefineGroup:
     added: list[float] = field(default_factory=list)
     decisions: dict[float, refinemod.Decision] = field(default_factory=dict)
 
-    def as_dict(self, settings: refinemod.Settings) -> dict:
+    def as_dict(self, settings: Settings) -> dict:
         """What the parent run records about this group (JSON-ready)."""
         lrs = sorted(set(self.initial_lrs) | set(self.added))
         out = {"group": self.label, "rounds": self.rounds, "added": len(self.added),
                "added_learning_rates": sorted(self.added), "initial_learning_rates": sorted(self.initial_lrs),
                "configurations": len(lrs) * len(self.seeds), "seeds": len(self.seeds),
-               "uniform_grid": refinemod.uniform_count(lrs[0], lrs[-1], settings.resolution) * len(self.seeds),
+               "uniform_grid": verdicts.uniform_count(lrs[0], lrs[-1], settings.resolution) * len(self.seeds),
                "targets": {}}
         for t, d in self.decisions.items():
             out["targets"][f"{t:g}"] = {
@@ -75,7 +76,7 @@ def _shape(runs: list[Run]) -> tuple[int, int]:
     return len(seeds), max(len(v) for v in seeds.values())
 
 
-def chunk_size(settings: refinemod.Settings, runs: list[Run], max_chunk: int) -> int:
+def chunk_size(settings: Settings, runs: list[Run], max_chunk: int) -> int:
     """The chunk a refining group compiles for: the initial grid's, or one round's when
     ``per_round`` is set and smaller (the initial grid then runs as several such chunks)."""
     size = sweep_chunks(len(runs), max_chunk)
@@ -91,7 +92,7 @@ def sweep_chunks(n: int, max_chunk: int) -> int:
     return -(-n // n_chunks)
 
 
-def slots(settings: refinemod.Settings, chunk_size: int, runs: list[Run]) -> int:
+def slots(settings: Settings, chunk_size: int, runs: list[Run]) -> int:
     """Learning rates per refinement group per round: ``per_round``, else as many as fill one chunk."""
     if settings.per_round:
         return settings.per_round
@@ -103,13 +104,14 @@ def outcome(run: Run, summary: dict[str, float], target: float) -> refinemod.Out
     """A run's ``Outcome`` for ``target`` from its summary metrics (as logged, or as just trained)."""
     steps = summary.get(keys.steps_key(target))   # absent: never reached (censored)
     return refinemod.Outcome(run.config["optimizer"]["learning_rate"], run.config["train"]["seed"],
-                             None if steps is None else float(steps), bool(summary.get(keys.DIVERGED, 0.0)))
+                             None if steps is None else float(steps), bool(summary.get(keys.DIVERGED, 0.0)),
+                             float(summary.get(keys.FINAL_LOSS, float("nan"))), target)
 
 
 Batch = list[tuple[Run, int]]   # (run, round): round 0 is the initial grid
 
 
-def schedule(runs: list[Run], finished: dict[str, dict], settings: refinemod.Settings | None,
+def schedule(runs: list[Run], finished: dict[str, dict], settings: Settings | None,
              n_slots: int = 1) -> Generator[Batch, dict[str, dict], GroupReport]:
     """The batches of one compiled group.
 

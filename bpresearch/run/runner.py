@@ -64,7 +64,11 @@ def describe(exp: expmod.Experiment, finished: set[str] | None = None) -> str:
 
 
 def refine_lines(groups: list[dict]) -> list[str]:
-    """One line per refinement group: best learning rate and steps per target, rounds, added."""
+    """One line per refinement group: best learning rate and steps per target, rounds, added.
+
+    ``groups`` are ``rounds.RefineGroup.as_dict`` records (``refine.json``): their best and
+    resolved are ``bpresearch.verdicts``', the same the report names for each cell.
+    """
     lines = []
     for g in groups:
         parts = []

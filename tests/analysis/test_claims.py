@@ -78,7 +78,7 @@ def test_intervals_go_on_a_common_grid_and_no_difference_below_the_resolution_is
 
 
 # ---------------------------------------------------------------- 3. reached, then blew up
-def test_a_run_that_reached_the_target_then_diverged_is_its_own_outcome_and_never_best():
+def test_a_run_that_reached_the_target_then_diverged_is_never_best_and_one_that_lost_it_counts_at_its_crossing():
     rows = []
     for lr, final, div in ((0.3, 0.2, False), (1.0, 2.1, True), (1.5, 1.9, False)):
         for s in range(3):
@@ -89,14 +89,17 @@ def test_a_run_that_reached_the_target_then_diverged_is_its_own_outcome_and_neve
     table = M.steps_to_target_logged(runs_frame(rows), [0.5])
     assert set(table.loc[table["learning_rate"] == 1.0, "outcome"]) == {"reached, then diverged"}
     assert set(table.loc[table["learning_rate"] == 1.5, "outcome"]) == {"reached, then lost"}
-    cell = M.cells(table)
-    assert list(cell.sort_values("learning_rate")["status"]) == ["reached", "reached, then diverged",
-                                                                 "reached, then lost"]
+    cell = M.cells(table).sort_values("learning_rate")
+    assert list(cell["status"]) == ["reached", "reached, then diverged", "reached"]
+    assert list(cell["n_reached"]) == [3, 0, 3] and list(cell["n_lost"]) == [0, 0, 3]
     best = M.best_learning_rate(cell, 0.5)
-    assert best["learning_rate"].iloc[0] == 0.3 and best["steps"].iloc[0] == 40  # not the "15" that blew up
+    # the first crossing of the runs that lost it counts (bpresearch.verdicts); the diverged never do
+    assert best["learning_rate"].iloc[0] == 1.5 and best["steps"].iloc[0] == 16
     text = " ".join(prose.findings_lost(table, 0.5, None))
-    assert "η = 1: 3 runs reached loss 0.5 (at step 15–17) and then diverged (final loss 2.1)" in text
-    assert "η = 1.5: 3 runs reached loss 0.5 (at step 15–17) and then lost (final loss 1.9)" in text
+    assert ("η = 1: 3 runs reached loss 0.5 (at step 15–17) and then diverged (final loss 2.1): "
+            "counted as not reached") in text
+    assert ("η = 1.5: 3 runs reached loss 0.5 (at step 15–17) and then lost (final loss 1.9): "
+            "counted at the first crossing") in text
 
 
 # ---------------------------------------------------------------- 4. bootstrap over seeds
@@ -112,12 +115,12 @@ def planted(rng, n_seeds=8, sigma=0.15, s_min=100.0, e_min=6400.0, sizes=(8, 16,
 
 def test_bootstrap_interval_covers_a_planted_critical_batch_size_at_about_its_nominal_rate():
     rng = np.random.default_rng(1)
-    n = 60
+    n = 100
     hits = 0
     for i in range(n):
         iv = U.scaling_intervals(planted(rng), ["optimizer", "batch_size"], n_boot=200, seed=i).fits[("sgd",)]
         hits += iv["b_crit"].lo <= 64 <= iv["b_crit"].hi
-    assert 0.8 <= hits / n <= 0.99  # nominal 0.90 (measured 0.95–0.97 over 100–200 repetitions)
+    assert 0.8 <= hits / n <= 0.99  # nominal 0.90 (measured 0.93–0.98 over 100 repetitions, three generators)
 
 
 def test_classification_only_when_the_interval_is_on_one_side():

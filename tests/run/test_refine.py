@@ -1,4 +1,4 @@
-"""The refinement rule (pure): exact steps-to-target of gradient descent on least squares."""
+"""The refinement planner (pure): exact steps-to-target of gradient descent on least squares."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from oracles import EVERY, FACTOR, LAMBDA, STEPS, loss_curves, problem  # noqa: E402,F401
 
-from bpresearch.spec.refine import Outcome, decide, merge_proposals, refine, scores, uniform_count
+from bpresearch.run.refine import Outcome, decide, merge_proposals, refine, scores
+from bpresearch.verdicts import uniform_count
 
 
 def steps_to(curves, l0, target, every=EVERY):
@@ -83,7 +84,7 @@ def test_median_over_seeds_ranks_failures_last():
     s = scores(out)
     assert s[0.1] == (70, 0.0)                    # median of 50, 70, ∞
     assert s[0.2] == (math.inf, pytest.approx(2 / 3))
-    assert s[0.4] == (50.0, 0.0)                  # even count: mean of the two middle values
+    assert s[0.4] == (60.0, 0.0)                  # even count: the upper median, a step that was observed
 
 
 def table(rows, seeds=(0,)):
