@@ -55,7 +55,7 @@ def other_stores_md(res: dict) -> list[str]:
     if not o:   # a bench.json without this measurement (--render)
         return []
     lines = ["## Other stores: an mlflow server and PostgreSQL", "",
-             f"The same records ({res['plan'].get('other_copies', 1)} × the grid's first group) by `Tracker.log_runs` "
+             f"The same records ({res['plan'].get('other_copies', 1)} × the grid's first group) by `Store.log_runs` "
              "into a local `mlflow server` (sqlite backend, one worker) and into a throwaway PostgreSQL (fsync off); "
              "neither is sqlite written directly, so both take MLflow's client path (`create_run`, `log_batch` of "
              "params, the metrics, `log_text` of the config, `set_terminated`), each call timed apart:", "",
@@ -248,7 +248,7 @@ def _write_path_md(res: dict) -> list[str]:
         "## The write path against sqlite itself",
         "",
         f"{t['runs']} runs ({t['full_points']:,} metric points: the grid's first group of real records, "
-        f"{plan['write_copies']} times over) written by `Tracker.log_runs` into a fresh store, one call per group as "
+        f"{plan['write_copies']} times over) written by `Store.log_runs` into a fresh store, one call per group as "
         "the sweep does (runs, tags, params, config artifacts, every point and `latest_metrics`, "
         f"≤ {sqlstore.MAX_POINTS:,} points a transaction); then the very same {t['ceiling_points']:,} "
         "metric rows, built beforehand, by one bare `sqlite3` `executemany` into MLflow's `metrics` table "
@@ -258,7 +258,7 @@ def _write_path_md(res: dict) -> list[str]:
         "",
         "| writer | points a second |",
         "|---|---:|",
-        f"| `Tracker.log_runs` (all in) | {t['points_per_s']:,.0f} |",
+        f"| `Store.log_runs` (all in) | {t['points_per_s']:,.0f} |",
         *([f"| bare `executemany` in the write path's commits (one a group, each synced) | "
            f"{t['ceiling_commits_points_per_s']:,.0f} |"] if "ceiling_commits_points_per_s" in t else []),
         f"| bare `executemany`, the bulk connection's settings (`cache_size` 256 MiB): the ceiling | "
