@@ -125,15 +125,16 @@ def headline_fastest(best: pd.DataFrame, target: float, full: int | None) -> lis
         return [s + "."]
     if len(tied) == 1:
         iv = _iv(f)
-        ivt = f"; {iv.ends(',.0f')}, {iv.label()}" if iv.ok else ""
-        s = f"Fastest to loss {target:g}: {plural(f['steps'], 'step')} at {where(f)} ({_seeds_spread(f)}{ivt})"
+        spread = iv.label() if iv.level >= 1 else f"{_seeds_spread(f)}; {iv.ends(',.0f')}, {iv.label()}"
+        s = f"Fastest to loss {target:g}: {plural(f['steps'], 'step')} at {where(f)} ({spread})"
     else:
         s = (f"Fastest to loss {target:g}: not resolved by these seeds — {len(tied)} settings tie for the fewest "
              f"median steps: " + _ivs_text([(where(r), _iv(r)) for r in tied]))
     etied, _ = ranked(rows, scale=lambda r: float(r["batch_size"]))
     e = etied[0]
     if len(etied) > 1:
-        s += f"; fewest examples: not resolved, {len(etied)} settings tie"
+        s += (f"; fewest examples: not resolved, {len(etied)} settings tie: "
+              + "; ".join(f"{where(r)} ({plural(r['examples'], 'example')})" for r in etied))
     elif e["batch_size"] != f["batch_size"] or e.get("group") != f.get("group") or len(tied) > 1:
         s += f"; fewest examples: {plural(e['examples'], 'example')} at {where(e)} ({plural(e['steps'], 'step')})"
     return [s + "."]
