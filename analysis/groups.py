@@ -33,6 +33,7 @@ class Group:
     distinct: pd.DataFrame | None = None        # distinct trajectories per cell (uncertainty.distinct_counts)
     distinct_table: pd.DataFrame | None = None  # the steps table, identical trajectories counted once
     resolution: int = 1                    # the coarsest steps-to-target interval (measures.resolution_of)
+    # bests: target -> measures.best_learning_rate with the best cell's interval (uncertainty.with_intervals)
     intervals: dict = field(default_factory=dict)  # target -> uncertainty.scaling_intervals
     full: int | None = None
     budget: int = 0
@@ -98,19 +99,20 @@ def _measure(g: Group) -> Group:
     fp = U.fingerprints(runs, g.curves)
     g.distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
     g.resolution = M.resolution_of(table)
-    common = M.on_common_grid(U.keep_distinct(table, fp), g.resolution)
     g.distinct_table = U.keep_distinct(table, fp)
     g.cell = M.cells(table)
     g.frac = M.diverged_fraction(runs)
     g.sens = M.lr_sensitivity(runs)
     gd_cell = g.cell[g.cell["optimizer"] != "random_search"]
-    g.bests = {t: M.best_learning_rate(gd_cell, t) for t in g.targets}
+    dt = g.distinct_table
+    g.bests = {t: U.with_intervals(M.best_learning_rate(gd_cell, t), dt[dt["target"] == t], g.distinct)
+               for t in g.targets}
     g.pred = predict(runs, g.curves, table, g.bests, g.full)
     if runs[runs["optimizer"] != "random_search"]["batch_size"].nunique() >= 2:
         for t in g.targets:
-            c = common[(common["target"] == t) & (common["optimizer"] != "random_search")]
+            c = dt[(dt["target"] == t) & (dt["optimizer"] != "random_search")]
             if not c.empty:
-                g.intervals[t] = U.scaling_intervals(c, M.TUNED_OVER, g.bests[t])
+                g.intervals[t] = U.scaling_intervals(c, g.bests[t], M.TUNED_OVER, counts=g.distinct)
     return g
 
 

@@ -60,74 +60,20 @@ def _group_name(label: str) -> str:
     return label or "these runs"
 
 
-def findings_compare(best: pd.DataFrame, target: float, full: int | None) -> list[str]:
-    """Per batch size, the facet values (groups) side by side: best learning rate and median steps.
-
-    Args:
-        best: ``measures.best_learning_rate`` of every group, one after the other, with a
-            ``group`` column naming each (``groups.combined``).
-
-    Returns:
-        One sentence per batch size, the batch size where the most groups reached the
-        target first (ties: the smaller batch size).
-    """
-    if best.empty or best["group"].nunique() < 2:
-        return []
-    out = []
-    for bs, g in best.groupby("batch_size", sort=True):
-        ok = g[g["reached"]].sort_values(["steps", "steps_max"])
-        miss = g[~g["reached"]]
-        where = bs_text(int(bs), full)
-        if ok.empty:
-            out.append((0, bs, f"At {where} no group reached loss {target:g}: "
-                               f"{', '.join(map(_group_name, g['group']))}."))
-            continue
-        first = ok.iloc[0]
-        s = (f"At {where}, loss {target:g} was reached in the fewest median steps with {first['group']}: "
-             f"{plural(first['steps'], 'step')} (η={first['learning_rate']:.3g})")
-        rest = [f"{fmt_steps(r['steps'])} for {r['group']} (η={r['learning_rate']:.3g})" for _, r in ok.iloc[1:].iterrows()]
-        if rest:
-            s += ", against " + ", ".join(rest)
-            slow = ok.iloc[-1]
-            if slow["steps"] > 0 and first["steps"] > 0:
-                s += f" ({slow['steps'] / first['steps']:,.1f}× as many)"
-        if not miss.empty:
-            s += f"; not reached with {', '.join(miss['group'])}"
-        out.append((len(ok), bs, s + "."))
-    out.sort(key=lambda x: (-x[0], x[1]))
-    return [s for _, _, s in out]
-
-
-def headline_fastest(best: pd.DataFrame, target: float, full: int | None) -> list[str]:
-    """The fastest cell overall (fewest median steps) and the one that needed the fewest examples."""
-    ok = best[best["reached"]] if not best.empty else best
-    if ok.empty:
-        return [f"No cell reached loss {target:g} at any learning rate tried."]
-    def where(r):
-        grp = f"{r['group']}, " if r.get("group") else ""
-        edge = f" — the {r['edge']} η tried, so not tuned" if r.get("edge") in ("smallest", "largest") else ""
-        return f"{grp}{bs_text(int(r['batch_size']), full)}, η={r['learning_rate']:.3g}{edge}"
-    f = ok.sort_values(["steps", "steps_max", "batch_size"]).iloc[0]
-    spread = "one seed" if f["n"] == 1 else (f"seeds: {span(f['steps_min'], f['steps_max'], ',.0f')}"
-                                             if np.isfinite(f["steps_max"]) else
-                                             f"{int(f['n_reached'])} of {int(f['n'])} seeds reached it")
-    s = f"Fastest to loss {target:g}: {plural(f['steps'], 'step')} at {where(f)} ({spread})"
-    e = ok.sort_values(["examples", "steps"]).iloc[0]
-    if e["batch_size"] != f["batch_size"] or e.get("group") != f.get("group"):
-        s += f"; fewest examples: {plural(e['examples'], 'example')} at {where(e)} ({plural(e['steps'], 'step')})"
-    return [s + "."]
-
-
 def headline_divergence(runs: pd.DataFrame, facets: list[str]) -> list[str]:
     """How many runs diverged, per facet value when there are facets, and from which learning rate."""
     gd = runs[runs["optimizer"] != "random_search"]
     n, d = len(gd), int(gd["diverged"].sum())
     if n == 0:
         return []
+    other = len(runs) - n
+    rest = f"; {plural(other, 'random-search run')} not counted: {'it has' if other == 1 else 'they have'} no " \
+        "learning rate" if other else ""
     if d == 0:
-        return [f"No run diverged ({n} runs, learning rates up to {gd['learning_rate'].max():.3g})."]
+        return [f"No run diverged ({plural(n, 'gradient run' if other else 'run')}, learning rates up to "
+                f"{gd['learning_rate'].max():.3g}{rest})."]
     lowest = gd[gd["diverged"]]["learning_rate"].min()
-    s = f"{d} of {n} runs diverged, the first at learning rate {lowest:.3g}"
+    s = f"{d} of {plural(n, 'gradient run' if other else 'run')} diverged, the first at learning rate {lowest:.3g}"
     if facets:
         parts = []
         for k, g in gd.groupby(facets, sort=True):
@@ -137,7 +83,7 @@ def headline_divergence(runs: pd.DataFrame, facets: list[str]) -> list[str]:
                               for f, v in zip(facets, k))
             parts.append(f"{label}: {int(g['diverged'].sum())} of {len(g)}")
         s += " (" + "; ".join(parts) + ")"
-    return [s + "."]
+    return [s + (f" ({rest[2:]})" if rest else "") + "."]
 
 
 # ---------------------------------------------------------------- findings from numbers
@@ -315,41 +261,6 @@ def steps_interval_text(lo: float, hi: float) -> str:
     return f"{b:,}" if a >= b else f"{a:,}–{b:,}"
 
 
-def findings_best_intervals(best: pd.DataFrame, target: float, budget: int, full: int | None,
-                            distinct: pd.DataFrame | None = None) -> list[str]:
-    """One sentence per batch size: the fastest learning rate, its steps as an interval, seeds, edge flag.
-
-    ``distinct``: ``uncertainty.distinct_counts`` (runs and distinct trajectories per cell).
-    """
-    out = []
-    for r in best.itertuples():
-        where = bs_text(r.batch_size, full)
-        if not r.reached:
-            out.append(f"At {where} no learning rate reached loss {target:g} (and stayed below it) within "
-                       f"{budget:,} steps (median over seeds; {r.n_lrs} learning rates tried).")
-            continue
-        spread = f"seeds: {r.steps_min:,.0f}–{r.steps_max:,.0f}" if np.isfinite(r.steps_max) else \
-            f"only {r.n_reached} of {r.n} seeds reached it; fastest {r.steps_min:,.0f}"
-        if distinct is not None:
-            d = distinct[(distinct["batch_size"] == r.batch_size) & np.isclose(distinct["learning_rate"],
-                                                                                r.learning_rate)]
-            if not d.empty and int(d["distinct"].iloc[0]) < int(d["runs"].iloc[0]):
-                k = int(d["distinct"].iloc[0])
-                spread = (f"{int(d['runs'].iloc[0])} seeds, {k} distinct " + ("trajectory" if k == 1 else "trajectories")
-                          + (": no seed spread to measure" if k == 1 else f"; {spread}"))
-        if r.n == 1:
-            spread = "one seed"
-        steps = steps_interval_text(r.steps_lo, r.steps)
-        unit = "step" if steps == "1" else "steps"
-        res = "" if "–" not in steps else " (the crossing lies between two evaluations)"
-        s = (f"At {where} the fastest learning rate was {r.learning_rate:.3g}: {steps} {unit}{res} to loss "
-             f"{target:g} ({spread}).")
-        if not r.tuned:
-            s += f" Not tuned: optimum at the grid's edge (the {r.edge} η tried); add {r.add}."
-        out.append(s)
-    return out
-
-
 def findings_lost(table: pd.DataFrame, target: float, full: int | None) -> list[str]:
     """Cells whose runs reached the target and then diverged (not counted) or ended above it again
     (counted at the first crossing: ``bpresearch.verdicts``)."""
@@ -378,56 +289,3 @@ def findings_untuned(best: pd.DataFrame, target: float, full: int | None) -> lis
     return [f"Not tuned for loss {target:g} — the best learning rate is at the edge of the grid at "
             f"{len(bad)} of {len(best)} batch sizes ({'; '.join(parts)}). Those batch sizes are left out of the "
             f"scaling comparison and the critical-batch fits: their optimum may lie outside the range tried."]
-
-
-def findings_scaling_intervals(best: pd.DataFrame, per_group: pd.DataFrame, target: float, full: int | None,
-                               resolution: int) -> list[str]:
-    """Scaling from the smallest to the largest *tuned* batch size, with 90% intervals over seeds.
-
-    A difference is claimed only when the two steps intervals are apart; "within 2× of perfect
-    scaling" only when the efficiency's 90% interval is on one side of 0.5.
-    """
-    from .uncertainty import Interval, classify
-
-    m = best.merge(per_group, on=[c for c in ("optimizer", "batch_size") if c in per_group], suffixes=("", "_b"))
-    ok = m[m["reached"] & m["tuned"].astype(bool)].sort_values("batch_size")
-    if len(ok) < 2:
-        n_t = int((best["reached"] & best["tuned"].astype(bool)).sum())
-        return [f"Scaling with batch size for loss {target:g} is not resolved: {n_t} tuned batch size"
-                f"{'' if n_t == 1 else 's'} reached it (an optimum at the grid's edge is not tuned)."] \
-            if len(best) >= 2 else []
-    a, b = ok.iloc[0], ok.iloc[-1]
-    res = f" (steps on a common grid of {resolution})" if resolution > 1 else ""
-    sa = steps_interval_text(a["steps_lo"], a["steps"])
-    sb = steps_interval_text(b["steps_lo"], b["steps"])
-    ideal = b["batch_size"] / a["batch_size"]
-    apart = np.isfinite(a["steps_lo_b"]) and np.isfinite(b["steps_hi"]) and b["steps_hi"] < a["steps_lo_b"]
-    s = (f"From {bs_text(int(a['batch_size']), full)} to {bs_text(int(b['batch_size']), full)} ({ideal:,.0f}× larger), "
-         f"the steps to loss {target:g} went from {sa} to {sb}{res}")
-    if apart:
-        s += (f": fewer at the larger batch beyond the seed spread (90% intervals {a['steps_lo_b']:.3g}–"
-              f"{a['steps_hi']:.3g} and {b['steps_lo_b']:.3g}–{b['steps_hi']:.3g}; perfect scaling: {ideal:,.0f}× "
-              f"fewer).")
-    else:
-        s += ": the difference is not resolved by these seeds and this evaluation interval (90% intervals overlap)."
-    verdicts = []
-    for r in ok.iloc[1:].itertuples():
-        iv = Interval(r.efficiency, r.efficiency_lo, r.efficiency_hi, 0.0)
-        verdicts.append((int(r.batch_size), classify(iv, 0.5, "within 2× of perfect scaling",
-                                                     "beyond 2× of perfect scaling"), iv))
-    within = [bs for bs, v, _ in verdicts if v.startswith("within")]
-    open_ = [bs for bs, v, _ in verdicts if v.startswith("not resolved")]
-    beyond = [bs for bs, v, _ in verdicts if v.startswith("beyond")]
-    parts = []
-    if within:
-        parts.append(f"within 2× of perfect scaling (efficiency's 90% interval ≥ 0.5) up to batch size {max(within)}")
-    if beyond:
-        parts.append(f"beyond 2× from batch size {min(beyond)}")
-    if open_:
-        ivs = "; ".join(f"{'full' if bs == full else bs}: {iv.lo:.2f}–{iv.hi:.2f}" for bs, _, iv in verdicts
-                        if bs in open_ and np.isfinite(iv.lo))
-        parts.append(f"not resolved by these seeds at batch size {', '.join(map(str, open_))}"
-                     + (f" (efficiency intervals straddle 0.5: {ivs})" if ivs else ""))
-    if parts:
-        s += " Relative to the smallest tuned batch size: " + "; ".join(parts) + "."
-    return [s]

@@ -139,7 +139,7 @@ def findings_sharpness(reg: pd.DataFrame, factor: float, every: int | None, band
     edge = ok[ok["regime"] == "edge of stability"]
     if not edge.empty:
         out.append(f"Edge of stability (Cohen et al. 2021), by the criterion {crit}: at η = "
-                   f"{lr_list(edge['learning_rate'], grid)} ({len(edge)} runs; stretches at steps "
+                   f"{lr_list(edge['learning_rate'], grid)} ({len(edge)} run{'' if len(edge) == 1 else 's'}; stretches at steps "
                    f"{', '.join(sorted(set(edge['edge_steps'])))}).")
     else:
         out.append(f"No full-batch run was at the edge of stability by the criterion {crit}.")
@@ -187,7 +187,7 @@ def findings_critical_paths(target: float, fit: dict | None, reason: str, paths:
         bc = fit["b_crit"]
         parts.append(f"the fit S = S_min + E_min/B over the tuned batch sizes gives B_crit = E_min/S_min = "
                      f"{bc.text()} (S_min = {fit['s_min'].text()} steps, E_min = {fit['e_min'].text()} examples; "
-                     f"intervals: bootstrap over seeds).")
+                     f"intervals: bootstrap over seeds, with the coverage it reaches).")
         if np.isfinite(fit["b_noise"].point):
             parts.append("The learning-rate fit ε_opt = ε_max/(1 + B_noise/B) gives B_noise (ε fit) = "
                          f"{fit['b_noise'].text()}.")
@@ -209,14 +209,16 @@ def findings_critical_paths(target: float, fit: dict | None, reason: str, paths:
         rng = f"; runs {v.min():.3g}–{v.max():.3g}" if len(v) > 1 else ""
         cmp = ""
         if np.isfinite(bc.point):
-            if np.isfinite(bc.lo) and np.isfinite(bc.hi):
+            if bc.ok and np.isfinite(bc.hi):
                 inside = bc.lo <= med <= bc.hi
-                cmp = (" — inside B_crit's 90% interval" if inside else
-                       f" — {max(med / bc.hi, bc.lo / med):.2g}× outside B_crit's 90% interval")
+                cmp = (f" — inside B_crit's interval ({bc.label()})" if inside else
+                       f" — {max(med / bc.hi, bc.lo / med):.2g}× outside B_crit's interval ({bc.label()})")
             else:
-                cmp = f" — {med / bc.point:.2g}× B_crit (its interval is not resolved)"
+                cmp = f" — {med / bc.point:.2g}× B_crit (no interval: {bc.why or 'not resolved'})"
+        k = p.loc[p["path_average"].notna(), "learning_rate"].nunique() if "learning_rate" in p else 0
+        at = f" at {k} learning rates" if k > 1 else ""
         parts.append(f"Path average of {name} over full-batch training before the target (step-weighted, median "
-                     f"over {len(v)} run{'s' if len(v) > 1 else ''}{rng}): {med:.3g}{cmp}.")
+                     f"over {len(v)} run{'s' if len(v) > 1 else ''}{at}{rng}): {med:.3g}{cmp}.")
     if any_path or np.isfinite(bc.point):
         parts.append(MCCANDLISH_CAVEAT)
     return " ".join(parts)

@@ -14,7 +14,7 @@ import pandas as pd
 from bpresearch import keys as R
 from bpresearch import verdicts as V
 
-from .prose import bs_label, fmt_steps, lr_list
+from .prose import bs_text, fmt_steps, lr_list
 from .trajectories import Pick
 
 
@@ -63,7 +63,8 @@ def findings_small_vs_best(cell: pd.DataFrame, runs: pd.DataFrame, target: float
     for (opt, bs), g in c.groupby(["optimizer", "batch_size"], sort=True):
         if g["learning_rate"].nunique() < 2:
             continue
-        where = f"At batch size {bs_label(int(bs), full)} ({opt}): " if n_groups > 1 else ""
+        several = c["optimizer"].nunique() > 1
+        where = f"At {bs_text(int(bs), full)}" + (f" ({opt})" if several else "") + ": " if n_groups > 1 else ""
         seeds = f" (median over {int(g['n'].max())} seeds)" if g["n"].max() > 1 else ""
         g = g.sort_values("learning_rate")
         small, b = g.iloc[0], V.best(g["median_steps"].to_numpy(float))

@@ -10,9 +10,9 @@ Schema (documented in docs/reports.md; the required keys are fixed, more may be 
                     "targets": {"<target loss>": {"best_learning_rate", "steps_median", "steps_min",
                                                   "steps_max", "examples_median", "seeds_reached", "seeds",
                                                   "best_at_grid_edge", "edge_of_grid", "steps_interval",
-                                                  "bootstrap_90"}}}],
+                                                  "interval", "scaling"}}}],
          "fits": [{<facet>: value, …, "target", "s_min", "e_min", "b_crit", "eps_max", "b_noise",
-                   "reason", "inputs": [{"batch_size", "learning_rate", "steps", "examples"}]}],
+                   "intervals", "reason", "inputs": [{"batch_size", "learning_rate", "steps", "examples"}]}],
          "predictions": [{<facet>: value, …, "stability_lr_at_init", "sharpness_at_init", "seeds",
                           "boundary": [{"batch_size", "highest_stable", "lowest_diverged", "position"}],
                           "b_simple": {"<target loss>": value}}]}]}
@@ -30,6 +30,7 @@ import pandas as pd
 from bpresearch import keys as R
 
 from . import measures as M
+from . import uncertainty as U
 
 
 def jsonable(v):
@@ -69,12 +70,20 @@ def _target_entry(best_row, lrs: list[float], random_search: bool, scaling=None)
            "edge_of_grid": edge, "best_at_grid_edge": None if edge is None or len(lrs) < 2 else bool(edge),
            # the first crossing lies in [lo, steps]: last evaluation above the target + 1, first below
            "steps_interval": [best_row.get("steps_lo", best_row["steps"]), best_row["steps"]] if ok else None}
+    if ok and best_row.get("iv_level") is not None:
+        has = np.isfinite(best_row.get("iv_lo", np.nan))
+        out["interval"] = {"steps": [best_row["iv_lo"], best_row["iv_hi"]] if has else None,
+                           "coverage": best_row["iv_level"] if has else None,
+                           "what": best_row.get("iv_how") or None, "why_none": best_row.get("iv_why") or None,
+                           "distinct_trajectories": best_row.get("distinct")}
     if scaling is not None and ok:
-        out["bootstrap_90"] = {"steps": [scaling.get("steps_lo"), scaling.get("steps_hi")],
-                               "efficiency": scaling.get("efficiency"),
-                               "efficiency_interval": [scaling.get("efficiency_lo"), scaling.get("efficiency_hi")],
-                               "best_learning_rate_share": scaling.get("best_lr_share"),
-                               "distinct_trajectories": scaling.get("seeds")}
+        left_out = not bool(scaling.get("tuned"))
+        ref = scaling.get("efficiency_how") == "reference"
+        has = np.isfinite(scaling.get("efficiency_lo", np.nan)) and not left_out
+        out["scaling"] = {"efficiency": None if left_out else scaling.get("efficiency"), "reference": ref,
+                          "efficiency_interval": [scaling["efficiency_lo"], scaling["efficiency_hi"]] if has else None,
+                          "efficiency_coverage": scaling.get("efficiency_level") if has else None,
+                          "left_out": left_out, "best_learning_rate_share": scaling.get("best_lr_share")}
     return out
 
 
@@ -107,17 +116,18 @@ def variant_summary(variant, groups) -> dict:
             continue
         for t, (near, head, fits) in g.pred.critical.items():
             b = g.bests[t]
-            ok = b[b["reached"]]
             ce, lr = fits.steps_examples, fits.lr_scaling
             boot = next(iter(g.intervals[t].fits.values()), None) if t in getattr(g, "intervals", {}) else None
             out["fits"].append({**g.values, "target": R.target_key(t), "s_min": ce.s_min, "e_min": ce.e_min,
                                 "b_crit": ce.b_crit, "eps_max": lr.eps_max, "b_noise": lr.b_noise,
-                                "bootstrap_90": {k: {"point": v.point, "interval": [v.lo, v.hi]}
-                                                 for k, v in boot.items()} if boot else None,
+                                "intervals": {k: {"point": v.point, "interval": [v.lo, v.hi] if v.ok else None,
+                                                  "coverage": v.level if v.ok else None, "what": v.how or None,
+                                                  "why_none": v.why or None}
+                                              for k, v in boot.items()} if boot else None,
                                 "reason": "; ".join(x for x in (ce.reason, lr.reason) if x),
                                 "inputs": [{"batch_size": int(r["batch_size"]), "learning_rate": r["learning_rate"],
                                             "steps": r["steps"], "examples": r["examples"]}
-                                           for _, r in ok.iterrows()]})
+                                           for _, r in U.fit_inputs(b).iterrows()]})
         p = g.pred
         if p.every is not None:
             entry = {**g.values, "stability_lr_at_init": p.init["stability_lr"] if p.init is not None else None,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .boundary import bound_labels
-from .prose import bs_text, fmt_steps, steps_interval_text
+from .prose import bs_label, bs_text, fmt_steps, plural, steps_interval_text
 from .prose_predicted import bracket_text, position_text, ratio_words
 
 
@@ -56,48 +56,68 @@ def predicted_table(cmp: pd.DataFrame | None, init: pd.Series | None, full: int 
 
 
 # ---------------------------------------------------------------- steps to target
+def _cell_iv(r) -> str:
+    """A best cell's interval over seeds for a table: ``5–8 (range of 3 seeds: 75% interval)``."""
+    from .uncertainty import row_interval
+
+    iv = row_interval(r)
+    if not np.isfinite(iv.point):
+        return "—"
+    return f"{iv.ends(',.0f')} ({iv.label()})" if iv.ok else f"no interval ({iv.why or 'one seed'})"
+
+
 def best_table(best: pd.DataFrame, full: int | None, distinct: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
-    for r in best.itertuples():
+    for r in best.to_dict("records"):
         d = "—"
-        if distinct is not None and r.reached:
-            m = distinct[(distinct["batch_size"] == r.batch_size) & np.isclose(distinct["learning_rate"],
-                                                                                r.learning_rate)]
+        if distinct is not None and r["reached"]:
+            m = distinct[(distinct["batch_size"] == r["batch_size"]) & np.isclose(distinct["learning_rate"],
+                                                                                  r["learning_rate"])]
             d = f"{int(m['distinct'].iloc[0])} of {int(m['runs'].iloc[0])}" if not m.empty else "—"
-        rows.append({"batch size": "full (%d)" % r.batch_size if r.batch_size == full else str(r.batch_size),
-                     "best learning rate": f"{r.learning_rate:.3g}" if r.reached else "—",
-                     "tuned?": ("yes" if r.tuned else f"not tuned: optimum at the grid's edge ({r.edge}); add "
-                                f"{r.add}") if r.reached else "—",
-                     "steps to target (median, interval)": steps_interval_text(r.steps_lo, r.steps),
-                     "steps, seeds min–max": (f"{fmt_steps(r.steps_min)}–{fmt_steps(r.steps_max)}" if r.reached
-                                              else "—"),
-                     "examples to target (median)": fmt_steps(r.examples),
-                     "seeds reached": f"{r.n_reached}/{r.n}",
+        ok = r["reached"]
+        rows.append({"batch size": bs_label(r["batch_size"], full),
+                     "best learning rate": f"{r['learning_rate']:.3g}" if ok else "—",
+                     "tuned?": ("yes" if r["tuned"] else f"not tuned: optimum at the grid's edge ({r['edge']}); add "
+                                f"{r['add']}") if ok else "—",
+                     "steps to target (median)": steps_interval_text(r["steps_lo"], r["steps"]),
+                     "median's interval over seeds": _cell_iv(r) if ok else "—",
+                     "steps, seeds min–max": span_steps(r["steps_min"], r["steps_max"]) if ok else "—",
+                     "examples to target (median)": fmt_steps(r["examples"]),
+                     "seeds reached": f"{r['n_reached']}/{r['n']}",
                      "distinct trajectories": d,
-                     "learning rates tried": str(r.n_lrs)})
+                     "learning rates tried": str(r["n_lrs"])})
     return pd.DataFrame(rows)
 
 
+def span_steps(lo: float, hi: float) -> str:
+    """``5–8``, ``5`` when every seed took the same, ``5–not reached`` when some seed did not reach."""
+    a, b = fmt_steps(lo), fmt_steps(hi)
+    return a if a == b else f"{a}–{b}"
+
+
 def scaling_table(best: pd.DataFrame, per_group: pd.DataFrame, full: int | None) -> pd.DataFrame:
-    """Per batch size: the best cell's steps and scaling efficiency with 90% intervals over seeds."""
+    """Per batch size: the best cell's median steps (as in the best-learning-rate table) and the
+    scaling efficiency, each with its interval over seeds and the coverage it reaches."""
     from .uncertainty import Interval, classify
 
-    m = best.merge(per_group, on=[c for c in ("optimizer", "batch_size") if c in per_group], suffixes=("", "_b"))
     rows = []
-    for r in m.itertuples():
-        iv = Interval(r.efficiency, r.efficiency_lo, r.efficiency_hi, 0.0)
-        ok = r.reached and r.tuned
-        rows.append({"batch size": "full (%d)" % r.batch_size if r.batch_size == full else str(r.batch_size),
-                     "tuned?": "yes" if r.tuned else ("not tuned (grid edge)" if r.reached else "not reached"),
-                     "steps (midpoint, common grid)": f"{r.steps_b:.3g}" if np.isfinite(r.steps_b) else "—",
-                     "steps 90% interval": (f"{r.steps_lo_b:.3g}–{r.steps_hi:.3g}" if np.isfinite(r.steps_hi)
-                                            else "not resolved"),
-                     "scaling efficiency": f"{r.efficiency:.2f}" if ok and np.isfinite(r.efficiency) else "—",
-                     "efficiency 90% interval": (f"{r.efficiency_lo:.2f}–{r.efficiency_hi:.2f}"
-                                                 if ok and np.isfinite(r.efficiency_lo) else "—"),
-                     "within 2× of perfect scaling?": classify(iv, 0.5, "yes", "no") if ok else "— (left out)",
-                     "same best η in resamples": f"{r.best_lr_share:.0%}",
-                     "distinct trajectories in best cell": str(int(r.seeds))})
+    for r in per_group.sort_values("batch_size").to_dict("records"):
+        ok = bool(r["reached"]) and bool(r["tuned"])
+        iv = Interval(r["efficiency"], r["efficiency_lo"], r["efficiency_hi"], 0.0, r["efficiency_level"])
+        ref = r.get("efficiency_how") == "reference"
+        eff_iv = ("— (the reference)" if ref else f"{iv.ends('.2f')} ({iv.label()})" if ok and iv.ok else
+                  f"no interval ({r.get('efficiency_how') or 'one seed'})" if ok and np.isfinite(iv.point) else "—")
+        rows.append({"batch size": bs_label(r["batch_size"], full),
+                     "tuned?": "yes" if r["tuned"] else ("not tuned (grid edge)" if r["reached"] else "not reached"),
+                     "steps (median)": fmt_steps(r["steps"]) if r["reached"] else "—",
+                     "median's interval over seeds": _cell_iv({**r, "iv_lo": r["steps_lo"], "iv_hi": r["steps_hi"]})
+                     if r["reached"] else "—",
+                     "scaling efficiency": f"{iv.point:.2f}" if ok and np.isfinite(iv.point) else "—",
+                     "efficiency interval": eff_iv,
+                     "within 2× of perfect scaling?": ("— (the reference)" if ref else classify(iv, 0.5, "yes", "no"))
+                     if ok else "— (left out)",
+                     "same best η in bootstrap resamples": f"{r['best_lr_share']:.0%}",
+                     "distinct trajectories in best cell": str(int(r["seeds"])) if np.isfinite(r["seeds"]) else "—"})
     return pd.DataFrame(rows)
 
 
@@ -108,10 +128,10 @@ def critical_table(rows_in: list) -> pd.DataFrame:
         def path(key):
             p = paths.get(key)
             v = p["path_average"].dropna() if p is not None and not p.empty else []
-            return f"{np.median(v):.3g} ({len(v)} runs)" if len(v) else "not available"
+            return f"{np.median(v):.3g} (median of {plural(len(v), 'run')})" if len(v) else "not available"
         ok = fit is not None and np.isfinite(fit["b_crit"].point)
         rows.append({"target loss": f"{target:g}",
-                     "B_crit = E_min/S_min (fit, 90% interval)": fit["b_crit"].text() if ok else
+                     "B_crit = E_min/S_min (fit; bootstrap interval, its coverage)": fit["b_crit"].text() if ok else
                      f"fit failed: {reason or 'fewer than 3 tuned batch sizes'}",
                      "S_min (steps)": fit["s_min"].text() if ok else "—",
                      "E_min (examples)": fit["e_min"].text() if ok else "—",

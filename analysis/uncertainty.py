@@ -1,25 +1,35 @@
-"""How sure: a bootstrap over seeds for every quantity derived from steps-to-target.
+"""How sure: intervals over seeds with the coverage they achieve, for every quantity derived
+from steps-to-target.
 
 A sweep runs each cell (learning rate × batch size × any other swept value) with a few
-seeds. Everything derived from them — the best learning rate per batch size, its steps
-and examples to a target, the scaling efficiency, the critical-batch fits — moves when
-the seeds change. Resampling the seeds *within each cell* (with replacement, the cells
-independently) and recomputing the whole chain gives a distribution; its 5th and 95th
-percentiles are the 90% interval (Efron & Tibshirani 1993, ch. 13, percentile interval).
-Each run's steps-to-target is itself an interval (the crossing lies between two
-evaluations), so every replicate also draws each run's step uniformly inside it.
+seeds. Three kinds of interval, each labelled with the coverage it actually reaches:
 
-Identical trajectories are one trajectory: a deterministic run (full batch from a fixed
-initialisation) repeated with three seeds is one measurement, not three; ``fingerprints``
-finds them and the bootstrap resamples distinct trajectories only.
+- **A cell's median steps** (``median_interval``): the distribution-free order-statistic
+  interval [X₍ⱼ₎, X₍ₖ₎] of the seeds (Conover 1999, §3.2; David & Nagaraja 2003, §7.1).
+  It covers the true median with probability P(j ≤ Bin(n, ½) < k), whatever the
+  distribution of the steps: the range of 2 seeds 50%, of 3 seeds 75%, of 5 seeds 94%; with
+  8 seeds the 2nd to 7th 93%. The percentile bootstrap of a median of 3 seeds is that same
+  range, so it cannot earn a "90%" label (``order_stats``). Each run's step is itself an
+  interval (the crossing lies between two evaluations): the lower end is taken from the
+  runs' lower ends, the upper from their upper ends.
+- **Scaling efficiency** (a ratio of two cells' medians): both cells' intervals combined;
+  the seeds of two cells are independent, so it covers with probability ≥ the product.
+- **The critical-batch fits** (B_crit, S_min, E_min, B_noise): a percentile bootstrap that
+  resamples the seeds within each cell and re-picks every best learning rate (Efron &
+  Tibshirani 1993, ch. 13). Its coverage was measured on planted data
+  (``tests/analysis/test_coverage.py``) and is stated as measured (``BOOT_COVERAGE``).
 
-Pure numpy and pandas; a classification is made only when the interval is on one side
-of its threshold (``classify``).
+Nothing is an interval from one seed. Identical trajectories are one trajectory: a
+deterministic run (full batch from a fixed initialisation) repeated with three seeds is
+one measurement, not three; ``fingerprints`` finds them. Such a cell's steps are exact up
+to the evaluation interval, and say so. Pure numpy and pandas; a classification is made
+only when the interval is on one side of its threshold (``classify``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -27,11 +37,16 @@ import pandas as pd
 
 from bpresearch import verdicts as V
 
+from . import critical as CR
+from . import measures as M
 from .critical import DEGENERATE_FACTOR
 
-LEVEL = 0.9     # two-sided interval: 5th to 95th percentile
+LEVEL = 0.9     # the coverage an interval aims for; the one it reaches is stated with it
 N_BOOT = 1000   # replicates; the percentiles move by < 1% of the interval width beyond this
 SEED = 0        # the bootstrap is deterministic: same data ⇒ same intervals
+# The coverage of the fits' percentile bootstrap, measured on planted data with 3 and 6 batch
+# sizes (the lowest of both, rounded down to 5%): fewest distinct seeds per cell -> coverage.
+BOOT_COVERAGE = {2: 0.70, 3: 0.85, 5: 0.90}
 
 
 # ---------------------------------------------------------------- distinct trajectories
@@ -79,52 +94,182 @@ def keep_distinct(table: pd.DataFrame, fp: pd.Series | None) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- intervals and classifications
+def ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
 class Interval(NamedTuple):
     point: float
     lo: float
     hi: float
-    failed: float  # share of replicates where the quantity could not be computed
+    failed: float        # share of bootstrap replicates where the quantity could not be computed
+    level: float = LEVEL  # the coverage it reaches (NaN: no interval)
+    how: str = ""         # what it is: "range of 3 seeds", "2nd–7th of 8 seeds", "bootstrap, 5 seeds"
+    why: str = ""         # why there is none ("one seed")
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is an interval: ends that are numbers (the upper may be ∞: not reached)."""
+        return bool(np.isfinite(self.lo) and not np.isnan(self.hi))
+
+    def label(self) -> str:
+        """``90% interval``, ``range of 3 seeds: 75% interval``, ``every seed the same trajectory``."""
+        if self.level >= 1 and self.how:
+            return self.how
+        cov = f"{math.floor(self.level * 100 + 1e-9):.0f}% interval"
+        return f"{self.how}: {cov}" if self.how else cov
+
+    def ends(self, fmt: str = ".3g") -> str:
+        a, b = format(self.lo, fmt), (format(self.hi, fmt) if np.isfinite(self.hi) else "not reached")
+        return a if a == b else f"{a}–{b}"
 
     def text(self, fmt: str = ".3g") -> str:
         if not np.isfinite(self.point):
             return "not available"
-        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
-            return f"{self.point:{fmt}} (90% interval not resolved)"
-        a, b = format(self.lo, fmt), format(self.hi, fmt)
-        return f"{self.point:{fmt}} (90% interval {a}–{b})" if a != b else f"{self.point:{fmt}} (90% interval {a})"
+        if not self.ok:
+            return f"{self.point:{fmt}} (no interval: {self.why or 'not resolved by these seeds'})"
+        return f"{self.point:{fmt}} ({self.ends(fmt)}; {self.label()})"
+
+
+NONE = Interval(np.nan, np.nan, np.nan, 1.0, np.nan)
+
+
+def order_stats(n: int, level: float = LEVEL) -> tuple[int, int, float] | None:
+    """(j, k, coverage): the narrowest symmetric [X₍ⱼ₎, X₍ₖ₎] of n seeds covering the median with
+    probability ≥ ``level`` (1-based; k = n + 1 − j), else the full range and what it reaches. None: n < 2."""
+    if n < 2:
+        return None
+    pmf = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
+    best = (1, n, 1.0 - 2 * pmf[0])
+    for j in range(2, n // 2 + 1):
+        cov = sum(pmf[j:n + 1 - j])   # P(j ≤ Bin(n, ½) ≤ k − 1)
+        if cov < level:
+            break
+        best = (j, n + 1 - j, cov)
+    return best
+
+
+def median_interval(lo, hi, runs: int | None = None, level: float = LEVEL) -> Interval:
+    """The order-statistic interval of a cell's median steps (``verdicts.median`` of ``hi``).
+
+    Args:
+        lo, hi: per distinct trajectory, the ends of its steps-to-target interval (NaN or ∞:
+            not reached).
+        runs: the runs behind them (several runs, one trajectory: the steps are exact up to
+            the evaluation interval; one run: no interval).
+    """
+    hi = np.sort(np.nan_to_num(np.asarray(hi, float), nan=np.inf))
+    lo = np.sort(np.minimum(np.nan_to_num(np.asarray(lo, float), nan=np.inf), hi))
+    n = hi.size
+    point = V.median(hi)
+    if n == 0:
+        return NONE
+    if n == 1:
+        if runs and runs > 1:
+            return Interval(point, lo[0], hi[0], 0.0, 1.0, f"all {runs} seeds the same trajectory")
+        return Interval(point, np.nan, np.nan, 0.0, np.nan, why="one seed")
+    j, k, cov = order_stats(n, level)
+    how = f"range of {n} seeds" if (j, k) == (1, n) else f"{ordinal(j)}–{ordinal(k)} of {n} seeds"
+    return Interval(point, lo[j - 1], hi[k - 1], 0.0, cov, how)
+
+
+def ratio_interval(num: Interval, den: Interval, scale: float = 1.0) -> Interval:
+    """scale·num/den with both cells' intervals: covers with probability ≥ the product (independent seeds)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = scale * num.point / den.point
+        if not (num.ok and den.ok):
+            return Interval(point, np.nan, np.nan, 0.0, np.nan, why=num.why or den.why or "one seed")
+        lo, hi = scale * num.lo / den.hi, scale * num.hi / den.lo
+    level = num.level * den.level   # a lower bound on the coverage: both cells covered
+    return Interval(point, lo, hi, 0.0, level, "" if level < 1 else "every seed the same trajectory")
+
+
+def apart(a: Interval, b: Interval) -> int:
+    """-1 when a's interval lies wholly below b's, 1 when above, 0 when they overlap or either has none."""
+    if not (a.ok and b.ok):
+        return 0
+    return -1 if a.hi < b.lo else 1 if b.hi < a.lo else 0
 
 
 def interval(point: float, samples: np.ndarray, level: float = LEVEL, max_failed: float = 0.1) -> Interval:
     """The percentile interval of ``samples`` (non-finite = failed replicates) around ``point``.
 
     More than ``max_failed`` failed replicates leave the interval unresolved (NaN ends):
-    the quantity cannot be computed for a sizeable share of plausible seed draws.
+    the quantity cannot be computed for a sizeable share of plausible seed draws. The
+    interval is widened to hold ``point`` when the percentiles miss it (coverage only grows).
     """
     samples = np.asarray(samples, float)
     ok = np.isfinite(samples)
     failed = 1.0 - ok.mean() if samples.size else 1.0
     if not np.isfinite(point) or failed > max_failed or ok.sum() < 2:
-        return Interval(float(point), np.nan, np.nan, float(failed))
+        return Interval(float(point), np.nan, np.nan, float(failed), np.nan,
+                        why="the fit fails on too many resamples of the seeds" if np.isfinite(point) else "")
     q = (1 - level) / 2
     lo, hi = np.quantile(samples[ok], [q, 1 - q])
-    return Interval(float(point), float(lo), float(hi), float(failed))
+    return Interval(float(point), float(min(lo, point)), float(max(hi, point)), float(failed), level)
 
 
 def classify(iv: Interval, threshold: float, above: str, below: str,
              unresolved: str = "not resolved by these seeds") -> str:
     """``above`` when the whole interval is ≥ threshold, ``below`` when it is < threshold, else unresolved."""
-    if np.isfinite(iv.lo) and iv.lo >= threshold:
+    if iv.ok and iv.lo >= threshold:
         return above
-    if np.isfinite(iv.hi) and iv.hi < threshold:
+    if iv.ok and iv.hi < threshold:
         return below
     return unresolved
 
 
-# ---------------------------------------------------------------- the bootstrap of the scaling chain
+# ---------------------------------------------------------------- every best cell's interval
+IV_COLS = ["iv_lo", "iv_hi", "iv_level", "iv_how", "iv_why", "distinct"]
+
+
+def with_intervals(best: pd.DataFrame, table: pd.DataFrame, counts: pd.DataFrame | None,
+                   by: list[str] | None = None) -> pd.DataFrame:
+    """``best`` (``measures.best_learning_rate`` of one target) with its best cell's interval.
+
+    Args:
+        table: the steps table of that target, one row per distinct trajectory (``keep_distinct``).
+        counts: ``distinct_counts`` (runs per cell); None: each row is its own run.
+    Returns:
+        ``best`` plus ``iv_lo``, ``iv_hi``, ``iv_level``, ``iv_how``, ``iv_why`` (``median_interval``)
+        and ``distinct`` (distinct trajectories in the best cell).
+    """
+    by = list(by or M.TUNED_OVER)
+    out = best.copy()
+    vals = []
+    for r in best.to_dict("records"):
+        if not r["reached"]:
+            vals.append([np.nan, np.nan, np.nan, "", "not reached", 0])
+            continue
+        m = np.isclose(table["learning_rate"], r["learning_rate"])
+        for k in by:
+            m &= (table[k] == r[k]).to_numpy()
+        g = table[m]
+        runs = len(g)
+        if counts is not None:
+            cm = np.isclose(counts["learning_rate"], r["learning_rate"])
+            for k in by:
+                cm &= (counts[k] == r[k]).to_numpy()
+            runs = int(counts.loc[cm, "runs"].sum()) or runs
+        iv = median_interval(g["steps_lo"], g["steps"], runs)
+        vals.append([iv.lo, iv.hi, iv.level, iv.how, iv.why, len(g)])
+    for i, c in enumerate(IV_COLS):
+        out[c] = [v[i] for v in vals] if vals else pd.Series(dtype=object)
+    return out
+
+
+def row_interval(r, scale: float = 1.0) -> Interval:
+    """The interval of one row of ``with_intervals`` (times ``scale``: the batch size gives examples)."""
+    get = r.get if isinstance(r, dict) else (lambda k, d=None: getattr(r, k, d))
+    p, lo, hi = get("steps"), get("iv_lo", np.nan), get("iv_hi", np.nan)
+    return Interval(p * scale, lo * scale, hi * scale, 0.0, get("iv_level", np.nan), get("iv_how", "") or "",
+                    get("iv_why", "") or "")
+
+
+# ---------------------------------------------------------------- the bootstrap of the critical-batch fits
 class _Cells(NamedTuple):
     keys: pd.DataFrame       # one row per cell: by + learning_rate
-    lo: np.ndarray           # (C, K) step interval lower ends (inf: not reached; NaN: no such seed)
-    hi: np.ndarray           # (C, K) upper ends
+    steps: np.ndarray        # (C, K) steps per distinct trajectory (inf: not reached; NaN: no such seed)
     n: np.ndarray            # (C,) seeds (distinct trajectories) per cell
     group: np.ndarray        # (C,) index of the cell's tuning group (by)
     groups: pd.DataFrame     # one row per group: by
@@ -132,52 +277,34 @@ class _Cells(NamedTuple):
 
 def _cells(table: pd.DataFrame, by: list[str]) -> _Cells:
     t = table.sort_values(list(by) + ["learning_rate"])
-    keys, lo_rows, hi_rows = [], [], []
+    keys, rows = [], []
     for key, g in t.groupby(list(by) + ["learning_rate"], sort=True, dropna=False):
         keys.append(key if isinstance(key, tuple) else (key,))
-        hi = g["steps"].fillna(np.inf).to_numpy(float)
-        lo = g["steps_lo"].fillna(np.inf).to_numpy(float) if "steps_lo" in g else hi
-        lo_rows.append(np.minimum(lo, hi))
-        hi_rows.append(hi)
-    K = max(len(r) for r in hi_rows)
-    pad = lambda rows: np.array([np.pad(r, (0, K - len(r)), constant_values=np.nan) for r in rows])  # noqa: E731
+        rows.append(g["steps"].fillna(np.inf).to_numpy(float))
+    K = max(len(r) for r in rows)
     keys = pd.DataFrame(keys, columns=list(by) + ["learning_rate"])
     groups = keys[list(by)].drop_duplicates().reset_index(drop=True)
     gidx = keys[list(by)].merge(groups.reset_index(), on=list(by), how="left")["index"].to_numpy()
-    return _Cells(keys, pad(lo_rows), pad(hi_rows), np.array([len(r) for r in hi_rows]), gidx, groups)
+    steps = np.array([np.pad(r, (0, K - len(r)), constant_values=np.nan) for r in rows])
+    return _Cells(keys, steps, np.array([len(r) for r in rows]), gidx, groups)
 
 
-def _medians(c: _Cells, rng: np.random.Generator | None, R: int) -> np.ndarray:
-    """(R, C) median steps per cell (``verdicts.medians``): resampled seeds, each step drawn within its interval.
-
-    ``rng`` None: the data as measured, each step at its interval's midpoint (R = 1).
-    """
-    C, K = c.hi.shape
-    if rng is None:
-        s = ((c.lo + c.hi) / 2)[None]
-    else:
-        idx = np.floor(rng.random((R, C, K)) * c.n[None, :, None]).astype(int)  # a seed per slot, within its cell
-        idx = np.where(np.arange(K)[None, None, :] < c.n[None, :, None], idx, 0)
-        lo = np.take_along_axis(np.broadcast_to(c.lo, (R, C, K)), idx, 2)
-        hi = np.take_along_axis(np.broadcast_to(c.hi, (R, C, K)), idx, 2)
-        u = rng.random((R, C, K))
-        with np.errstate(invalid="ignore"):
-            s = np.where(np.isfinite(hi), lo + u * (hi - lo), np.inf)
-        s = np.where(np.arange(K)[None, None, :] < c.n[None, :, None], s, np.nan)
-    return V.medians(s)
+def _medians(c: _Cells, rng: np.random.Generator, R: int) -> np.ndarray:
+    """(R, C) median steps per cell (``verdicts.medians``) of the seeds resampled within each cell."""
+    C, K = c.steps.shape
+    idx = np.floor(rng.random((R, C, K)) * c.n[None, :, None]).astype(int)  # a seed per slot, within its cell
+    s = np.take_along_axis(np.broadcast_to(c.steps, (R, C, K)), idx, 2)
+    return V.medians(np.where(np.arange(K)[None, None, :] < c.n[None, :, None], s, np.nan))
 
 
 def _best(c: _Cells, med: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(R, G) index of the best cell of each group (``verdicts.best_rows``; none reached: its first
     cell) and its median steps (inf where no cell of the group reached)."""
-    R = med.shape[0]
-    G = len(c.groups)
-    best = np.zeros((R, G), int)
-    steps = np.full((R, G), np.inf)
+    R, G = med.shape[0], len(c.groups)
+    best, steps = np.zeros((R, G), int), np.full((R, G), np.inf)
     for gi in range(G):
         J = np.flatnonzero(c.group == gi)  # cells of this group, sorted by learning rate
-        j = np.maximum(V.best_rows(med[:, J]), 0)
-        best[:, gi] = J[j]
+        best[:, gi] = J[np.maximum(V.best_rows(med[:, J]), 0)]
         steps[:, gi] = med[:, J].min(axis=1)
     return best, steps
 
@@ -203,8 +330,7 @@ def _fits(B: np.ndarray, S: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray
     a, b = _line_fits(np.broadcast_to(1.0 / B, eps.shape), 1.0 / eps)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {"s_min": s_min, "e_min": e_min, "b_crit": e_min / s_min, "eps_max": 1.0 / a, "b_noise": b / a}
-    b_lo, b_hi = np.nanmin(B), np.nanmax(B)
-    lo_ok, hi_ok = b_lo / DEGENERATE_FACTOR, b_hi * DEGENERATE_FACTOR  # as ``critical.degenerate_reason``
+    lo_ok, hi_ok = np.nanmin(B) / DEGENERATE_FACTOR, np.nanmax(B) * DEGENERATE_FACTOR  # as critical.degenerate_reason
     with np.errstate(invalid="ignore"):
         bad_ce = ~((s_min > 0) & (e_min > 0) & (out["b_crit"] >= lo_ok) & (out["b_crit"] <= hi_ok))
         bad_lr = ~((a > 0) & (out["b_noise"] >= lo_ok) & (out["b_noise"] <= hi_ok))
@@ -215,85 +341,125 @@ def _fits(B: np.ndarray, S: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray
     return out
 
 
+FIT_NAMES = ("s_min", "e_min", "b_crit", "eps_max", "b_noise")
+
+
+def fit_points(best: pd.DataFrame) -> dict[str, float]:
+    """The fits' point estimates: ``critical`` on the tuned batch sizes that reached (``fit_inputs``)."""
+    ok = fit_inputs(best)
+    ce = CR.fit_steps_examples(ok["steps"].to_numpy(float), ok["examples"].to_numpy(float))
+    lr = CR.fit_lr_scaling(ok["batch_size"].to_numpy(float), ok["learning_rate"].to_numpy(float))
+    return {"s_min": ce.s_min, "e_min": ce.e_min, "b_crit": ce.b_crit, "eps_max": lr.eps_max, "b_noise": lr.b_noise}
+
+
+def fit_inputs(best: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``best`` a critical-batch fit uses: reached, and tuned (optimum inside the grid)."""
+    return best[best["reached"] & best["tuned"].astype(bool)] if "tuned" in best else best[best["reached"]]
+
+
+def boot_coverage(seeds: int) -> float:
+    """The coverage the fits' bootstrap reaches with ``seeds`` distinct seeds per cell (``BOOT_COVERAGE``)."""
+    known = [k for k in BOOT_COVERAGE if k <= seeds]
+    return BOOT_COVERAGE[max(known)] if known else np.nan
+
+
 class ScalingIntervals(NamedTuple):
-    per_group: pd.DataFrame  # by + steps/examples/efficiency point, lo, hi, best-η stability
+    per_group: pd.DataFrame  # by + steps/examples/efficiency point, lo, hi, level; best-η stability
     fits: dict               # series key (tuple of the by columns except batch_size) -> {name: Interval}
 
 
-def scaling_intervals(table: pd.DataFrame, by: list[str], tuned: pd.DataFrame | None = None,
-                      n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL) -> ScalingIntervals:
-    """Bootstrap intervals for the scaling chain of one target.
+def _efficiency(g: pd.DataFrame, J: np.ndarray) -> None:
+    """Efficiency of each group of one series against its smallest tuned batch size that reached, in place."""
+    ok = (g["reached"].fillna(False).astype(bool) & g["tuned"].fillna(False).astype(bool)).to_numpy()
+    ref = [j for j in J if ok[j]]
+    if not ref:
+        return
+    j0 = ref[0]
+    iv0 = row_interval(g.iloc[j0].to_dict())
+    for j in J:
+        r = g.iloc[j].to_dict()
+        if j == j0:
+            g.loc[j, ["efficiency", "efficiency_how"]] = 1.0, "reference"
+            continue
+        if not r["reached"]:
+            continue
+        iv = ratio_interval(iv0, row_interval(r), g.at[j0, "batch_size"] / r["batch_size"])
+        g.loc[j, ["efficiency", "efficiency_lo", "efficiency_hi", "efficiency_level"]] = \
+            iv.point, iv.lo, iv.hi, iv.level
+        g.loc[j, "efficiency_how"] = iv.how or iv.why
+
+
+def scaling_intervals(table: pd.DataFrame, best: pd.DataFrame | None = None, by: list[str] | None = None,
+                      n_boot: int = N_BOOT, seed: int = SEED, counts: pd.DataFrame | None = None) -> ScalingIntervals:
+    """Intervals for the scaling chain of one target.
 
     Args:
-        table: ``measures.steps_to_target`` rows of one target, already deduplicated
-            (``keep_distinct``) and on a common grid (``measures.on_common_grid``).
+        table: ``measures.steps_to_target`` rows of one target, one per distinct trajectory
+            (``keep_distinct``), each at its own evaluation resolution.
+        best: ``measures.best_learning_rate`` of that target (with ``with_intervals``' columns,
+            else they are added); None: computed from ``table``.
         by: the tuning groups (must include ``batch_size``; other columns are facets, and
             each combination of their values is one series of batch sizes to fit).
-        tuned: per group, ``tuned`` (``measures.best_learning_rate``): only tuned groups
-            enter the efficiencies' reference and the fits. None: every group.
-        n_boot, seed, level: replicates, the generator's seed, the interval's coverage.
+        n_boot, seed: the fits' bootstrap replicates and the generator's seed.
+        counts: ``distinct_counts`` (runs per cell), for ``with_intervals``.
 
     Returns:
-        ``per_group``: ``by``, ``steps``, ``steps_lo``/``steps_hi`` (interval of the best
-        cell's median steps), ``examples`` likewise, ``efficiency`` likewise (relative to
-        the series' smallest tuned batch size that reached), ``best_lr_share`` (share of
-        replicates choosing the measured best learning rate), ``seeds`` (distinct
-        trajectories in the best cell); ``fits``: per series, ``Interval`` for s_min, e_min,
-        b_crit, eps_max and b_noise.
+        ``per_group``: ``best``'s rows with ``steps_lo``/``steps_hi``/``steps_level`` (the best
+        cell's ``median_interval``), ``examples`` likewise, ``efficiency`` (against the series'
+        smallest tuned batch size that reached; ``efficiency_how`` "reference" there) with
+        ``efficiency_lo``/``_hi``/``_level`` (``ratio_interval``), ``best_lr_share`` (share of
+        bootstrap replicates choosing the same best learning rate), ``seeds`` (distinct
+        trajectories in the best cell); ``fits``: per series, an ``Interval`` for each of
+        ``FIT_NAMES``, its point the one ``critical`` fits to ``fit_inputs``.
     """
+    by = list(by or M.TUNED_OVER)
+    if best is None:
+        best = M.best_learning_rate(M.cells(table, by), float(table["target"].iloc[0]), by)
+    if "iv_lo" not in best:
+        best = with_intervals(best, table, counts, by)
     c = _cells(table, by)
-    rng = np.random.default_rng(seed)
-    best0, steps0 = _best(c, _medians(c, None, 1))
-    best, steps = _best(c, _medians(c, rng, n_boot))
-    g = c.groups.copy()
+    best_r, steps_r = _best(c, _medians(c, np.random.default_rng(seed), n_boot))
+    g = c.groups.merge(best.drop(columns="steps_lo"), on=by, how="left")
+    g["steps_lo"], g["steps_hi"], g["steps_level"] = g["iv_lo"], g["iv_hi"], g["iv_level"]
     B = g["batch_size"].to_numpy(float)
-    lr_of = c.keys["learning_rate"].to_numpy(float)
-    ok_group = np.ones(len(g), bool)
-    if tuned is not None:
-        t = g.merge(tuned[list(by) + ["tuned"]], on=list(by), how="left")["tuned"]
-        ok_group = t.fillna(False).astype(bool).to_numpy()
+    g["examples_lo"], g["examples_hi"] = g["iv_lo"] * B, g["iv_hi"] * B
+    lr_r = c.keys["learning_rate"].to_numpy(float)[best_r]
+    g["best_lr_share"] = np.isclose(lr_r, g["learning_rate"].to_numpy(float)[None]).mean(0)
+    g["seeds"] = g["distinct"]
+    g["efficiency"] = g["efficiency_lo"] = g["efficiency_hi"] = g["efficiency_level"] = np.nan
+    g["efficiency_how"] = ""
     series_cols = [k for k in by if k != "batch_size"]
     series = g[series_cols].apply(tuple, axis=1) if series_cols else pd.Series([()] * len(g))
-    eff = np.full((n_boot, len(g)), np.nan)
-    eff0 = np.full((1, len(g)), np.nan)
     fits = {}
     for key in dict.fromkeys(series):
         J = np.flatnonzero((series == key).to_numpy())
         J = J[np.argsort(B[J])]
-        ref = [j for j in J if ok_group[j] and np.isfinite(steps0[0, j])]
-        if ref:
-            j0 = ref[0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                eff0[0, J] = steps0[0, j0] * B[j0] / (B[J] * steps0[0, J])
-                eff[:, J] = steps[:, [j0]] * B[j0] / (B[J][None] * steps[:, J])
-        F = [j for j in J if ok_group[j] and np.isfinite(steps0[0, j])]
-        names = ("s_min", "e_min", "b_crit", "eps_max", "b_noise")
-        if len(F) >= 3:
-            Bf = B[F][None]
-            S_b = np.where(np.isfinite(steps[:, F]), steps[:, F], np.nan)
-            f0 = _fits(Bf, steps0[:, F], lr_of[best0[:, F]])
-            fb = _fits(Bf, S_b, lr_of[best[:, F]])
-            fits[key] = {k: interval(float(f0[k][0]), fb[k], level) for k in names}
-        else:
-            fits[key] = {k: Interval(np.nan, np.nan, np.nan, 1.0) for k in names}
-    q = (1 - level) / 2
-
-    def band(x):
-        import warnings
-
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: batch sizes never reached
-            finite = np.isfinite(x).mean(0) >= 0.9
-            lo = np.where(finite, np.nanquantile(np.where(np.isfinite(x), x, np.nan), q, axis=0), np.nan)
-            hi = np.where(finite, np.nanquantile(np.where(np.isfinite(x), x, np.nan), 1 - q, axis=0), np.nan)
-        return lo, hi
-
-    s_lo, s_hi = band(steps)
-    e_lo, e_hi = band(eff)
-    g["steps"] = steps0[0]
-    g["steps_lo"], g["steps_hi"] = s_lo, s_hi
-    g["examples"], g["examples_lo"], g["examples_hi"] = steps0[0] * B, s_lo * B, s_hi * B
-    g["efficiency"], g["efficiency_lo"], g["efficiency_hi"] = eff0[0], e_lo, e_hi
-    g["best_lr_share"] = (best == best0).mean(0)
-    g["seeds"] = c.n[best0[0]]
+        _efficiency(g, J)
+        fits[key] = _fit_intervals(c, g, J, steps_r, lr_r)
     return ScalingIntervals(g, fits)
+
+
+def _fit_intervals(c: _Cells, g: pd.DataFrame, J: np.ndarray, steps_r: np.ndarray, lr_r: np.ndarray) -> dict:
+    """The fits of one series: points as ``fit_points``, bootstrap intervals labelled with ``boot_coverage``."""
+    sub = g.iloc[J]
+    inputs = fit_inputs(sub)
+    points = fit_points(sub)
+    F = J[np.isin(J, inputs.index)]
+    if len(F) < 3:
+        return {k: Interval(points[k], np.nan, np.nan, 1.0, np.nan, why="fewer than 3 tuned batch sizes")
+                for k in FIT_NAMES}
+    seeds = int(c.n[np.isin(c.group, F)].min())
+    cov = boot_coverage(seeds)
+    steps = steps_r[:, F]
+    with np.errstate(invalid="ignore"):
+        fb = _fits(B=g["batch_size"].to_numpy(float)[F][None], S=np.where(np.isfinite(steps), steps, np.nan),
+                   eps=lr_r[:, F])
+    out = {}
+    for k in FIT_NAMES:
+        iv = interval(points[k], fb[k])
+        if not np.isfinite(cov):
+            iv = Interval(iv.point, np.nan, np.nan, iv.failed, np.nan, why="one seed per cell")
+        elif iv.ok:
+            iv = iv._replace(level=cov, how=f"bootstrap, {seeds} seeds per cell")
+        out[k] = iv
+    return out

@@ -7,6 +7,7 @@ from bpresearch import keys as R
 
 from .. import measures as M
 from ..figures import curves as FC
+from ..prose import bs_text
 from ..prose_predicted import findings_two_noises
 from .context import Context, of, sfx
 
@@ -39,5 +40,6 @@ def batch_vs_stochastic(ctx: Context):
                             (f"Trajectory noise: std of the change of the log full training loss between "
                              f"evaluations every {g.eval_every} steps (median over seeds)", nt)):
             table = frame.pivot(index="learning_rate", columns="batch_size", values="noise").round(4)
-            table.columns = [f"batch size {'full (%d)' % b if b == full else b}" for b in table.columns]
-            ctx.rep.table(what, table.reset_index().rename(columns={"learning_rate": "learning rate η"}))
+            table = table.astype(object).where(table.notna(), "—")  # a cell not run, or whose every run diverged
+            table.columns = [bs_text(int(b), full) for b in table.columns]
+            ctx.rep.table(what + " (—: not run, or every run diverged)", table.reset_index().rename(columns={"learning_rate": "learning rate η"}))

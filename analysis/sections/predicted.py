@@ -22,7 +22,7 @@ METHOD = ("Measured, on a grid: the divergence boundary lies between the highest
           "diverged and the lowest at which some seed did; the table gives that bracket and its geometric midpoint, "
           "and the prediction is judged by whether it falls inside. Critical batch size: B_crit = E_min/S_min is "
           "fitted to the best learning rate per tuned batch size (S = S_min + E_min/B, McCandlish et al. 2018), with "
-          "a 90% interval from a bootstrap over seeds; under that model B_crit is the noise scale averaged along "
+          "a bootstrap interval over seeds labelled with the coverage it reached on planted data; under that model B_crit is the noise scale averaged along "
           "training, so it is set beside the step-weighted path averages of the measured noise scales, B_noise = "
           "tr(HΣ)/(GᵀHG) and B_simple = tr(Σ)/|G|², taken only where the loss was above the target and |G| ≥ 1% of "
           "its start.")
@@ -65,7 +65,7 @@ def _group(rep: Report, g: Group, n_bs: int):
     rep.table("Predicted vs measured: the divergence boundary", predicted_table(
         pred.cmp, pred.init, full, [], pred.missing_boundary, ""))
     if critical_rows:
-        rep.table("Critical batch size: fitted from the sweep (90% intervals over seeds) against noise scales "
+        rep.table("Critical batch size: fitted from the sweep (bootstrap intervals over seeds, with their coverage) against noise scales "
                   "measured along full-batch training", critical_table(critical_rows))
     _, eta = bound_labels(factor)
     rep.figure(f"edge_of_stability{sfx(g)}", f"Full batch: sharpness over training against {eta} (edge of stability)"

@@ -17,19 +17,20 @@ from bpresearch import keys as R
 
 from .. import measures as M
 from .. import refinement
-from .. import uncertainty as U
 from ..figures import scaling as FG
 from ..groups import Group, combined
 from ..prose import (
-    findings_best_intervals,
     findings_best_short,
-    findings_compare,
     findings_lost,
     findings_not_reached,
     findings_resolution,
-    findings_scaling_intervals,
     findings_untuned,
     fmt_steps,
+)
+from ..prose_intervals import (
+    findings_best_intervals,
+    findings_compare,
+    findings_scaling_intervals,
     headline_fastest,
 )
 from ..tables import best_table, outcome_table, scaling_table, with_facets
@@ -121,7 +122,7 @@ def _marks(si) -> list[tuple[str, float]]:
     b = fit["b_crit"]
     if not np.isfinite(b.point):
         return []
-    label = "B_crit (S–E fit" + (f", 90%: {b.lo:.3g}–{b.hi:.3g})" if np.isfinite(b.lo) else ")")
+    label = "B_crit (S–E fit" + (f", {b.ends()}: {b.label()})" if b.ok else ")")
     return [(label, b.point)]
 
 
@@ -142,7 +143,7 @@ def findings(ctx: Context, tg: Target):
         b = g.bests[t]
         found: list[str] = []
         if not ctx.seed_graph:  # the seed graph's own findings already say which η converged
-            found += (findings_best_intervals(b, t, g.budget, g.full, g.distinct) if first
+            found += (findings_best_intervals(b, t, g.budget, g.full, g.distinct, g.cell) if first
                       else [findings_best_short(b, t, g.full)])
             if first and len(b) > 1:
                 found += findings_untuned(b, t, g.full)
@@ -162,16 +163,15 @@ def findings(ctx: Context, tg: Target):
 def tables(ctx: Context, tg: Target):
     """The best learning rate per cell, scaling with its intervals, and the outcome of every run."""
     t, full, facets, groups = tg.t, ctx.full, ctx.facets, ctx.gd_groups
-    ctx.rep.table(f"Best learning rate per {cell_words(facets)} (fewest median steps to loss {t:g}; ties: better "
-                  f"worst seed; steps: the interval between the last evaluation above the target and the first "
+    ctx.rep.table(f"Best learning rate per {cell_words(facets)} (fewest median steps to loss {t:g}; ties: the middle "
+                  f"of the flat bottom; steps: the interval between the last evaluation above the target and the first "
                   f"below)", with_facets(tg.best, facets,
                                          lambda b: best_table(b, full, group_of(groups, b).distinct)))
     with_iv = [g for g in groups if t in g.intervals]
     scal = combined(with_iv, lambda g: g.bests[t], facets)
     if not scal.empty:
-        res = max(g.resolution for g in with_iv)
-        ctx.rep.table(f"Scaling to loss {t:g}: 90% intervals over seeds (bootstrap, {U.N_BOOT} resamples of the "
-                      f"seeds within each cell; steps on a common grid of {res})",
+        ctx.rep.table(f"Scaling to loss {t:g}: intervals over seeds, each with the coverage it reaches (steps: order "
+                      f"statistics of the best cell's seeds; efficiency: both cells' intervals)",
                       with_facets(scal, facets, lambda b: scaling_table(b, group_of(groups, b).intervals[t]
                                                                         .per_group, full)))
     every_cell = combined(ctx.groups, lambda g: g.cell, facets)  # random search too: every run is counted

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import measures as M
-from analysis import noise_scales, prose, prose_predicted
+from analysis import noise_scales, prose, prose_intervals, prose_predicted
 from analysis import sharpness as S
 from analysis import uncertainty as U
 from analysis.critical import fit_lr_scaling, fit_steps_examples
@@ -71,8 +71,8 @@ def test_intervals_go_on_a_common_grid_and_no_difference_below_the_resolution_is
     fb = grid[grid["batch_size"] == 1437].iloc[0]
     assert (fb["steps_lo"], fb["steps"]) == (6, 10)  # what an evaluation every 5 steps would have shown
     best = M.best_learning_rate(M.cells(table), 0.5).assign(tuned=True)
-    si = U.scaling_intervals(grid, ["optimizer", "batch_size"], best, n_boot=200)
-    text = prose.findings_scaling_intervals(best, si.per_group, 0.5, 1437, 5)[0]
+    si = U.scaling_intervals(table, U.with_intervals(best, table, None), n_boot=200)
+    text = prose_intervals.findings_scaling_intervals(best, si.per_group, 0.5, 1437, 5)[0]
     assert "not resolved" in text  # the old report: "10 steps" against "8"
     assert "6–10" in text
 
@@ -109,7 +109,7 @@ def planted(rng, n_seeds=8, sigma=0.15, s_min=100.0, e_min=6400.0, sizes=(8, 16,
         for s in range(n_seeds):
             st = (s_min + e_min / B) * np.exp(sigma * rng.normal())
             rows.append({"run_id": f"{B}-{s}", "optimizer": "sgd", "batch_size": B, "learning_rate": 0.1,
-                         "seed": s, "steps": st, "steps_lo": st, "reached": True})
+                         "seed": s, "steps": st, "steps_lo": st, "reached": True, "target": 0.5, "outcome": "reached"})
     return pd.DataFrame(rows)
 
 
@@ -118,7 +118,9 @@ def test_bootstrap_interval_covers_a_planted_critical_batch_size_at_about_its_no
     n = 100
     hits = 0
     for i in range(n):
-        iv = U.scaling_intervals(planted(rng), ["optimizer", "batch_size"], n_boot=200, seed=i).fits[("sgd",)]
+        table = planted(rng)
+        best = M.best_learning_rate(M.cells(table), 0.5).assign(tuned=True)
+        iv = U.scaling_intervals(table, best, n_boot=200, seed=i).fits[("sgd",)]
         hits += iv["b_crit"].lo <= 64 <= iv["b_crit"].hi
     assert 0.8 <= hits / n <= 0.99  # nominal 0.90 (measured 0.93–0.98 over 100 repetitions, three generators)
 

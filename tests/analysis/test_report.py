@@ -98,7 +98,7 @@ def test_index_links_every_report(store):
       "logged as a metric history (param/x, param/y, param/z)"]),
     ("linear-regression", ["loss_curves", "heatmap_0.06", "scaling_0.06", "sensitivity", "batch_vs_stochastic",
                            "edge_of_stability"],
-     ["Best learning rate per batch size", "the fastest learning rate was", "Scaling to loss 0.06: 90% intervals",
+     ["Best learning rate per batch size", "the best learning rate was", "Scaling to loss 0.06: intervals over seeds",
       "trajectory noise (the full training loss", "minibatch-loss noise", "Outcomes of all runs",
       "Predicted vs measured", "the prediction is inside the bracket", "the sharpness stayed below 2/η",
       "for at least 3 consecutive measurements", "Critical batch size for loss 0.06:",
