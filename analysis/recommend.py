@@ -181,7 +181,9 @@ def answer(recs: list[dict], runs: int, diverged: int, first_diverged: float | N
         out.append(f"Fewest examples: {_steps(e['examples'])} at {_where(e)}.")
         fastest_group = f.get("group", "")
         out.append(_scaling([r for r in first if r.get("group", "") == fastest_group]))
-    if diverged:
+    if diverged and diverged == runs:
+        out.append(f"Every one of the {runs} runs diverged: no learning rate in this grid trains stably.")
+    elif diverged:
         out.append(f"{diverged} of {runs} runs diverged, none below η = {_lr(first_diverged)}.")
     else:
         out.append(f"No run diverged ({runs} runs).")

@@ -81,9 +81,14 @@ def _loss_panel(ax, b: pd.DataFrame, bs: int, full: int | None, best, diverged: 
     if target is not None:
         ax.axhline(target, color="black", ls=":", lw=1)
     ax.set_yscale("log")
-    ax.set_ylim(top=top * 1.3)
+    right = float(b["step"].max())
     if best is not None and np.isfinite(best[1]):
-        ax.set_xlim(0, min(float(b["step"].max()), max(3 * best[1], 10)))
+        right = min(right, max(3 * best[1], 10))
+        ax.set_xlim(0, right)
+    seen = b[b["learning_rate"].isin(shown) & (b["step"] <= right)]
+    low = np.nanmin(seen[["median", "lo"]].to_numpy(float)) if not seen.empty else np.nan
+    low = min(low, target) if target is not None and np.isfinite(low) else low
+    ax.set_ylim(low / 1.5 if np.isfinite(low) and low > 0 else None, top * 1.3)
     title = f"batch size {bs_label(bs, full)}"
     if len(shown) < len(lrs):
         title += f"\n({len(shown)} of {len(lrs)} η drawn)"

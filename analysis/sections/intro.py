@@ -29,8 +29,8 @@ def answer(ctx: Context):
     headlines that later sections write (``ctx.headlines``) go to ``summary.json`` only.
     """
     recs = recommend.recommendations(ctx.groups, ctx.targets, ctx.variant.resolved)
-    gd = ctx.gd_runs
-    div = gd[gd["diverged"]] if "diverged" in gd else gd.iloc[:0]
+    gd = ctx.gd_runs if "optimizer" in ctx.runs else ctx.runs
+    div = gd[gd["diverged"].astype(bool)] if "diverged" in gd else gd.iloc[:0]
     ctx.rep.summary["recommendations"] = jsonable(recs)
     ctx.rep.summary["answer"] = recommend.answer(recs, len(gd), len(div),
                                                  float(div["learning_rate"].min()) if len(div) else None)
