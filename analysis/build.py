@@ -40,7 +40,7 @@ def always(ctx: Context) -> bool:
 
 # Every report starts so; a variant without finished runs ends there.
 HEAD: tuple[Section, ...] = (
-    Section("summary", always, intro.summary),
+    Section("answer", always, intro.answer),
     Section("what was run", always, intro.what_was_run),
 )
 
@@ -104,4 +104,6 @@ def _to_summary(rep: Report, name: str | None, at: int):
         if isinstance(b, Figure) and b.name == name and b.png is not None:
             rep.blocks[i] = ("p", f"({b.title}: the figure is in the summary at the top.)")
             rep.blocks.insert(at, b)
+            if rep.fold_from is not None and at <= rep.fold_from:
+                rep.fold_from += 1
             return

@@ -18,7 +18,7 @@ from pathlib import Path
 from bpresearch import keys as R
 from bpresearch.store import reads
 
-from . import load
+from . import load, recommend
 from .build import build
 from .render import slug, write, write_index
 from .sections.context import RunSide
@@ -81,7 +81,6 @@ def main(args, run_side: RunSide = RunSide()) -> int:
         return _fail("report: --variant picks a variant of one experiment; name exactly one experiment")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
     for name in names:
         t1 = time.perf_counter()
         data = load.load_experiment(uri, name)
@@ -98,19 +97,17 @@ def main(args, run_side: RunSide = RunSide()) -> int:
         folder = out / slug(name)
         reps = _write_pages(data, curves, variants, folder, run_side)
         shown = sum(f.png is not None for rep in reps for f in rep.figures)
-        (folder / "summary.json").write_text(json.dumps(experiment_summary(name, [r.summary for r in reps]),
-                                                        indent=1, allow_nan=False), encoding="utf-8")
+        summary = experiment_summary(name, [r.summary for r in reps])
+        summary["written"] = time.strftime("%Y-%m-%d %H:%M")
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False), encoding="utf-8")
         problem = _attach(uri, data, folder)
         print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {len(curves):,} curve "
               f"points loaded in {t_load:.1f}s; {shown} figures; {time.perf_counter() - t1:.1f}s → "
               f"{folder / 'index.html'}", file=sys.stderr)
         if problem:
             print(f"  warning: {problem}", file=sys.stderr)
-        heads = reps[0].summary.get("headlines") or []
-        more = f"; {len(data.variants) - 1} more variant(s)" if len(data.variants) > 1 and not selector else ""
-        entries.append((name, f"{len(data.runs)} finished runs{more}", heads[0] if heads else ""))
-    write_index(out, entries, uri)
-    print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiments, "
+    listed = write_index(out, uri)
+    print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiment(s) written, {len(listed)} listed, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
 
@@ -120,15 +117,33 @@ def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path
     old = folder / VARIANTS_DIR
     if old.exists():
         shutil.rmtree(old)  # pages of variants an earlier build had
-    reps = []
+    reps, places = [], []
     main_v = variants[0] if variants else None
     for v in variants or [None]:
         here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
         others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
-        rep = build(data, curves, v, others, run_side)
+        reps.append(build(data, curves, v, others, run_side))
+        places.append(here)
+    if len(reps) > 1:
+        _side_by_side(reps[0], reps[1:], main_v.facets if main_v else [])
+    for rep, here in zip(reps, places):
         write(rep, here)
-        reps.append(rep)
     return reps
+
+
+def _side_by_side(base, others: list, facets: list[str]):
+    """On the first page, above the folded details: each cell of the base against every other variant."""
+    table = recommend.compare_variants(base.summary.get("recommendations") or [],
+                                       [(o.summary.get("label", o.name), o.summary.get("recommendations") or [])
+                                        for o in others], facets)
+    at = base.fold_from if base.fold_from is not None else len(base.blocks)
+    blocks = [("h2", "Variants against the base sweep")]
+    blocks += [("table", "What each variant's overrides changed, per cell (steps ×: variant ÷ base)", table,
+                "variants")] if not table.empty else \
+        [("p", "No cell was run both in the base sweep and in another variant: nothing to set side by side.")]
+    base.blocks[at:at] = blocks
+    if base.fold_from is not None:
+        base.fold_from += len(blocks)
 
 
 def _link(here: Path, folder: Path, other, main_v) -> str:

@@ -14,15 +14,20 @@ from bpresearch import keys as R
 from .. import measures as M
 from ..groups import full_batch_size
 from ..prose import bs_label
-from .style import FULL_RED, STOCHASTIC_BLUE, NotApplicable, lr_colors, plt
+from .style import FULL_RED, STOCHASTIC_BLUE, NotApplicable, line_colors, pick_lines, plt
 
 
 def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS,
-                target: float | None = None) -> plt.Figure:
+                target: float | None = None, best: dict | None = None) -> plt.Figure:
     """How does the loss fall for each learning rate? One panel per batch size.
 
-    Lines are the median over seeds, bands span min to max; log y scale. Curves of
-    diverged runs stop at their divergence step.
+    Lines are the median over seeds, bands span min to max; log y scale. At most
+    ``MAX_LINES`` learning rates per panel (the best and its neighbours, the smallest
+    diverged, the ends of the range, the rest spread between: the title of each panel says
+    how many are drawn), each labelled by η in the panel's legend below it, in colours that
+    tell neighbours apart. The y axis stops at 10× the starting loss: a diverged run's line
+    ends there with ✕. ``best``: batch size -> (best η, the slowest best run's steps over the
+    targets); the step axis of that panel is cut at 3× those steps (the whole budget without it).
     """
     gd = runs[runs["optimizer"] != "random_search"]
     c = curves[(curves["key"] == key) & (curves["value"] > 0)].merge(gd[M.RUN_COLS], on="run_id")
@@ -30,34 +35,67 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAI
         raise NotApplicable(f"no {key} curves were logged for these runs")
     full = full_batch_size(runs)
     panels = sorted(c["batch_size"].unique())
-    colors = lr_colors(c["learning_rate"].unique())
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol + 1.6, 3.6 * nrow), squeeze=False,
-                             sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 4.6 * nrow), squeeze=False, constrained_layout=True)
     b = M.band(c, ["batch_size", "optimizer", "learning_rate"], "step", "value")
+    diverged = set(gd[gd["diverged"]].groupby(["batch_size", "learning_rate"]).size().index)
     for ax, bs in zip(axes.flat, panels):
-        for (opt, lr), g in b[b["batch_size"] == bs].groupby(["optimizer", "learning_rate"]):
-            ax.plot(g["step"], g["median"], color=colors[lr], lw=1.3, label=f"{lr:.3g}")
-            if g["n"].max() > 1:
-                ax.fill_between(g["step"], g["lo"], g["hi"], color=colors[lr], alpha=0.18, lw=0)
-        if target is not None:
-            ax.axhline(target, color="black", ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_title(f"batch size {bs_label(bs, full)}")
-        ax.set_xlabel("step (updates)")
+        _loss_panel(ax, b[b["batch_size"] == bs], bs, full, (best or {}).get(int(bs)), diverged, target)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(key.replace("_", " "))
-    handles = [plt.Line2D([], [], color=colors[lr], lw=2) for lr in sorted(colors)]
-    # outside, beside the panels and below the title: it covers neither curves nor title
-    fig.legend(handles, [f"{lr:.3g}" for lr in sorted(colors)], title="learning rate", loc="outside right center")
     seeds = runs["seed"].nunique()
     band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
     tnote = f"; dotted: target {target:g}" if target is not None else ""
-    fig.suptitle(f"{key.replace('_', ' ')} by learning rate\n(median{band_note}{tnote})", fontsize=11)
+    fig.suptitle(f"{key.replace('_', ' ')} by learning rate η (median{band_note}{tnote}; ✕ diverged)", fontsize=11)
     return fig
+
+
+def _loss_panel(ax, b: pd.DataFrame, bs: int, full: int | None, best, diverged: set, target: float | None):
+    """One batch size's curves: at most ``MAX_LINES``, clipped at 10× the starting loss, step axis zoomed."""
+    lrs = sorted(b["learning_rate"].unique())
+    keep = []
+    if best is not None and best[0] in lrs:
+        i = lrs.index(best[0])
+        keep = lrs[max(i - 1, 0):i + 2]
+    div = [lr for lr in lrs if (bs, lr) in diverged]
+    shown = pick_lines(lrs, keep + div[:1])
+    colors = line_colors(shown)
+    start = b[b["step"] == b["step"].min()]["median"]
+    top = 10 * float(start.max()) if not start.empty else float(b["median"].max())
+    for i, lr in enumerate(shown):
+        g = b[b["learning_rate"] == lr].sort_values("step")
+        y = g["median"].clip(upper=top)
+        ls = "-" if i % 2 == 0 else (0, (4, 1.5))
+        ax.plot(g["step"], y, color=colors[lr], lw=1.5, ls=ls, label=f"η={lr:.3g}" + (" ★" if keep and lr == best[0]
+                                                                                    else ""))
+        if g["n"].max() > 1:
+            ax.fill_between(g["step"], g["lo"].clip(upper=top), g["hi"].clip(upper=top), color=colors[lr],
+                            alpha=0.15, lw=0)
+        if (bs, lr) in diverged:
+            over = g[g["median"] >= top]
+            at = over.iloc[0] if not over.empty else g.iloc[-1]
+            ax.plot([at["step"]], [min(at["median"], top)], "x", color=colors[lr], ms=9, mew=2.2)
+    if target is not None:
+        ax.axhline(target, color="black", ls=":", lw=1)
+    ax.set_yscale("log")
+    right = float(b["step"].max())
+    if best is not None and np.isfinite(best[1]):
+        right = min(right, max(3 * best[1], 10))
+        ax.set_xlim(0, right)
+    seen = b[b["learning_rate"].isin(shown) & (b["step"] <= right)]
+    low = np.nanmin(seen[["median", "lo"]].to_numpy(float)) if not seen.empty else np.nan
+    low = min(low, target) if target is not None and np.isfinite(low) else low
+    ax.set_ylim(low / 1.5 if np.isfinite(low) and low > 0 else None, top * 1.3)
+    title = f"batch size {bs_label(bs, full)}"
+    if len(shown) < len(lrs):
+        title += f"\n({len(shown)} of {len(lrs)} η drawn)"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("step (updates)")
+    ax.legend(fontsize=7.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+              title="★ best η for the first target" if keep else None, title_fontsize=7.5)
 
 
 def batch_vs_stochastic(curves: pd.DataFrame, runs: pd.DataFrame, noise: pd.DataFrame) -> plt.Figure:

@@ -7,7 +7,7 @@ import pandas as pd
 from bpresearch import keys as R
 
 from .. import measures as M
-from .style import FULL_RED, NotApplicable, plt
+from .style import FULL_RED, NotApplicable, line_colors, pick_lines, plt
 
 
 def edge_of_stability(curves: pd.DataFrame, eos: pd.DataFrame, bound_label: str = "2/η") -> plt.Figure:
@@ -28,11 +28,13 @@ def edge_of_stability(curves: pd.DataFrame, eos: pd.DataFrame, bound_label: str 
                             "training in full-batch runs only, every diagnostics.every steps)")
     c = curves[(curves["key"] == R.SHARPNESS) & curves["run_id"].isin(eos["run_id"]) & (curves["value"] > 0)]
     c = c.merge(eos[M.RUN_COLS + ["diverged", "bound"]], on="run_id")
-    # Colours by rank, not by log η: the lines worth telling apart are neighbours near 2/λ_max,
-    # which a log-scaled colormap would paint almost alike. Plasma stops short of its pale yellow.
-    lrs = sorted(eos["learning_rate"].unique())
-    cmap = plt.get_cmap("plasma")
-    colors = {lr: cmap(0.85 * i / max(len(lrs) - 1, 1)) for i, lr in enumerate(lrs)}
+    # At most MAX_LINES: the largest η (nearest 2/λ_max) and the first that diverged, the rest spread; colours
+    # by rank from a qualitative palette, so that neighbours near the bound differ in hue.
+    every = sorted(eos["learning_rate"].unique())
+    lrs = pick_lines(every, every[-3:] + sorted(eos[eos["diverged"]]["learning_rate"].unique())[:1])
+    colors = line_colors(lrs)
+    c = c[c["learning_rate"].isin(lrs)]
+    eos = eos[eos["learning_rate"].isin(lrs)]
     fig, ax = plt.subplots(figsize=(8.8, 4.8), constrained_layout=True)
     b = M.band(c, ["optimizer", "learning_rate", "bound"], "step", "value")
     lo, hi = c["value"].min(), c["value"].max()
@@ -57,8 +59,9 @@ def edge_of_stability(curves: pd.DataFrame, eos: pd.DataFrame, bound_label: str 
     ax.set_ylabel("sharpness λ_max of the full training loss")
     seeds = eos["seed"].nunique()
     spread = f"median over {seeds} seeds, band min–max" if seeds > 1 else "one seed"
+    drawn = f"; {len(lrs)} of {len(every)} η drawn" if len(lrs) < len(every) else ""
     ax.set_title(f"full batch: sharpness against the stability bound {bound_label} (dashed, same colour)\n"
-                 f"({spread}; ✕: diverged)", fontsize=10)
+                 f"({spread}; ✕: diverged{drawn})", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 

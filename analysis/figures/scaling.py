@@ -34,7 +34,7 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     bss = sorted(c["batch_size"].unique())
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.25 * len(bss) + 2.2) + 1.6, nrow * (0.42 * len(lrs) + 1.6)),
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.25 * len(bss) + 2.2) + 1.6, nrow * max(3.2, 0.42 * len(lrs) + 1.6)),
                              squeeze=False, constrained_layout=True)
     finite = c[np.isfinite(c["median_steps"])]["median_steps"]
     norm = LogNorm(max(1, finite.min()), max(2, finite.max())) if not finite.empty else None
@@ -230,8 +230,8 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None, lr_mark: tuple[floa
     not drawn: a ratio against rounding noise means nothing; the panel says so.
     """
     s = sens[sens["optimizer"] != "random_search"]
-    if s["learning_rate"].nunique() < 2:
-        raise NotApplicable("fewer than two learning rates were run")
+    if s["learning_rate"].nunique() < 3:
+        raise NotApplicable("fewer than three learning rates were run: the tables give each one's final loss")
     finite = s[np.isfinite(s["relative"])]
     if finite.empty:
         raise NotApplicable("every run diverged: no final loss to compare")
@@ -264,8 +264,10 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None, lr_mark: tuple[floa
             ax.axvspan(bracket[0], bracket[1], color="#999999", alpha=0.25, lw=0, label=bracket[2])
         if lr_mark is not None:
             ax.axvline(lr_mark[0], color=PREDICTED, lw=2, ls="--", label=lr_mark[1])
-        ax.axhline(ceiling, color=FULL_RED, lw=0.8, ls=":")
-        ax.text(sens["learning_rate"].min(), ceiling * 1.15, "✕ diverged (median seed)", color=FULL_RED, fontsize=8)
+        if not np.isfinite(sg["relative"]).all():   # the ✕ line only where something diverged
+            ax.axhline(ceiling, color=FULL_RED, lw=0.8, ls=":")
+            ax.text(sens["learning_rate"].min(), ceiling * 1.15, "✕ diverged (median seed)", color=FULL_RED,
+                    fontsize=8)
         ex = exact if grp is None else exact[exact["group"] == grp]
         if not ex.empty:
             which = ", ".join(bs_label(int(b), full) for b in sorted(ex["batch_size"].unique()))
@@ -274,7 +276,7 @@ def sensitivity(sens: pd.DataFrame, full: int | None = None, lr_mark: tuple[floa
                     color="#555555", va="bottom")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_ylim(0.8, ceiling * 2.2)
+        ax.set_ylim(0.8, ceiling * 2.2 if not np.isfinite(s["relative"]).all() else finite["relative"].max() * 1.5)
         ax.set_xlabel("learning rate")
         if grp is not None:
             ax.set_title(grp, fontsize=9)

@@ -9,6 +9,7 @@ which the report prints where the figure would be. Every figure takes the frames
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only: reports are built without a display
 
@@ -34,3 +35,29 @@ def lr_colors(lrs) -> dict:
     cmap = plt.get_cmap("viridis")
     norm = LogNorm(min(lrs), max(lrs)) if len(lrs) > 1 and min(lrs) > 0 else None
     return {lr: cmap(0.9 * norm(lr)) if norm else cmap(0.3) for lr in lrs}
+
+
+MAX_LINES = 8   # lines per panel: more cannot be told apart
+
+
+def pick_lines(values, keep=(), k: int = MAX_LINES) -> list:
+    """At most ``k`` of ``values`` (sorted): every one in ``keep`` first, the rest spread evenly over the range."""
+    values = sorted(values)
+    if len(values) <= k:
+        return values
+    chosen = [v for v in values if v in set(keep)][:k]
+    spread = [values[i] for i in np.linspace(0, len(values) - 1, k).round().astype(int)]
+    for v in [spread[0], spread[-1], *spread[1:-1], *values]:   # both ends first
+        if len(chosen) >= k:
+            break
+        if v not in chosen:
+            chosen.append(v)
+    return sorted(chosen)
+
+
+def line_colors(values) -> dict:
+    """One colour per value, in order, from a qualitative palette: neighbours differ in hue, not in shade."""
+    values = sorted(values)
+    palette = sns.color_palette("colorblind", 10)
+    palette = [palette[i] for i in (0, 1, 2, 3, 4, 8, 9, 5, 6, 7)]   # blue, orange, green, red, purple, …
+    return {v: palette[i % len(palette)] for i, v in enumerate(values)}

@@ -18,7 +18,21 @@ def loss_curves(ctx: Context):
     target = ctx.targets[0] if ctx.targets else None
     for g in ctx.gd_groups:
         ctx.rep.figure(f"loss_curves{sfx(g)}", "How does the full training loss fall, per learning rate and batch "
-                       "size?" + of(g), lambda g=g: FC.loss_curves(g.curves, g.runs, R.FULL_TRAIN_LOSS, target))
+                       "size?" + of(g), lambda g=g: FC.loss_curves(g.curves, g.runs, R.FULL_TRAIN_LOSS, target,
+                                                                   best_per_batch_size(g)))
+
+
+def best_per_batch_size(g) -> dict:
+    """Batch size -> (best η for the first target, the most median steps of a best cell over the targets)."""
+    out = {}
+    for i, t in enumerate(g.targets):
+        b = g.bests.get(t)
+        if b is None:
+            continue
+        for r in b[b["reached"]].itertuples():
+            lr, steps = out.get(int(r.batch_size), (None, 0.0))
+            out[int(r.batch_size)] = (r.learning_rate if i == 0 else lr, max(steps, float(r.steps)))
+    return {bs: v for bs, v in out.items() if v[0] is not None}
 
 
 def batch_vs_stochastic(ctx: Context):

@@ -1,8 +1,11 @@
-"""The top of a report: the summary (headlines, filled in by later sections), what was run
-(variant, provenance, the configuration as the runs logged it), and notes on the data."""
+"""The top of a report: the answer (the recommendation table and a few sentences), what was run
+(variant, provenance, the configuration as the runs logged it), and notes on the data.
+
+The answer comes first and stays open; everything after it is folded (``render.Report.fold_from``)."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import time
@@ -11,16 +14,44 @@ import pandas as pd
 
 from bpresearch import keys as R
 
+from .. import recommend
 from ..groups import value_text
 from ..prose import findings_steps_source
+from ..summary import jsonable
 from .context import Context
 
 
-def summary(ctx: Context):
-    """The summary's headlines: a list that later sections fill in; the headline figure goes below it."""
-    ctx.rep.h2("Summary")
-    ctx.rep.ul(ctx.headlines)  # the list object is shared: sections add to it
+def answer(ctx: Context):
+    """The first screen: the recommendation table, at most five sentences, the glossary; the headline figure below.
+
+    The rows and sentences go into ``summary.json`` (``recommendations``, ``answer``) first and
+    the page is drawn from there (``show_answer``), so both say the same. The longer
+    headlines that later sections write (``ctx.headlines``) go to ``summary.json`` only.
+    """
+    recs = recommend.recommendations(ctx.groups, ctx.targets, ctx.variant.resolved)
+    gd = ctx.gd_runs if "optimizer" in ctx.runs else ctx.runs
+    div = gd[gd["diverged"].astype(bool)] if "diverged" in gd else gd.iloc[:0]
+    ctx.rep.summary["recommendations"] = jsonable(recs)
+    ctx.rep.summary["answer"] = recommend.answer(recs, len(gd), len(div),
+                                                 float(div["learning_rate"].min()) if len(div) else None)
+    lead = ctx.data.description.split(". ")[0].rstrip(".") + ". " if ctx.data.description else ""
+    seeds = int(ctx.runs["seed"].nunique()) if not ctx.runs.empty else 0
+    ctx.rep.blocks.append(("html", f"<p class='lead'>{html.escape(lead)}{len(ctx.runs):,} finished runs, "
+                                   f"{seeds} seed(s) per cell.</p>"))
+    show_answer(ctx.rep, ctx.rep.summary, ctx.facets)
     ctx.summary_at = len(ctx.rep.blocks)
+    ctx.rep.fold_from = len(ctx.rep.blocks)
+
+
+def show_answer(rep, summary: dict, facets: list[str]):
+    """The recommendation table, its sentences and the glossary, from a variant's ``summary.json`` entry."""
+    recs = summary.get("recommendations") or []
+    if not recs:
+        return
+    rep.h2("Best learning rate per target and batch size")
+    rep.table("", recommend.table(recs, facets), "recommendations")
+    rep.ul(summary.get("answer") or [])
+    rep.terms(recommend.GLOSSARY)
 
 
 def what_was_run(ctx: Context):
@@ -155,9 +186,13 @@ def _toml_text(logged: str) -> str:
 def nothing_to_analyse(ctx: Context):
     """The one headline of a variant without finished runs."""
     data = ctx.data
-    ctx.headlines.append("This experiment has no FINISHED runs: there is nothing to analyse"
-                         + (f" ({', '.join(f'{n} {s}' for s, n in data.unfinished.items())} ignored)."
-                            if data.unfinished else "."))
+    line = ("This experiment has no FINISHED runs: there is nothing to analyse"
+            + (f" ({', '.join(f'{n} {s}' for s, n in data.unfinished.items())} ignored)." if data.unfinished else "."))
+    ctx.headlines.append(line)
+    at = ctx.rep.fold_from if ctx.rep.fold_from is not None else len(ctx.rep.blocks)
+    ctx.rep.blocks.insert(at, ("p", line))
+    if ctx.rep.fold_from is not None:
+        ctx.rep.fold_from += 1
 
 
 def data_checks(ctx: Context):

@@ -127,11 +127,28 @@ def _marks(si) -> list[tuple[str, float]]:
 
 
 def compare(ctx: Context, tg: Target):
-    """The groups side by side at each batch size."""
-    lines = findings_compare(tg.best, tg.t, ctx.full)
-    tg.found += lines
+    """The groups side by side at each batch size: a table (batch size × group), the first finding a headline."""
     if tg.first:
-        ctx.headlines.extend(lines[:1])
+        ctx.headlines.extend(findings_compare(tg.best, tg.t, ctx.full)[:1])
+    ctx.rep.table(f"Groups compared: median steps to loss {tg.t:g} (best η) per batch size",
+                  compare_table(tg.best, ctx.full))
+
+
+def compare_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
+    """One row per group, one column per batch size: "steps (η …)", "not reached", or "not run"."""
+    if best.empty:
+        return pd.DataFrame()
+
+    def text(r) -> str:
+        return f"{fmt_steps(r['steps'])} (η {r['learning_rate']:.3g})" if r["reached"] else "not reached"
+
+    sizes = sorted(int(b) for b in best["batch_size"].unique())
+    rows = []
+    for label, g in best.groupby("group", sort=False):
+        by = {int(r["batch_size"]): text(r) for _, r in g.iterrows()}
+        rows.append({"group": label, **{f"batch size {'full (%d)' % b if b == full else b}": by.get(b, "not run")
+                                        for b in sizes}})
+    return pd.DataFrame(rows)
 
 
 def findings(ctx: Context, tg: Target):

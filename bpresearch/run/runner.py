@@ -50,8 +50,8 @@ def describe(exp: expmod.Experiment, finished: set[str] | None = None) -> str:
         c = runs[0].config
         lrs = sorted({r.config["optimizer"]["learning_rate"] for r in runs})
         seeds = sorted({r.config["train"]["seed"] for r in runs})
-        bs = "full" if c["train"]["full_batch"] else c["train"]["batch_size"]
-        lines.append(f"  {c['model']['kind']} · {c['optimizer']['kind']} · bs={bs} · {c['train']['steps']} steps: "
+        lines.append(f"  {c['model']['kind']} · {c['optimizer']['kind']} · {rounds.label(c)} · "
+                     f"{c['train']['steps']} steps: "
                      f"{len(runs)} runs ({len(lrs)} learning rates × {len(seeds)} seeds)")
     if exp.refine:
         r = exp.refine

@@ -103,7 +103,7 @@ def test_index_links_every_report(store):
       "Predicted vs measured", "the prediction is inside the bracket", "the sharpness stayed below 2/η",
       "for at least 3 consecutive measurements", "Critical batch size for loss 0.06:",
       "Path average of B_simple = tr(Σ)/|G|²", "McCandlish"]),
-    ("neuron-random-vs-gd", ["loss_curves_sgd", "sensitivity", "random_vs_gd"],
+    ("neuron-random-vs-gd", ["loss_curves_sgd", "random_vs_gd"],   # two learning rates: no sensitivity plot
      ["After 30 loss evaluations, random search", "gradient descent with η=10",
       "Nothing is predicted: no diagnostics were logged",
       "Too small takes very long: the smallest learning rate, η = 1, "]),
@@ -268,3 +268,101 @@ def test_linear_regression_prediction_is_exact_and_inside_the_measured_bracket(s
     md = (out / "linear-regression" / "report.md").read_text()
     assert "| divergence boundary, full batch (256) | 2/λ_max(0) = 1.53 | in (1.4, 1.7]" in md
     assert "](edge_of_stability.png)" in md
+
+
+# ---------------------------------------------------------------- the answer first, details folded
+class Visible(HTMLParser):
+    """Words outside ``<details>``, the text of each ``<li>``, the rows of the recommendation table."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.skip, self.words, self.items, self.rows = 0, 0, [], [], []
+        self._li, self._table, self._row = None, False, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.depth += tag == "details"
+        self.skip += tag == "style"
+        if tag == "li":
+            self._li = []
+        if tag == "table" and a.get("id") == "recommendations":
+            self._table = True
+        if tag == "tr" and self._table:
+            self._row = []
+
+    def handle_endtag(self, tag):
+        self.depth -= tag == "details"
+        self.skip -= tag == "style"
+        if tag == "li" and self._li is not None:
+            self.items.append(" ".join(self._li).strip())
+            self._li = None
+        if tag == "table":
+            self._table = False
+        if tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self.skip:
+            return
+        if not self.depth:
+            self.words += data.split()
+        if self._li is not None:
+            self._li.append(data.strip())
+        if self._row is not None and data.strip():
+            self._row.append(data.strip())
+
+
+def visible(path: Path) -> Visible:
+    v = Visible()
+    v.feed(path.read_text(encoding="utf-8"))
+    return v
+
+
+@pytest.mark.parametrize("name", ["linear-regression", "neuron-random-vs-gd"])   # one target; two targets
+def test_the_answer_table_is_summary_json_for_every_target(store, name):
+    """Every target × batch size gets a row; the row holds the cell's best η, steps and seeds of summary.json."""
+    import json
+
+    _, out = store
+    summary = json.loads((out / name / "summary.json").read_text())
+    v = summary["variants"][0]
+    recs = v["recommendations"]
+    cells = {c["batch_size"]: c for c in v["cells"] if c.get("optimizer.kind", "") != "random_search"}
+    targets = list(next(iter(cells.values()))["targets"])
+    assert len(targets) == (2 if name == "neuron-random-vs-gd" else 1)
+    assert [(r["target"], r["batch_size"]) for r in recs] == [(t, b) for t in targets for b in sorted(cells)]
+    for r in recs:
+        e = cells[r["batch_size"]]["targets"][r["target"]]
+        assert (r["best_learning_rate"], r["steps"], r["seeds_reached"], r["seeds"]) == \
+            (e["best_learning_rate"], e["steps_median"], e["seeds_reached"], e["seeds"])
+        if r["reached"] and r["tuned"]:
+            lo, hi = r["bracket"]
+            assert lo < r["best_learning_rate"] < hi
+    page = visible(out / name / "index.html")
+    body = page.rows[1:]  # the header first
+    assert len(body) == len(recs)
+    for r, row in zip(recs, body):
+        assert (f"{r['best_learning_rate']:.3g}" if r["reached"] else "not reached") in row
+    assert 1 <= len(v["answer"]) <= 5 and all(s in " ".join(page.items) for s in v["answer"])
+
+
+def test_the_first_page_is_short_and_its_bullets_are_too(store):
+    _, out = store
+    for name in ("linear-regression", "seed-graph", "neuron-random-vs-gd"):
+        page = visible(out / name / "index.html")
+        assert len(page.words) < 1500, name
+        assert max(len(x) for x in page.items) <= 330, max(page.items, key=len)
+        html = (out / name / "index.html").read_text()
+        assert html.count("<details") >= 3 and ">nan<" not in html
+
+
+def test_the_index_lists_reports_the_last_command_did_not_write(store, tmp_path):
+    _, out = store
+    import shutil
+
+    shutil.copytree(out / "seed-graph", tmp_path / "seed-graph")
+    code = cli_main(["report", "all-diverged", "--tracking-uri", store[0], "--out", str(tmp_path)])
+    assert code == 0
+    page = parse(tmp_path / "index.html")
+    assert sorted(page.links) == ["all-diverged/index.html", "seed-graph/index.html"]

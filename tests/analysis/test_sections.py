@@ -56,3 +56,69 @@ def test_a_config_the_runs_agree_with_is_shown_as_written():
     assert as_logged(RESOLVED, PARSED, runs) == RESOLVED
     several = pd.DataFrame({"params.train.steps": ["100", "200"]})
     assert "steps = 100  # the runs logged 100, 200" in as_logged(RESOLVED, PARSED, several).splitlines()
+
+
+# ---------------------------------------------------------------- the page's parts without a store
+def test_a_long_finding_becomes_bullets_of_at_most_300_characters():
+    from analysis.render import bullets
+
+    clause = "at batch size 8 the steps went from 281–285 to 36–40 (90% intervals 218–284 and 36.7–46.5)"
+    text = "First sentence is short. " + "; ".join([clause] * 8) + ". Last one."
+    parts = bullets(text)
+    assert len(parts) > 3 and all(len(p) <= 300 for p in parts)
+    assert " ".join(p.removeprefix("… ") for p in parts).replace(" ;", ";").count(clause) == 8
+    assert bullets("short") == ["short"]
+
+
+def test_cells_not_run_read_as_a_dash_never_nan():
+    from analysis.render import _cell, _html_table
+
+    assert _cell(float("nan")) == "—" and _cell(None) == "—" and _cell("nan") == "—"
+    assert _cell(float("inf")) == "not reached" and _cell(12.0) == "12"
+    html = _html_table(pd.DataFrame({"batch size": [8, 32], "steps": [40.0, np.nan]}))
+    assert "nan" not in html and "<td>—</td>" in html
+
+
+def _rec(target, bs, steps, lr, reached=True, **kw):
+    return {"target": target, "group": "", "batch_size": bs, "full_batch": False, "reached": reached,
+            "best_learning_rate": lr if reached else None, "bracket": [lr / 2, lr * 2] if reached else None,
+            "steps": steps if reached else None, "steps_interval": None,
+            "steps_crossing": [steps, steps] if reached else None, "seeds_reached": 3 if reached else 0,
+            "seeds": 3, "examples": steps * bs if reached else None, "tuned": reached, "edge": "",
+            "try_learning_rates": "", "resolved": reached, "resolution": None, **kw}
+
+
+def test_the_answer_names_the_fewest_steps_and_examples_and_where_scaling_stops():
+    from analysis.recommend import answer, table
+
+    # from 8 to 16 the examples grow 1.2× (within 2× of batch size 8), to 64 3.2×: scaling stops after 16
+    recs = [_rec("0.5", 8, 100, 0.1), _rec("0.5", 16, 60, 0.2), _rec("0.5", 64, 40, 0.4),
+            _rec("0.1", 8, 300, 0.1), _rec("0.1", 16, 0, 0.0, reached=False)]
+    text = answer(recs, runs=90, diverged=4, first_diverged=0.8)
+    assert text[0] == "Fewest steps to loss 0.5: 40 at batch size 64, η = 0.4."
+    assert text[1] == "Fewest examples: 800 at batch size 8, η = 0.1."
+    assert text[2].startswith("Up to batch size 16,") and "batch size 64 needs 40 steps, 3.2× the examples" in text[2]
+    assert text[3] == "4 of 90 runs diverged, none below η = 0.8." and len(text) <= 5
+    t = table(recs, [])
+    assert list(t["target loss"]) == ["0.5", "", "", "0.1", ""]
+    assert list(t["steps"]) == ["100", "60", "40", "300", "not reached"] and t["best η"].iloc[-1] == "—"
+
+
+def test_a_variant_is_set_beside_the_base_cell_by_cell():
+    from analysis.recommend import compare_variants
+
+    base = [_rec("0.5", 8, 100, 0.1), _rec("0.5", 32, 30, 0.4)]
+    variant = [_rec("0.5", 8, 50, 0.2), _rec("0.5", 32, 0, 0, reached=False)]
+    t = compare_variants(base, [("model.hidden=[32]", variant)], [])
+    assert list(t["change"]) == ["steps ×0.5, η ×2", "reached only in the base"]
+    assert list(t["base: steps (η)"]) == ["100 (0.1)", "30 (0.4)"]
+
+
+def test_at_most_eight_lines_keep_the_best_and_both_ends():
+    from analysis.figures.style import line_colors, pick_lines
+
+    lrs = [0.01 * 1.41 ** i for i in range(13)]
+    shown = pick_lines(lrs, keep=lrs[5:8])
+    assert len(shown) == 8 and set(lrs[5:8]) <= set(shown) and {lrs[0], lrs[-1]} <= set(shown)
+    colors = line_colors(shown)
+    assert all(colors[a] != colors[b] for a, b in zip(shown, shown[1:]))
