@@ -27,8 +27,8 @@ from bpresearch.store.views import varying_params, view_tags
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
-# The UI opens an experiment on its run table (not the GenAI overview) in model-training
-# mode: the experiment's kind says so.
+# The experiment's kind: model training. MLflow 3.17's UI takes its mode from the link's
+# workflowType (or the browser's last choice) instead; the tag keeps the kind on record.
 KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 Child = tuple[str, str, str, dict[str, float]]   # (run id, status, config hash, latest metrics)

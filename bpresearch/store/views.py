@@ -147,10 +147,11 @@ def ui_state(facets=()) -> dict:
 
 
 def varying_params(params: list[dict[str, str]]) -> list[str]:
-    """The ``section.key`` params whose value differs between runs (absent counts as a value):
-    the facets of a store's experiment, for a view written after the sweep (``bpresearch sync``)."""
+    """The ``section.key`` params with more than one value among the runs: the facets of a
+    store's experiment, for a view written after the sweep (``bpresearch sync``). A setting
+    that applies to some runs only (random search's scale) is not a facet by being absent."""
     keys = sorted({k for p in params for k in p if "." in k})
-    return [k for k in keys if len({p.get(k) for p in params}) > 1]
+    return [k for k in keys if len({p[k] for p in params if k in p}) > 1]
 
 
 def view_tags(facets=(), now_ms: int = 0) -> dict[str, str]:

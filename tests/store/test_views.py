@@ -37,7 +37,9 @@ def test_each_swept_setting_is_one_column_under_its_short_name():
 def test_the_facets_of_a_stored_experiment_are_the_params_that_vary():
     runs = [{"learning_rate": str(lr), "optimizer.learning_rate": str(lr), "optimizer.kind": kind,
              "train.steps": "30", "train.seed": "0"} for lr in (0.1, 0.3) for kind in ("sgd", "adam")]
-    runs.append({"optimizer.kind": "random_search", "train.steps": "30", "train.seed": "0"})  # no learning rate
+    # random search: no learning rate, a setting of its own (one value: no facet)
+    runs.append({"optimizer.kind": "random_search", "optimizer.search_scale": "0.5", "train.steps": "30",
+                 "train.seed": "0"})
     assert varying_params(runs) == ["optimizer.kind", "optimizer.learning_rate"]
     assert varying_params(runs[:1]) == []
 
