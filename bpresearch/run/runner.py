@@ -138,6 +138,8 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     out = out or sys.stderr
     keep = Delivery(tracker, exp.name, exp.description, out)
     exp_id = keep.call(lambda: tracker.experiment(exp.name, exp.description), "opening the experiment")
+    facets = [k for k, values in exp.axes.items() if len(values) > 1]
+    keep.call(lambda: tracker.write_view(exp_id, facets), "writing the experiment's view in the MLflow UI")
     kind = RefiningSweepRun if exp.refine else SweepRun
     with keep.hold(exp_id):
         return kind(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor()).run()
@@ -387,7 +389,8 @@ class RefiningSweepRun(SweepRun):
 
 
 def sync(tracker, out=None) -> int:
-    """Write every group waiting in the spool of ``tracker``'s store; the number of runs written."""
+    """Write every group waiting in the spool of ``tracker``'s store, then each experiment's
+    view in the MLflow UI (stores swept before there were views); the number of runs written."""
     from bpresearch.store.spool import Spool, folder_for
 
     out = out or sys.stderr
@@ -423,4 +426,7 @@ def sync(tracker, out=None) -> int:
             keep.call(lambda: tracker.end_sweep(parent, {"runs_logged": n}, "FINISHED"), "closing the sync run")
             print(f"{name}: wrote {n} saved run(s) from the spool; not retrained.", file=out)
             written += n
+    views = retry.call(tracker.write_views, "writing the experiments' views in the MLflow UI", retry.is_transient)
+    if views:
+        print(f"MLflow UI view written for {len(views)} experiment(s): {', '.join(views)}.", file=out)
     return written

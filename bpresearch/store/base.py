@@ -21,13 +21,14 @@ from contextlib import contextmanager
 from bpresearch.keys import DIVERGED, HASH_TAG, KIND_TAG, RUN, SWEEP, short_key, stored_key, stored_summary
 from bpresearch.store.lease import TAG as LEASE_TAG  # noqa: F401 - the experiment tag of who sweeps it now
 from bpresearch.store.record import RunRecord
+from bpresearch.store.views import varying_params, view_tags
 
 # MLflow's own tags: the UI nests child runs under PARENT_TAG and shows NOTE_TAG as the note.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
-# The UI opens an experiment on its run table (not the GenAI overview) in model-training
-# mode: the experiment's kind says so.
+# The experiment's kind: model training. MLflow 3.17's UI takes its mode from the link's
+# workflowType (or the browser's last choice) instead; the tag keeps the kind on record.
 KIND_EXPERIMENT_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 Child = tuple[str, str, str, dict[str, float]]   # (run id, status, config hash, latest metrics)
@@ -103,6 +104,31 @@ class Store(ABC):
     @abstractmethod
     def set_lease(self, exp_id: str, value: str):
         """Write the experiment's lease tag; two processes may write it at once."""
+
+    @abstractmethod
+    def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
+        """Write experiment tags (new ones added, existing ones replaced)."""
+
+    def write_view(self, exp_id: str, facets=()):
+        """The experiment's saved view in the MLflow UI (``views``): what ``tracking.runs_url`` opens.
+
+        Args:
+            facets: the dotted config keys the grid sweeps (``Experiment.axes`` with more than one value).
+        """
+        self.set_experiment_tags(exp_id, view_tags(facets))
+
+    def write_views(self) -> list[str]:
+        """The view of every experiment with child runs, its facets read from the runs' params
+        (stores swept before views existed: ``bpresearch sync``); the names of the experiments."""
+        done = []
+        for exp_id, name, params in self._child_params():
+            self.write_view(exp_id, varying_params(params))
+            done.append(name)
+        return done
+
+    @abstractmethod
+    def _child_params(self):
+        """(experiment id, name, the params of each FINISHED child run) of every active experiment with some."""
 
     @abstractmethod
     def _artifact_location(self, exp_id: str) -> str:

@@ -160,6 +160,16 @@ class MlflowStore(Store):
                 out.append((exp.name, exp.tags.get(NOTE_TAG, ""), len(kids), len(sweeps)))
         return out
 
+    def _child_params(self):
+        for exp in self.client.search_experiments():
+            runs = search_all(self.client, [exp.experiment_id], f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'")
+            if runs:
+                yield exp.experiment_id, exp.name, [r.data.params for r in runs]
+
+    def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
+        for k, v in tags.items():
+            self._set_experiment_tag(exp_id, k, v)
+
     def lease(self, exp_id: str) -> str:
         return self.client.get_experiment(exp_id).tags.get(LEASE_TAG, "")
 

@@ -97,6 +97,13 @@ class SqliteStore(Store):
     def experiments(self) -> list[tuple[str, str, int, int]]:
         return self.mlflow.experiments()
 
+    def _child_params(self):
+        return self.mlflow._child_params()
+
+    def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
+        with self._con() as con:
+            sqlstore.set_experiment_tags(con, int(exp_id), tags)
+
     def lease(self, exp_id: str) -> str:
         return self.mlflow.lease(exp_id)
 

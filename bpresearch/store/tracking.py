@@ -10,7 +10,8 @@
 
 Both implement ``base.Store``; the names they write (metric keys, params, the ``KIND_TAG``
 and ``HASH_TAG`` tags) are defined in ``keys``; the reads analysis needs are in ``reads``.
-Also here: the resume check of a dry run (``finished_hashes``) and the MLflow UI's links.
+Also here: the resume check of a dry run (``finished_hashes``) and the MLflow UI's links
+(``runs_url``: each experiment's saved view, ``views``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bpresearch.store.base import Store
 from bpresearch.store.mlflow_backend import MlflowStore, client
 from bpresearch.store.sqlite_backend import SqliteStore
 from bpresearch.store.uri import resolve_uri, sqlite_path
+from bpresearch.store.views import VIEW_KEY, VIEW_TAG
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -56,18 +58,27 @@ def finished_hashes(uri: str, experiment: str) -> set[str]:
     return set() if exp_id is None else store.runs_by_hash(exp_id)[0]
 
 
-def runs_url(base: str, experiment_id: str) -> str:
-    """The experiment's run table in the MLflow UI: model-training mode, every child run
-    listed flat (the UI nests child runs only when sorted by start time), best final loss first."""
+def runs_url(base: str, experiment_id: str, view: bool = True) -> str:
+    """The experiment's run table in the MLflow UI, in model-training mode.
+
+    ``view``: the experiment's saved view (``views``, written by the sweep and by ``bpresearch
+    sync``): its answer's columns, fastest run first, the loss curves log-scaled and grouped
+    by batch size. The link carries no sort of its own, or the UI would ignore the view.
+    Without it (a store swept before views): every child run listed flat, best final loss
+    first (the UI nests child runs only when sorted by start time).
+    """
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if view:
+        return f"{url}&viewStateShareKey={VIEW_KEY}"
     order = quote(f"metrics.`{stored_summary(FINAL_LOSS)}`", safe="")
-    return (f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            f"&orderByKey={order}&orderByAsc=true")
+    return f"{url}&orderByKey={order}&orderByAsc=true"
 
 
 def ui_links(uri: str, base: str = DEFAULT_UI) -> list[tuple[str, str]]:
-    """(experiment name, ``runs_url``) for every experiment of the store; none if it does not exist."""
+    """(experiment name, ``runs_url``) for every experiment of the store; none if it does not exist.
+    An experiment without bpresearch's view (``bpresearch sync`` writes it) gets the link without."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         return []
-    return [(e.name, runs_url(base, e.experiment_id)) for e in client(uri).search_experiments()
+    return [(e.name, runs_url(base, e.experiment_id, VIEW_TAG in e.tags)) for e in client(uri).search_experiments()
             if e.name != "Default"]

@@ -28,6 +28,8 @@ from storeview import children, free_port  # noqa: E402
 
 from bpresearch.cli import main
 from bpresearch.store.tracking import runs_url
+from bpresearch.store.views import STEPS_TO_TARGET as STEPS
+from bpresearch.store.views import VIEW_NAME
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -37,7 +39,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-dev-shm-usage"]
-GRID = ["--set", "train.steps=20", "--set", "train.eval_every=5", "--set", "sweep.seeds=1",
+GRID = ["--set", "train.steps=20", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
         "--set", "sweep.learning_rate=[0.03, 0.3]", "--set", 'sweep.batch_size=[8, "full"]']
 WAIT_MS = 30_000  # the UI's first load compiles nothing but fetches a few MB of JS
 
@@ -141,7 +143,78 @@ def test_experiment_opens_on_the_run_table_with_child_runs(ui):
             page.get_by_role("link", name=k.info.run_name, exact=True).wait_for()
         body = page.inner_text("body")
         assert "No data available" not in body and "Latency" not in body, "the GenAI overview opened"
-        assert f"{len(kids) + 1} matching runs" in body
+        assert f"{len(kids)} matching runs" in body   # the view lists the child runs, not the sweeps
+        assert VIEW_NAME in body                      # the view is open, under its name
+
+
+def _fastest(kids) -> set[str]:
+    steps = {k.info.run_name: k.data.metrics.get(STEPS) for k in kids}
+    best = min(v for v in steps.values() if v is not None)
+    return {name for name, v in steps.items() if v == best}
+
+
+def test_the_link_shows_the_answer_columns_and_a_fastest_run_first(ui):
+    """Learning rate, batch size, seed, steps to the first target and diverged are columns of
+    the table (not behind "Show more columns"); the first run listed reached the target first."""
+    page, base, exp_id, client, shots = ui
+    kids = children(client, exp_id)
+    with shot(page, shots, "answer"):
+        page.goto(runs_url(base, exp_id))
+        names = [k.info.run_name for k in kids]
+        for n in names:
+            page.get_by_role("link", name=n, exact=True).wait_for()
+        header = page.locator(".ag-header").first.inner_text()
+        for column in ("learning_rate", "batch_size", "seed", STEPS, "summary/diverged"):
+            assert column in header, f"{column} is not a column of the table: {header!r}"
+        # the run links top to bottom, as drawn (a group's heading row carries no run link)
+        tops = sorted((page.get_by_role("link", name=n, exact=True).bounding_box()["y"], n) for n in names)
+        assert tops[0][1] in _fastest(kids), (tops, _fastest(kids))
+
+
+def _plots(page) -> list[dict]:
+    """Each drawn chart: its y-axis type and its traces (mode, fill), from Plotly's own state."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+        y: gd._fullLayout.yaxis.type, traces: gd.data.map(t => [t.mode || '', t.fill || ''])}))""")
+
+
+def test_the_loss_curves_are_log_scaled_one_line_per_batch_size(ui):
+    page, base, exp_id, client, shots = ui
+    kids = children(client, exp_id)
+    sizes = {k.data.params["batch_size"] for k in kids}
+    assert len(sizes) > 1 and len(kids) > len(sizes)
+    with shot(page, shots, "charts"):
+        page.goto(runs_url(base, exp_id))
+        page.get_by_role("link", name=kids[0].info.run_name, exact=True).wait_for()
+        page.locator("label:has(input[value=CHART])").click()   # the chart view of the same view
+        page.locator(".js-plotly-plot").first.wait_for()
+        tops = [page.get_by_text(s, exact=True).first.bounding_box()["y"] for s in ("curves", "diagnostics")]
+        assert tops == sorted(tops), tops
+        first = _plots(page)[0]   # curves/full_train_loss
+        assert first["y"] == "log"
+        lines = [t for t in first["traces"] if t[0] == "lines+markers"]
+        bands = [t for t in first["traces"] if t[1]]   # the min–max band of each group
+        assert len(lines) == len(bands) == len(sizes), first
+
+
+def test_a_child_run_opened_from_the_table_shows_model_training_navigation(ui):
+    """MLflow 3.17 keeps a run page's mode in the browser (the link's workflowType does not
+    follow a click into a run): after the one choice of *Model training* the docs describe,
+    every run opened from the table shows the training pages, not Evaluations/Judges/Prompts."""
+    page, base, exp_id, client, shots = ui
+    kid = children(client, exp_id)[0]
+    with shot(page, shots, "run-from-table"):
+        page.goto(runs_url(base, exp_id))
+        page.get_by_role("link", name=kid.info.run_name, exact=True).click()
+        page.get_by_role("heading", name=kid.info.run_name).wait_for()
+        if page.get_by_text("Judges", exact=True).count():   # a browser that never chose: MLflow's default
+            page.get_by_text("Model training", exact=True).first.click()
+            page.goto(runs_url(base, exp_id))
+            page.get_by_role("link", name=kid.info.run_name, exact=True).click()
+            page.get_by_role("heading", name=kid.info.run_name).wait_for()
+        page.get_by_role("tab", name="Model metrics").wait_for()
+        nav = page.inner_text("body")
+        for genai in ("Evaluations", "Judges", "Prompts", "Evaluation runs"):
+            assert genai not in nav, f"GenAI navigation on the run page: {genai}"
 
 
 def test_a_filter_on_a_swept_param_finds_child_runs(ui):
@@ -187,6 +260,6 @@ def test_the_dataset_column_shows_the_input(ui):
     kid = children(client, exp_id)[0]
     ds = client.get_run(kid.info.run_id).inputs.dataset_inputs[0].dataset
     with shot(page, shots, "dataset-column"):
-        page.goto(runs_url(base, exp_id))
+        page.goto(runs_url(base, exp_id, view=False))  # MLflow's default columns (the view has the answer's)
         page.get_by_role("link", name=kid.info.run_name, exact=True).wait_for()
         assert page.get_by_text(f"{ds.name} ({ds.digest})").count() >= len(children(client, exp_id))

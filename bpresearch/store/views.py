@@ -1,0 +1,161 @@
+"""The MLflow UI's saved view of an experiment: the answer on the first screen.
+
+MLflow 3.17's UI restores a view from the link parameter ``viewStateShareKey=<key>``,
+reading the experiment tag ``mlflow.sharedViewState.<key>``: what its *Views → Save as
+new view* writes, and what the *Views* menu lists by name. The tag holds an envelope
+``{name, createdAt, updatedAt, state}``; ``state`` is the view as JSON text (the UI
+writes it deflated, ``deflate;<base64>``, and reads plain JSON too). A view holds:
+
+- the search facets: filter, sort (``orderByKey``/``orderByAsc``), time and state filters;
+- the run table: ``selectedColumns`` (``params.`name```, ``metrics.`name```,
+  ``attributes.`Dataset```), their order and widths;
+- the charts: ``compareRunCharts`` (one config per chart: kind, metric, ``scaleType``
+  ``"log"``, smoothing, x-axis, range) in ``compareRunSections`` (``display`` false:
+  collapsed), ``runsHiddenMode`` (which runs the charts plot), ``hideEmptyCharts``;
+- run grouping: ``groupBy`` (``param`` keys; aggregate ``min``, ``max`` or ``average``:
+  MLflow 3.17 offers no median), drawn in charts as the aggregate line with a min–max band.
+
+The UI applies a view only when the link has no search facets of its own (``orderByKey``
+and the like); which runs are hidden is not part of a view (MLflow drops it).
+
+``ui_state`` builds the view bpresearch writes for each experiment (``VIEW_KEY``), from the
+facets the grid sweeps; ``view_tags`` is the experiment tag. The sweep writes it when it
+opens the experiment, ``bpresearch sync`` for stores written before.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bpresearch.keys import (
+    BATCH_SIZE,
+    CURVE_KEYS,
+    DIAGNOSTIC_KEYS,
+    DIVERGED,
+    FINAL_LOSS,
+    FIRST_TARGET_KEYS,
+    FULL_TRAIN_LOSS,
+    GRAD_NORM,
+    KIND_TAG,
+    LEARNING_RATE,
+    LOSS,
+    MIN_LOSS,
+    OPTIMIZER,
+    RUN,
+    SEED,
+    STEPS,
+    SWEPT_INTO,
+    TEST_LOSS,
+    TRAIN_LOSS,
+    stored_key,
+    stored_summary,
+)
+
+VIEW_PREFIX = "mlflow.sharedViewState."   # MLflow's experiment tag of a saved (shared) view
+VIEW_KEY = "bpresearch"                   # the link's viewStateShareKey; the tag is VIEW_PREFIX + VIEW_KEY
+VIEW_TAG = VIEW_PREFIX + VIEW_KEY
+VIEW_NAME = "bpresearch: fastest first"   # its name in the UI's Views menu
+STEPS_TO_TARGET = stored_summary(FIRST_TARGET_KEYS["steps"])   # the first target's steps: the sort
+DIVERGED_METRIC = stored_summary(DIVERGED)
+
+# A param logged under two names shows once, under its short name (the column people read).
+# The long names stay in the store: filters and old stores use them, and config hashes never did.
+SHORT_PARAM = {SWEPT_INTO["learning_rate"]: LEARNING_RATE, SWEPT_INTO["batch_size"]: BATCH_SIZE,
+               SWEPT_INTO["seeds"]: SEED, "optimizer.kind": OPTIMIZER, "loss.kind": LOSS, "train.steps": STEPS}
+# Set by another swept key, never a facet of its own: "full" among batch sizes sets it.
+IMPLIED = {"train.full_batch"}
+LOSS_CURVES = (FULL_TRAIN_LOSS, TEST_LOSS, TRAIN_LOSS)     # first, log-scaled
+SUMMARY_CHARTS = (FIRST_TARGET_KEYS["steps"], FINAL_LOSS, MIN_LOSS, DIVERGED)
+BAR_RUNS = 20   # runs a summary bar chart shows (MLflow's default is 10)
+
+
+def facet_columns(facets) -> list[str]:
+    """The param columns of swept facets other than learning rate, batch size and seed, each
+    under one name (``SHORT_PARAM``), in the order given."""
+    core = {LEARNING_RATE, BATCH_SIZE, SEED}
+    out = []
+    for key in facets:
+        name = SHORT_PARAM.get(key, key)
+        if name not in core and key not in IMPLIED and name not in out:
+            out.append(name)
+    return out
+
+
+def columns(facets=()) -> list[str]:
+    """The run table's columns: learning rate, batch size, seed, each swept facet, steps to
+    the first target, diverged (MLflow's canonical column keys)."""
+    params = [LEARNING_RATE, BATCH_SIZE, SEED, *facet_columns(facets)]
+    return [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in (STEPS_TO_TARGET, DIVERGED_METRIC)]
+
+
+def column_widths(facets=()) -> dict[str, int]:
+    """Pixel widths: each header readable, and the columns fit beside MLflow's assistant panel
+    at 1600 pixels (MLflow's default of 150 a column would push the last ones out of sight)."""
+    return {c: max(56, round(6.5 * len(c.split("`")[1])) + 16) for c in columns(facets)}
+
+
+def _section(uuid: str, name: str, expanded: bool) -> dict:
+    return {"uuid": uuid, "name": name, "display": expanded, "isReordered": True, "deleted": False,
+            "isGenerated": False}
+
+
+def _line(metric: str, section: str, log: bool) -> dict:
+    return {"uuid": f"bp-{metric}", "type": "LINE", "metricSectionId": section, "deleted": False,
+            "isGenerated": False, "displayName": metric.split("/")[-1], "metricKey": metric,
+            "selectedMetricKeys": [metric], "runsCountToCompare": BAR_RUNS,
+            "lineSmoothness": 0, "scaleType": "log" if log else "linear", "xAxisScaleType": "linear",
+            "xAxisKey": "step", "selectedXAxisMetricKey": "", "yAxisKey": "metric", "yAxisExpressions": [],
+            "range": {}, "ignoreOutliers": False, "useGlobalXaxisKey": False, "useGlobalLineSmoothing": False}
+
+
+def _bar(metric: str, section: str) -> dict:
+    return {"uuid": f"bp-{metric}", "type": "BAR", "metricSectionId": section, "deleted": False,
+            "isGenerated": False, "displayName": metric.split("/")[-1], "metricKey": metric,
+            "runsCountToCompare": BAR_RUNS}
+
+
+def charts() -> tuple[list[dict], list[dict]]:
+    """(charts, sections): the loss curves first and log-scaled, the diagnostics next (gradient
+    norm log-scaled), the summaries last and collapsed."""
+    sections = [_section("bp-curves", "curves", True), _section("bp-diagnostics", "diagnostics", True),
+                _section("bp-summary", "summary", False)]
+    out = [_line(stored_key(k), "bp-curves", True) for k in LOSS_CURVES]
+    out += [_line(stored_key(k), "bp-diagnostics", k == GRAD_NORM) for k in (GRAD_NORM, *DIAGNOSTIC_KEYS)]
+    out += [_bar(stored_summary(k), "bp-summary") for k in SUMMARY_CHARTS]
+    assert set(LOSS_CURVES) | {GRAD_NORM} == set(CURVE_KEYS)
+    return out, sections
+
+
+def ui_state(facets=()) -> dict:
+    """The view: child runs only, fastest to the first target first (runs that never reached
+    it have no value and come last), the answer's columns, the curves grouped by batch size."""
+    chart_list, sections = charts()
+    return {
+        "searchFilter": f"tags.`{KIND_TAG}` = '{RUN}'",
+        "orderByKey": f"metrics.`{STEPS_TO_TARGET}`", "orderByAsc": True,
+        "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "selectedColumns": columns(facets), "columnOrder": columns(facets),
+        "columnWidths": column_widths(facets),
+        "runsHiddenMode": "SHOW_ALL",
+        "compareRunCharts": chart_list, "compareRunSections": sections,
+        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": True,
+        "useGroupedValuesInCharts": True, "hideEmptyCharts": True,
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "param", "groupByData": BATCH_SIZE}]},
+        "groupsExpanded": {},
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+    }
+
+
+def varying_params(params: list[dict[str, str]]) -> list[str]:
+    """The ``section.key`` params with more than one value among the runs: the facets of a
+    store's experiment, for a view written after the sweep (``bpresearch sync``). A setting
+    that applies to some runs only (random search's scale) is not a facet by being absent."""
+    keys = sorted({k for p in params for k in p if "." in k})
+    return [k for k in keys if len({p[k] for p in params if k in p}) > 1]
+
+
+def view_tags(facets=(), now_ms: int = 0) -> dict[str, str]:
+    """The experiment tag of bpresearch's view, as the UI's *Save as new view* writes it."""
+    envelope = {"name": VIEW_NAME, "createdAt": now_ms, "updatedAt": now_ms,
+                "state": json.dumps(ui_state(facets), separators=(",", ":"))}
+    return {VIEW_TAG: json.dumps(envelope, separators=(",", ":"))}
