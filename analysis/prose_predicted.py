@@ -169,6 +169,11 @@ def findings_sharpness(reg: pd.DataFrame, factor: float, every: int | None, band
                    f"{below['ratio_max'].max():.2g}× it" + (f"; it rose by more than 10% (progressive sharpening) at "
                                                             f"η = {lr_list(rose['learning_rate'], grid)}"
                                                             if not rose.empty else "") + ".")
+    const = ok[ok["regime"] == "constant"]
+    if not const.empty:
+        out.append(f"At η = {lr_list(const['learning_rate'], grid)} the sharpness was constant (within "
+                   f"±{band:.0%}) at {span(const['ratio_min'].min(), const['ratio_max'].max(), '.2g')}× {eta}: a fixed "
+                   f"curvature, neither progressive sharpening nor the edge of stability.")
     fell = ok[ok["regime"] == "fell to the bound"]
     if not fell.empty:
         out.append(f"At η = {lr_list(fell['learning_rate'], grid)} the sharpness started above {eta} and fell into "

@@ -81,7 +81,7 @@ def sharpness_regimes(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 
         ``edge_points``, ``drop_step`` (first measured step under CATAPULT_BELOW × bound after
         starting above it; −1 if none), ``n_points``, ``last_step``, ``regime`` (``verdicts``:
         "edge of stability", "catapult", "fell to the bound", "above, unresolved", "rose",
-        "below", "diverged", "unstable" or "collapsed"), ``loss_0``, ``end_loss`` and
+        "below", "constant", "diverged", "unstable" or "collapsed"), ``loss_0``, ``end_loss`` and
         ``chance_k`` (K of a collapse to ln K; 0: none) and ``grad_ratio``.
     """
     cols = RUN_COLS + ["diverged", "bound", "ratio_0", "ratio_min", "ratio_max", "ratio_end", "edge_steps",

@@ -163,7 +163,7 @@ def chance_classes(loss: float) -> int:
     constant, uniform prediction over K classes; else 0."""
     if not (np.isfinite(loss) and loss > 0.5):
         return 0
-    k = int(round(math.exp(loss)))
+    k = round(math.exp(loss))
     return k if k >= 2 and abs(loss - math.log(k)) <= CHANCE_TOL * math.log(k) else 0
 
 
@@ -282,6 +282,7 @@ SETTLED = "fell to the bound"
 ABOVE = "above, unresolved"
 ROSE = "rose"
 BELOW = "below"
+CONSTANT = "constant"
 EOS_BAND = 0.1        # "at the bound": sharpness within ±10% of factor/η …
 EOS_STRETCH = 3       # … for at least this many consecutive measurements
 CATAPULT_BELOW = 0.5  # "fell far below": under half the bound, after starting above it
@@ -299,11 +300,12 @@ def sharpness_regime(ratio, diverged: bool = False, unstable_run: bool = False, 
                      band: float = EOS_BAND, stretch: int = EOS_STRETCH) -> Regime:
     """What the sharpness of one full-batch run did, from its measurements ÷ the bound factor/η.
 
-    Diverged, collapsed and unstable runs are named for that. Otherwise: the **edge of
-    stability** when the sharpness rose from below the band (under 1 − ``band``) into it,
-    stayed there to the last measurement for ``stretch`` measurements or more, and was not
-    constant (its largest measurement exceeds its smallest by more than the band); a
-    **catapult** when it started above the bound and fell under ``CATAPULT_BELOW`` of it;
+    Diverged, collapsed and unstable runs are named for that. A **constant** sharpness (its
+    largest measurement at most 1 + ``band`` times its smallest) is named so whatever its
+    level, so that identical trajectories cannot fall on two sides of a threshold by the
+    noise of the eigenvalue estimate. Otherwise: the **edge of stability** when the
+    sharpness rose from below the band (under 1 − ``band``) into it and stayed there to the
+    last measurement for ``stretch`` measurements or more; a **catapult** when it started above the bound and fell under ``CATAPULT_BELOW`` of it;
     **fell to the bound** when it started above and ended in the band as long; **above,
     unresolved** when it started above otherwise; **rose** by more than 10% from its start
     (progressive sharpening); else **below**.
@@ -323,7 +325,9 @@ def sharpness_regime(ratio, diverged: bool = False, unstable_run: bool = False, 
     constant = r.max() <= r.min() * (1 + band)
     if diverged or collapsed or unstable_run:
         regime = DIVERGED if diverged else COLLAPSED if collapsed else UNSTABLE
-    elif stays and not constant and start > 0 and r[start - 1] < 1 - band:
+    elif constant:
+        regime = CONSTANT
+    elif stays and start > 0 and r[start - 1] < 1 - band:
         regime = EOS
     elif drop >= 0:
         regime = CATAPULT
