@@ -77,9 +77,9 @@ def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None =
                          "steps_lo": (float(a) + 1 if a is not None and a >= 0 else 0.0) if reached else np.nan,
                          "first_steps": float(s) if crossed else np.nan,
                          "examples": float(s) * r["batch_size"] if reached else np.nan,
-                         "diverged": diverged, "final_loss": final, "outcome": outcome})
+                         "diverged": diverged, "final_loss": final, "end_loss": end, "outcome": outcome})
     cols = RUN_COLS + extra + ["target", "budget", "reached", "steps", "steps_lo", "first_steps", "examples",
-                               "diverged", "final_loss", "outcome"]
+                               "diverged", "final_loss", "end_loss", "outcome"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -99,7 +99,9 @@ def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str 
         ``reached`` (counts as reached: ``verdicts.counts``), ``steps`` (first logged step below) and ``steps_lo``
         (one past the last logged step above before it) and ``examples`` (= steps × batch
         size; NaN unless reached), ``first_steps`` (the crossing, also for runs that lost
-        it), ``diverged``, ``final_loss`` and ``outcome`` (``OUTCOMES``).
+        it), ``diverged``, ``final_loss``, ``end_loss`` (the median of the last
+        ``verdicts.TAIL`` evaluations, which judges "lost"; the final loss without curves)
+        and ``outcome`` (``OUTCOMES``).
     """
     c = curves[curves["key"] == key]
     first, above = {}, {}
