@@ -5,7 +5,10 @@ Gradient descent on a quadratic of top curvature λ_max is stable iff η < 2/λ_
 over seeds) predicts the smallest learning rate at which full-batch runs diverge
 (``stability_at_init``). On a grid the measured boundary is only bracketed: it lies between
 the highest stable and the lowest diverged grid value (``divergence_bracket``), and the
-prediction is judged by where it falls against that bracket (``compare_boundary``).
+prediction is judged by where it falls against that bracket (``compare_boundary``). A run
+whose loss grew without passing the divergence limit within its budget is *unstable*
+(``verdicts.unstable``) and counts like a divergence here (``unstable_fraction``): just
+above 2/λ_max the loss grows by only (ηλ_max − 1)² per step.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pandas as pd
 
 from bpresearch import keys as R
 
-from .measures import RUN_COLS
+from .measures import CELL, RUN_COLS
 
 
 def bound_labels(factor: float) -> tuple[str, str]:
@@ -61,10 +64,31 @@ def stability_at_init(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def unstable_fraction(runs: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
+    """``measures.diverged_fraction`` with unstable runs counted as diverged.
+
+    Args:
+        runs: the runs frame; shapes: ``shapes.run_shapes`` of its runs.
+
+    Returns:
+        Per optimizer × batch size × learning rate: ``n``, ``n_diverged`` (diverged or
+        unstable), ``n_unstable`` (of those, unstable without diverging) and ``fraction``.
+    """
+    unstable = set(shapes.loc[shapes["unstable"].astype(bool), "run_id"]) if not shapes.empty else set()
+    r = runs.assign(unstable=runs["run_id"].isin(unstable) & ~runs["diverged"].astype(bool))
+    r = r.assign(either=r["diverged"].astype(bool) | r["unstable"])
+    g = r.groupby(CELL, sort=True)
+    out = pd.DataFrame({"n": g.size(), "n_diverged": g["either"].sum().astype(int),
+                        "n_unstable": g["unstable"].sum().astype(int)}).reset_index()
+    out["fraction"] = out["n_diverged"] / out["n"]
+    return out
+
+
 def divergence_bracket(frac: pd.DataFrame) -> pd.DataFrame:
     """Where on the learning-rate grid runs begin to diverge, per optimizer × batch size.
 
-    A grid value counts as diverged when any seed diverged there, as stable when none did.
+    A grid value counts as diverged when any seed diverged there (or, with
+    ``unstable_fraction``, grew unstable), as stable when none did.
     The boundary then lies in (highest stable, lowest diverged]: ``highest_stable`` is the
     largest stable value *below* ``lowest_diverged``. ``largest_stable`` is the largest
     stable value anywhere, which exceeds ``lowest_diverged`` only on a grid where
@@ -77,10 +101,11 @@ def divergence_bracket(frac: pd.DataFrame) -> pd.DataFrame:
         ``optimizer, batch_size, highest_stable, lowest_diverged, largest_stable, midpoint``
         (geometric mean of the bracket; NaN when a side is open), ``lo``, ``hi`` (the
         bracket: 0 when the smallest grid value diverged, inf when none did),
-        ``grid_min``, ``grid_max``, ``monotone``.
+        ``grid_min``, ``grid_max``, ``monotone``, ``lowest_unstable`` (at ``lowest_diverged``
+        no seed diverged, some were unstable: ``unstable_fraction``).
     """
     cols = ["optimizer", "batch_size", "highest_stable", "lowest_diverged", "largest_stable", "midpoint", "lo", "hi",
-            "grid_min", "grid_max", "monotone"]
+            "grid_min", "grid_max", "monotone", "lowest_unstable"]
     rows = []
     for (opt, bs), g in frac.groupby(["optimizer", "batch_size"], sort=True):
         g = g.sort_values("learning_rate")
@@ -89,13 +114,15 @@ def divergence_bracket(frac: pd.DataFrame) -> pd.DataFrame:
         below = lr[~div & (lr < lowest)] if div.any() else lr[~div]
         highest = below.max() if below.size else np.nan
         largest = lr[~div].max() if (~div).any() else np.nan
+        unst = (g["n_unstable"] >= g["n_diverged"]).to_numpy() if "n_unstable" in g else np.zeros(len(g), bool)
         lo = highest if np.isfinite(highest) else 0.0
         hi = lowest if np.isfinite(lowest) else np.inf
         rows.append({"optimizer": opt, "batch_size": int(bs), "highest_stable": highest, "lowest_diverged": lowest,
                      "largest_stable": largest,
                      "midpoint": float(np.sqrt(lo * hi)) if 0 < lo and np.isfinite(hi) else np.nan,
                      "lo": lo, "hi": hi, "grid_min": lr.min(), "grid_max": lr.max(),
-                     "monotone": not (np.isfinite(largest) and np.isfinite(lowest) and largest > lowest)})
+                     "monotone": not (np.isfinite(largest) and np.isfinite(lowest) and largest > lowest),
+                     "lowest_unstable": bool(div.any() and unst[lr == lowest].all())})
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -8,7 +8,9 @@ does not reach a target within its budget is *censored*: its steps-to-target is 
 ``reached = False``, counted as infinitely slow in medians and never dropped, so "not
 reached" can never look fast. A run that crossed the target and then diverged is its own
 outcome ("reached, then diverged") and counts as not reached; one that ended above the
-target again without diverging ("reached, then lost") counts at its first crossing.
+target again without diverging ("reached, then lost", judged on its last few evaluations),
+or became unstable or collapsed to chance, counts at its first crossing. How a run ended
+(``analysis.shapes.run_shapes``) comes from its full training loss curve.
 
 Steps-to-target is an interval: the first crossing lies in (``steps_above``, ``steps``],
 the last evaluated step above the target and the first below (``steps_lo`` =
@@ -26,6 +28,8 @@ import pandas as pd
 
 from bpresearch import keys as R
 from bpresearch import verdicts as V
+
+from .shapes import run_shapes
 
 RUN_COLS = ["run_id", "optimizer", "batch_size", "learning_rate", "seed"]
 CELL = ["optimizer", "batch_size", "learning_rate"]
@@ -47,20 +51,25 @@ def targets_of(runs: pd.DataFrame) -> list[float]:
     return [float(t) for t in json.loads(runs["params.train.targets"].iloc[0])]
 
 
-def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None = None) -> pd.DataFrame:
+def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None = None,
+                  shapes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per run × target rows; ``first[(run_id, target)]`` is the step crossed (absent: never),
-    ``above[(run_id, target)]`` the last evaluated step above before it (absent: unknown)."""
+    ``above[(run_id, target)]`` the last evaluated step above before it (absent: unknown),
+    ``shapes``: ``shapes.run_shapes`` (None or a run absent: only the logged final loss is known)."""
     above = above or {}
+    shape = shapes.set_index("run_id").to_dict("index") if shapes is not None and not shapes.empty else {}
     rows = []
     extra = [c for c in runs.columns if c.startswith("facet.")]
     for r in runs.to_dict("records"):
         final = r.get(f"metrics.{R.FINAL_LOSS}", np.nan)
         final = np.nan if final is None or pd.isna(final) else float(final)
+        how = shape.get(r["run_id"], {})
+        end = how.get("end_loss", final)
         for t in targets:
             s = first.get((r["run_id"], t))
             crossed = s is not None
             diverged = bool(r.get("diverged", False))
-            outcome = V.outcome(s, diverged, final, t)
+            outcome = V.outcome(s, diverged, end, t, bool(how.get("unstable", False)), how.get("chance_k", 0) > 0)
             reached = V.counts(outcome)
             a = above.get((r["run_id"], t))
             rows.append({**{c: r.get(c) for c in RUN_COLS + extra}, "target": t, "budget": r.get("steps"),
@@ -68,13 +77,14 @@ def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None =
                          "steps_lo": (float(a) + 1 if a is not None and a >= 0 else 0.0) if reached else np.nan,
                          "first_steps": float(s) if crossed else np.nan,
                          "examples": float(s) * r["batch_size"] if reached else np.nan,
-                         "diverged": diverged, "final_loss": final, "outcome": outcome})
+                         "diverged": diverged, "final_loss": final, "end_loss": end, "outcome": outcome})
     cols = RUN_COLS + extra + ["target", "budget", "reached", "steps", "steps_lo", "first_steps", "examples",
-                               "diverged", "final_loss", "outcome"]
+                               "diverged", "final_loss", "end_loss", "outcome"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str = R.FULL_TRAIN_LOSS) -> pd.DataFrame:
+def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str = R.FULL_TRAIN_LOSS,
+                    shapes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Steps and examples to each target, from the curves: the first step with loss < target.
 
     Args:
@@ -82,13 +92,16 @@ def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str 
         runs: the runs frame (needs ``RUN_COLS``, ``steps``, ``diverged``).
         targets: loss values.
         key: the curve compared with the targets.
+        shapes: ``shapes.run_shapes`` (default: from ``curves``).
 
     Returns:
         One row per run × target: ``RUN_COLS``, ``target``, ``budget`` (steps trained),
         ``reached`` (counts as reached: ``verdicts.counts``), ``steps`` (first logged step below) and ``steps_lo``
         (one past the last logged step above before it) and ``examples`` (= steps × batch
         size; NaN unless reached), ``first_steps`` (the crossing, also for runs that lost
-        it), ``diverged``, ``final_loss`` and ``outcome`` (``OUTCOMES``).
+        it), ``diverged``, ``final_loss``, ``end_loss`` (the median of the last
+        ``verdicts.TAIL`` evaluations, which judges "lost"; the final loss without curves)
+        and ``outcome`` (``OUTCOMES``).
     """
     c = curves[curves["key"] == key]
     first, above = {}, {}
@@ -100,15 +113,16 @@ def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str 
         before = c[f.notna() & (c["step"] < f)]
         for run_id, step in before.groupby("run_id")["step"].max().items():
             above[(run_id, t)] = int(step)
-    return _with_outcome(runs, targets, first, above)
+    return _with_outcome(runs, targets, first, above, run_shapes(curves, runs) if shapes is None else shapes)
 
 
-def steps_to_target_logged(runs: pd.DataFrame, targets) -> pd.DataFrame:
+def steps_to_target_logged(runs: pd.DataFrame, targets, shapes: pd.DataFrame | None = None) -> pd.DataFrame:
     """The same table from the summary metrics ``steps_to_loss_<t>`` the sweep logged.
 
     These are computed in the compiled program at every evaluation, so they need no curves.
     A target whose ``steps_to_loss_<t>`` is absent counts as not reached; without
-    ``steps_above_loss_<t>`` (older stores) the interval is taken as one step.
+    ``steps_above_loss_<t>`` (older stores) the interval is taken as one step. ``shapes``:
+    ``shapes.run_shapes`` where the curves are known (None: the logged final loss only).
     """
     first, above = {}, {}
     for t in targets:
@@ -121,7 +135,7 @@ def steps_to_target_logged(runs: pd.DataFrame, targets) -> pd.DataFrame:
                 first[(run_id, t)] = int(s)
                 a = runs[col_above].iloc[i] if col_above in runs else s - 1
                 above[(run_id, t)] = int(a) if pd.notna(a) else int(s) - 1
-    return _with_outcome(runs, targets, first, above)
+    return _with_outcome(runs, targets, first, above, shapes)
 
 
 def on_common_grid(table: pd.DataFrame, resolution: int) -> pd.DataFrame:
@@ -172,12 +186,13 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame, targets) -> Steps
         runs: the runs frame; curves: its curves (may be empty); targets: loss values.
     """
     logged = all(f"metrics.{R.reached_key(t)}" in runs for t in targets)
+    shapes = run_shapes(curves, runs)
     if not logged:
-        return StepsToTargets(steps_to_target(curves, runs, targets), True, 0)
-    table = steps_to_target_logged(runs, targets)
+        return StepsToTargets(steps_to_target(curves, runs, targets, shapes=shapes), True, 0)
+    table = steps_to_target_logged(runs, targets, shapes)
     if curves.empty:
         return StepsToTargets(table, False, 0)
-    check = steps_to_target(curves, runs, targets)
+    check = steps_to_target(curves, runs, targets, shapes=shapes)
     bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(float), table["steps"].fillna(-1).to_numpy(float))
     if "full_batch" in runs:  # full batch counts every step; the full_train_loss curve only every E
         fb = table["run_id"].map(runs.set_index("run_id")["full_batch"]).fillna(False).to_numpy(bool)
@@ -195,16 +210,18 @@ def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
 
     Returns:
         ``n``; runs per outcome: ``n_reached`` (counted as reached, ``verdicts.counts``),
-        ``n_lost`` (of those, ended above the target again), ``n_diverged_after`` (reached,
-        then diverged: not counted), ``n_diverged`` (diverged before reaching);
+        ``n_lost`` (of those, did not stay below: lost, unstable or collapsed), ``n_diverged_after`` (reached,
+        then diverged: not counted), ``n_diverged`` (diverged before reaching), ``n_unstable``
+        and ``n_collapsed`` (never reached: ``verdicts.UNSTABLE``, ``verdicts.COLLAPSED``);
         ``median_steps`` (``verdicts.median``: censored runs count as infinitely slow, so a
         cell where half or more did not reach is ``inf``), ``median_steps_lo`` (the medians'
         interval lower end), ``min_steps``, ``max_steps`` (``inf`` when any seed did not
         reach), ``median_examples`` and ``status``: "reached" (finite median), else the most
-        common way its runs failed: "reached, then diverged", "diverged" or "not reached".
+        common way its runs failed: "reached, then diverged", "diverged", "unstable",
+        "collapsed" or "not reached".
     """
     by = list(by or TUNED_OVER)
-    counted = ["n", "n_reached", "n_lost", "n_diverged_after", "n_diverged"]
+    counted = ["n", "n_reached", "n_lost", "n_diverged_after", "n_diverged", "n_unstable", "n_collapsed"]
     cols = by + ["learning_rate", "target", *counted, "median_steps", "median_steps_lo", "min_steps", "max_steps",
                  "median_examples", "status"]
     rows = []
@@ -216,8 +233,10 @@ def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
         fail = counts.drop(list(V.COUNTED), errors="ignore")
         status = V.REACHED if np.isfinite(med) else (str(fail.idxmax()) if not fail.empty else V.NOT_REACHED)
         bs = float(g["batch_size"].iloc[0])
-        rows.append([*key, len(g), int(g["reached"].sum()), int(counts.get(V.LOST, 0)),
-                     int(counts.get(V.DIVERGED_AFTER, 0)), int(counts.get(V.DIVERGED, 0)), med, V.median(lo),
+        lost = sum(int(counts.get(o, 0)) for o in V.COUNTED if o != V.REACHED)
+        rows.append([*key, len(g), int(g["reached"].sum()), lost,
+                     int(counts.get(V.DIVERGED_AFTER, 0)), int(counts.get(V.DIVERGED, 0)),
+                     int(counts.get(V.UNSTABLE, 0)), int(counts.get(V.COLLAPSED, 0)), med, V.median(lo),
                      float(s.min()), float(s.max()), med * bs, status])
     out = pd.DataFrame(rows, columns=cols)
     return out.astype({k: int for k in counted})

@@ -1,7 +1,8 @@
 """Predicted against measured: what the diagnostics foretell, gathered for one group of runs.
 
 Three predictions, each from a diagnostic the sweep logs (``[diagnostics]``), each compared
-with a measure: the divergence boundary (``analysis.boundary``), the edge of stability
+with a measure: the divergence boundary (``analysis.boundary``; unstable runs count as
+diverged), the edge of stability
 (``analysis.sharpness``) and the critical batch size (``analysis.noise_scales``). ``predict``
 gathers them into a ``Predicted``, with the reason for each prediction that cannot be made.
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import measures as M
-from .boundary import bound_labels, compare_boundary, divergence_bracket, stability_at_init
+from .boundary import bound_labels, compare_boundary, divergence_bracket, stability_at_init, unstable_fraction
 from .noise_scales import critical_fits, headline_noise_scale, noise_scale_at_loss, noise_scale_near_target
+from .shapes import run_shapes
 from .sharpness import edge_of_stability
 
 
@@ -92,7 +93,8 @@ def predict(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, bests
     init_row = None if missing_boundary else init.iloc[0]
     cmp = None
     if init_row is not None:
-        frac = M.diverged_fraction(gd[gd["optimizer"] == init_row["optimizer"]])
+        opt = gd[gd["optimizer"] == init_row["optimizer"]]
+        frac = unstable_fraction(opt, run_shapes(curves, opt))   # a run whose loss grew counts as diverged
         cmp = compare_boundary(divergence_bracket(frac), float(init_row["stability_lr"]))
     eos = edge_of_stability(curves, gd, init_row["factor"] if init_row is not None else 2.0)
     if bests:  # whether each run reached the first target: stable is not the same as converged

@@ -268,11 +268,13 @@ def findings_lost(table: pd.DataFrame, target: float, full: int | None) -> list[
     out = []
     for (bs, lr), g in t.groupby(["batch_size", "learning_rate"]):
         first = g["first_steps"]
-        final = g["final_loss"].dropna()
+        judged = "end_loss" in g and not g["diverged"].any() and not g["end_loss"].equals(g["final_loss"])
+        final = g["end_loss" if judged else "final_loss"].dropna()
         kinds = " or ".join(sorted({o.split(", then ")[1] for o in g["outcome"]}))
         out.append(f"At {bs_text(int(bs), full)} η = {lr:.3g}: {len(g)} run{'s' if len(g) > 1 else ''} reached loss "
                    f"{target:g} (at step {span(first.min(), first.max(), '.0f')}) and then {kinds}"
-                   + (f" (final loss {span(final.min(), final.max())})" if not final.empty else "")
+                   + (f" ({'median of the last evaluations' if judged else 'final loss'} "
+                      f"{span(final.min(), final.max())})" if not final.empty else "")
                    + (": counted as not reached, never as the best learning rate." if kinds == "diverged" else
                       ": counted at the first crossing (steps to a target are a first passage), but the loss did not"
                       " stay below it" + ("; the diverged ones as not reached." if "diverged" in kinds else ".")))

@@ -23,16 +23,25 @@ def _init_text(init: pd.Series) -> str:
     return f"{lam} at initialisation = {init['stability_lr']:.3g} (λ_max = {init['sharpness']:.3g}; {seeds})"
 
 
+def _diverged(r) -> str:
+    """How the runs at the bracket's upper end failed: "diverged", or grew unstable without diverging."""
+    return "unstable" if getattr(r, "lowest_unstable", False) else "diverged"
+
+
+UNSTABLE_WORDS = "the full loss ended above its start or rose steadily, without passing the divergence limit"
+
+
 def bracket_text(r) -> str:
     """The measured divergence boundary of one batch size, as a bracket in words."""
     if not np.isfinite(r.lowest_diverged):
         return f"no run diverged up to η = {r.grid_max:.3g} (boundary > {r.grid_max:.3g})"
     if not np.isfinite(r.highest_stable):
-        return f"diverged already at the smallest η = {r.lowest_diverged:.3g} (boundary ≤ {r.lowest_diverged:.3g})"
+        return (f"{_diverged(r)} already at the smallest η = {r.lowest_diverged:.3g} "
+                f"(boundary ≤ {r.lowest_diverged:.3g})")
     s = (f"in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}]: highest stable η = {r.highest_stable:.3g}, "
-         f"lowest diverged η = {r.lowest_diverged:.3g}; geometric midpoint {r.midpoint:.3g}")
+         f"lowest {_diverged(r)} η = {r.lowest_diverged:.3g}; geometric midpoint {r.midpoint:.3g}")
     if not r.monotone:
-        s += f" (not monotone: η = {r.largest_stable:.3g} did not diverge)"
+        s += f" (not monotone: η = {r.largest_stable:.3g} stayed stable)"
     return s
 
 
@@ -65,20 +74,22 @@ def findings_boundary(cmp: pd.DataFrame, init: pd.Series, full: int | None) -> l
                  f"{r.grid_max / pred:.2g}× the prediction.")
     else:
         verb = {"inside": "predicts", "below": "underestimates", "above": "overestimates"}[r.position]
+        how = "diverged" if _diverged(r) == "diverged" else f"grew unstable ({UNSTABLE_WORDS})"
         stable = (f"did not diverge at η ≤ {r.highest_stable:.3g}" if np.isfinite(r.highest_stable)
-                  else "diverged already at the smallest η of the grid")
-        s = (f"{head} {verb} the divergence boundary at {where}: runs diverged at η ≥ {r.lowest_diverged:.3g} "
+                  else f"{_diverged(r)} already at the smallest η of the grid")
+        s = (f"{head} {verb} the divergence boundary at {where}: runs {how} at η ≥ {r.lowest_diverged:.3g} "
              f"and {stable}")
         if np.isfinite(r.midpoint):
             s += (f", so the boundary lies in ({r.highest_stable:.3g}, {r.lowest_diverged:.3g}] (geometric midpoint "
                   f"{r.midpoint:.3g}; prediction ÷ midpoint = {r.ratio:.2g})")
         s += {"inside": " — the prediction is inside the bracket.",
-              "below": f" — the prediction lies {r.factor_off:.2g}× below the bracket: training stayed stable well "
-                       f"beyond {lam} at initialisation (see the sharpness over training below).",
+              "below": f" — the prediction lies {r.factor_off:.2g}× below the bracket: training stayed stable "
+                       f"{'well ' if r.factor_off >= 1.5 else ''}beyond {lam} at initialisation (see the sharpness "
+                       f"over training below).",
               "above": f" — the prediction lies {r.factor_off:.2g}× above the bracket: runs diverged before reaching "
                        f"the bound."}[r.position]
         if not r.monotone:
-            s += f" Divergence was not monotone in η: η = {r.largest_stable:.3g} did not diverge."
+            s += f" Divergence was not monotone in η: η = {r.largest_stable:.3g} stayed stable."
     out = [s]
     others = cmp[cmp["batch_size"] != r.batch_size]
     if not others.empty:
@@ -133,16 +144,18 @@ def findings_sharpness(reg: pd.DataFrame, factor: float, every: int | None, band
     _, eta = bound_labels(factor)
     grid = sorted(reg["learning_rate"].unique())
     ok = reg[~reg["diverged"]]
-    crit = (f"within ±{band:.0%} of {eta} for at least {stretch} consecutive measurements (steps 0, 1, 2, 4, … "
-            f"then every {every})") if every else f"within ±{band:.0%} of {eta} for {stretch} measurements"
+    crit = (f"a rise from below into ±{band:.0%} of {eta}, staying there to the last measurement for at least "
+            f"{stretch} consecutive measurements (steps 0, 1, 2, 4, … then every {every})") if every else \
+        f"a rise from below into ±{band:.0%} of {eta}, staying there for {stretch} measurements"
     out = []
     edge = ok[ok["regime"] == "edge of stability"]
     if not edge.empty:
         out.append(f"Edge of stability (Cohen et al. 2021), by the criterion {crit}: at η = "
-                   f"{lr_list(edge['learning_rate'], grid)} ({len(edge)} run{'' if len(edge) == 1 else 's'}; stretches at steps "
-                   f"{', '.join(sorted(set(edge['edge_steps'])))}).")
+                   f"{lr_list(edge['learning_rate'], grid)} ({len(edge)} run{'s' if len(edge) > 1 else ''}; stretches "
+                   f"at steps {', '.join(sorted(set(edge['edge_steps'])))}).")
     else:
         out.append(f"No full-batch run was at the edge of stability by the criterion {crit}.")
+    out += _findings_failed(ok, grid, eta)
     cat = ok[ok["regime"] == "catapult"]
     if not cat.empty:
         out.append(f"Catapult-like drop at η = {lr_list(cat['learning_rate'], grid)}: sharpness started above {eta} "
@@ -156,11 +169,43 @@ def findings_sharpness(reg: pd.DataFrame, factor: float, every: int | None, band
                    f"{below['ratio_max'].max():.2g}× it" + (f"; it rose by more than 10% (progressive sharpening) at "
                                                             f"η = {lr_list(rose['learning_rate'], grid)}"
                                                             if not rose.empty else "") + ".")
+    const = ok[ok["regime"] == "constant"]
+    if not const.empty:
+        out.append(f"At η = {lr_list(const['learning_rate'], grid)} the sharpness was constant (within "
+                   f"±{band:.0%}) at {span(const['ratio_min'].min(), const['ratio_max'].max(), '.2g')}× {eta}: a fixed "
+                   f"curvature, neither progressive sharpening nor the edge of stability.")
+    fell = ok[ok["regime"] == "fell to the bound"]
+    if not fell.empty:
+        out.append(f"At η = {lr_list(fell['learning_rate'], grid)} the sharpness started above {eta} and fell into "
+                   f"±{band:.0%} of it, where it stayed to the end (last "
+                   f"{span(fell['ratio_end'].min(), fell['ratio_end'].max(), '.2g')}× {eta}): training settled where "
+                   f"the sharpness is at the bound; not the edge of stability, which rises to it from below.")
     un = ok[ok["regime"] == "above, unresolved"]
     if not un.empty:
         out.append(f"At η = {lr_list(un['learning_rate'], grid)} the sharpness started above {eta} and neither hovered "
                    f"at it nor fell under half of it (last {span(un['ratio_end'].min(), un['ratio_end'].max(), '.2g')}× "
                    f"{eta}).")
+    return out
+
+
+def _findings_failed(ok: pd.DataFrame, grid: list, eta: str) -> list[str]:
+    """Runs named for what their loss did, not for their sharpness: collapsed to chance, or unstable."""
+    out = []
+    col = ok[ok["regime"] == "collapsed"]
+    for k, g in col.groupby("chance_k"):
+        n = len(g)
+        out.append(f"Collapsed at η = {lr_list(g['learning_rate'], grid)} ({n} run{'s' if n > 1 else ''}): the full "
+                   f"loss sits flat at {span(g['end_loss'].min(), g['end_loss'].max(), '.4g')}, chance for {int(k)} "
+                   f"classes (ln {int(k)} = {np.log(k):.4g}: one constant prediction for every input), with the "
+                   f"gradient norm at {g['grad_ratio'].max():.1g} of its start or less; the sharpness "
+                   f"({span(g['ratio_end'].min(), g['ratio_end'].max(), '.2g')}× {eta} at the end) fell because the "
+                   f"network stopped responding to its input, not by a catapult.")
+    un = ok[ok["regime"] == "unstable"]
+    if not un.empty:
+        out.append(f"Unstable at η = {lr_list(un['learning_rate'], grid)} ({len(un)} run{'s' if len(un) > 1 else ''}): "
+                   f"{UNSTABLE_WORDS} (from {span(un['loss_0'].min(), un['loss_0'].max())} at the start to "
+                   f"{span(un['end_loss'].min(), un['end_loss'].max())} at the end); counted as diverged for the "
+                   f"boundary, and the sharpness of such a run is not read as a regime.")
     return out
 
 

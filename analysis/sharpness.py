@@ -3,7 +3,8 @@
 In full-batch runs the sharpness λ_max(t) tends to rise until it hovers at 2/η, the edge
 of stability (Cohen et al. 2021), or to fall below 2/η where η started above it (a
 catapult, Lewkowycz et al. 2020). The edge of stability is claimed only where it was
-measured there, by a stated criterion (``EOS_BAND``, ``EOS_STRETCH``).
+measured there, by a stated criterion (``EOS_BAND``, ``EOS_STRETCH``): the sharpness rose
+from below the band into it and stayed (``verdicts.sharpness_regime``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from bpresearch import keys as R
+from bpresearch import verdicts as V
 
 from .measures import RUN_COLS
+from .shapes import run_shapes
 
-EOS_BAND = 0.1      # "at the edge of stability": sharpness within ±10% of the bound factor/η …
-EOS_STRETCH = 3     # … for at least this many consecutive measurements
-CATAPULT_BELOW = 0.5  # "fell far below": under half the bound, after starting above it
+EOS_BAND = V.EOS_BAND              # "at the bound": sharpness within ±10% of factor/η …
+EOS_STRETCH = V.EOS_STRETCH        # … for at least this many consecutive measurements
+CATAPULT_BELOW = V.CATAPULT_BELOW  # "fell far below": under half the bound, after starting above it
 
 
 def edge_of_stability(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 2.0) -> pd.DataFrame:
@@ -59,14 +62,14 @@ def sharpness_regimes(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 
                       stretch: int = EOS_STRETCH) -> pd.DataFrame:
     """What the sharpness of each full-batch run did against its stability bound factor/η.
 
-    Cohen et al. 2021 describe the edge of stability as λ_max *hovering* at 2/η. It is
-    claimed here only when the measured sharpness stays within ±``band`` of the bound for
-    ``stretch`` consecutive measurements or more; otherwise the run is described by what was
-    measured: a catapult-like drop (started above the bound, then fell under
-    ``CATAPULT_BELOW`` × bound; Lewkowycz et al. 2020), staying below, or rising.
+    The regime is ``verdicts.sharpness_regime``'s: the edge of stability only where the
+    sharpness rose from below the band (±``band`` of the bound) into it and stayed there for
+    ``stretch`` measurements or more, up to the last; never for a constant sharpness, nor
+    for a run that diverged, grew unstable or collapsed to chance (named for that, from its
+    loss curve: ``shapes.run_shapes``).
 
     Args:
-        curves: tidy curves with ``sharpness``.
+        curves: tidy curves with ``sharpness`` (and ``full_train_loss``, ``grad_norm``).
         runs: the runs frame (needs ``full_batch``, ``diverged``).
         factor: 2 for gradient descent, 2 + 2β with heavy-ball momentum.
         band, stretch: the edge-of-stability criterion.
@@ -76,49 +79,37 @@ def sharpness_regimes(curves: pd.DataFrame, runs: pd.DataFrame, factor: float = 
         ``bound``, ``ratio_0``, ``ratio_min``, ``ratio_max``, ``ratio_end`` (sharpness ÷
         bound), ``edge_steps`` (longest stretch within the band: "from–to", "" if none),
         ``edge_points``, ``drop_step`` (first measured step under CATAPULT_BELOW × bound after
-        starting above it; −1 if none), ``n_points``, ``last_step`` and ``regime``: "edge of
-        stability", "catapult", "above, unresolved" (started above, never fell far below nor
-        hovered), "rose" (progressive sharpening by > 10%) or "below".
+        starting above it; −1 if none), ``n_points``, ``last_step``, ``regime`` (``verdicts``:
+        "edge of stability", "catapult", "fell to the bound", "above, unresolved", "rose",
+        "below", "constant", "diverged", "unstable" or "collapsed"), ``loss_0``, ``end_loss`` and
+        ``chance_k`` (K of a collapse to ln K; 0: none) and ``grad_ratio``.
     """
     cols = RUN_COLS + ["diverged", "bound", "ratio_0", "ratio_min", "ratio_max", "ratio_end", "edge_steps",
-                       "edge_points", "drop_step", "n_points", "last_step", "regime"]
+                       "edge_points", "drop_step", "n_points", "last_step", "regime", "loss_0", "end_loss", "chance_k",
+                       "grad_ratio"]
     if "full_batch" not in runs:
         return pd.DataFrame(columns=cols)
     fb = runs[runs["full_batch"]]
-    c = curves[curves["key"] == "sharpness"].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
+    c = curves[curves["key"] == R.SHARPNESS].merge(fb[RUN_COLS + ["diverged"]], on="run_id").sort_values("step")
+    shape = run_shapes(curves, fb).set_index("run_id")
     rows = []
-    for _, g in c.groupby("run_id", sort=False):
+    for run_id, g in c.groupby("run_id", sort=False):
         if len(g) < 2:
             continue
         r = g.iloc[0]
         bound = factor / r["learning_rate"]
         ratio = g["value"].to_numpy() / bound
         steps = g["step"].to_numpy()
-        inside = np.abs(ratio - 1) <= band
-        best, cur, best_end = 0, 0, -1
-        for i, x in enumerate(inside):
-            cur = cur + 1 if x else 0
-            if cur > best:
-                best, best_end = cur, i
-        edge = f"{steps[best_end - best + 1]}–{steps[best_end]}" if best else ""
-        started_above = ratio[0] > 1
-        fell = np.flatnonzero(started_above & (ratio < CATAPULT_BELOW))
-        drop = int(steps[fell[0]]) if fell.size else -1
-        if best >= stretch:
-            regime = "edge of stability"
-        elif drop >= 0:
-            regime = "catapult"
-        elif started_above:
-            regime = "above, unresolved"
-        elif ratio.max() > 1.1 * ratio[0]:
-            regime = "rose"
-        else:
-            regime = "below"
+        how = shape.loc[run_id] if run_id in shape.index else pd.Series({"unstable": False, "chance_k": 0})
+        reg = V.sharpness_regime(ratio, bool(r["diverged"]), bool(how["unstable"]), how["chance_k"] > 0, band, stretch)
+        n_edge = reg.edge_to - reg.edge_from + 1 if reg.edge_from >= 0 else 0
         rows.append({**{k: r[k] for k in RUN_COLS}, "diverged": bool(r["diverged"]), "bound": bound,
                      "ratio_0": ratio[0], "ratio_min": ratio.min(), "ratio_max": ratio.max(), "ratio_end": ratio[-1],
-                     "edge_steps": edge, "edge_points": best, "drop_step": drop, "n_points": len(ratio),
-                     "last_step": int(steps[-1]), "regime": regime})
+                     "edge_steps": f"{steps[reg.edge_from]}–{steps[reg.edge_to]}" if n_edge else "",
+                     "edge_points": n_edge, "drop_step": int(steps[reg.drop]) if reg.drop >= 0 else -1,
+                     "n_points": len(ratio), "last_step": int(steps[-1]), "regime": reg.regime,
+                     "loss_0": how.get("loss_0", np.nan), "end_loss": how.get("end_loss", np.nan),
+                     "chance_k": int(how["chance_k"]), "grad_ratio": how.get("grad_ratio", np.nan)})
     if not rows:
         return pd.DataFrame(columns=cols)
     return pd.DataFrame(rows, columns=cols).sort_values(["learning_rate", "seed"]).reset_index(drop=True)
-

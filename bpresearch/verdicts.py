@@ -18,7 +18,24 @@ The rules, and why:
   run went on, whereas whether the *last* evaluation lies above the target depends on
   where the budget happened to stop and on one noisy value. The outcome keeps the words
   "then lost" so that a report can say so. Steps to result as the first step that reaches
-  the goal is the measure of Shallue et al. 2019.
+  the goal is the measure of Shallue et al. 2019. "Lost" is judged on how the run ended,
+  the median of its last ``TAIL`` evaluations (``end_level``), not on one noisy value.
+- **How a run ended, beyond diverged.** A run is **unstable** when its full loss ended
+  above where it started or grew steadily over its last stretch (``unstable``): it did not
+  blow past the divergence limit within the budget, but it is past the stability boundary
+  all the same, and the divergence bracket counts it like a divergence. A run has
+  **collapsed** when its full loss sits flat at chance, ln K for K classes (a constant
+  prediction), with a vanishing gradient (``chance_collapse``): its sharpness falls because
+  the network stopped responding, which is no catapult. Either, for a run that never
+  crossed, is its own outcome; a run that crossed and then became unstable or collapsed
+  counts at its first crossing like one that was lost (the refiner, which sees only the
+  logged summaries, counts the same runs).
+- **What the sharpness did** (full batch, against the bound factor/η; ``sharpness_regime``).
+  The edge of stability (Cohen et al. 2021) is progressive sharpening up to the bound: it
+  is named only when the sharpness rose from below the band into it and stayed there to
+  the last measurement. A sharpness that was constant (varied by less than the band),
+  or sat in the band from step 0, is not the edge of stability whatever its ratio; a
+  diverged, unstable or collapsed run is named for that, never for its sharpness.
 - **Score of a learning rate.** The upper median over seeds of the counted steps, a run
   that does not count being infinitely slow (censored at ∞, never dropped): the smallest
   step count by which *more than half* of the seeds had reached. It is always a step that
@@ -53,10 +70,22 @@ REL = 1e-5   # learning rates closer than this (relative) are the same value (6-
 REACHED = "reached"
 DIVERGED_AFTER = "reached, then diverged"
 LOST = "reached, then lost"
+UNSTABLE_AFTER = "reached, then unstable"
+COLLAPSED_AFTER = "reached, then collapsed"
 DIVERGED = "diverged"
+UNSTABLE = "unstable"
+COLLAPSED = "collapsed"
 NOT_REACHED = "not reached"
-OUTCOMES = (REACHED, DIVERGED_AFTER, LOST, DIVERGED, NOT_REACHED)
-COUNTED = (REACHED, LOST)   # the outcomes whose first crossing counts as steps to the target
+OUTCOMES = (REACHED, DIVERGED_AFTER, LOST, UNSTABLE_AFTER, COLLAPSED_AFTER, DIVERGED, UNSTABLE, COLLAPSED,
+            NOT_REACHED)
+# the outcomes whose first crossing counts as steps to the target
+COUNTED = (REACHED, LOST, UNSTABLE_AFTER, COLLAPSED_AFTER)
+
+TAIL = 5             # the last evaluations that say how a run ended (``end_level``)
+RISE = 0.1           # unstable: a strictly rising last stretch that grew by more than this share
+FLAT = 1e-3          # collapsed: the last stretch varies by at most this share of its level …
+VANISH = 1e-3        # … and the gradient norm ended at most this share of its start …
+CHANCE_TOL = 1e-3    # … at ln K for some K, to this relative tolerance
 
 
 # ---------------------------------------------------------------- one run
@@ -65,22 +94,30 @@ def crossed(steps) -> bool:
     return steps is not None and steps >= 0   # NaN compares False
 
 
-def outcome(steps, diverged: bool, final_loss: float, target: float) -> str:
+def outcome(steps, diverged: bool, final_loss: float, target: float, unstable: bool = False,
+            collapsed: bool = False) -> str:
     """One run's outcome for one target (``OUTCOMES``).
 
     Args:
         steps: its first step below the target (None, NaN or negative: never crossed).
         diverged: whether it diverged (at any step).
-        final_loss: its last full training loss (NaN: unknown, no evidence it was lost).
+        final_loss: how its full training loss ended: ``end_level`` of its curve where known,
+            else its last value (NaN: unknown, no evidence it was lost).
         target: the loss target.
+        unstable: whether it was ``unstable``; collapsed: whether it ``chance_collapse``d
+            (both need its curves; the refiner, without them, passes neither).
     """
     if crossed(steps):
         if diverged:
             return DIVERGED_AFTER
+        if collapsed:
+            return COLLAPSED_AFTER
+        if unstable:
+            return UNSTABLE_AFTER
         if final_loss is not None and final_loss >= target:   # NaN compares False
             return LOST
         return REACHED
-    return DIVERGED if diverged else NOT_REACHED
+    return DIVERGED if diverged else COLLAPSED if collapsed else UNSTABLE if unstable else NOT_REACHED
 
 
 def counts(out: str) -> bool:
@@ -91,6 +128,62 @@ def counts(out: str) -> bool:
 def run_steps(steps, diverged: bool, final_loss: float = math.nan, target: float = math.inf) -> float:
     """A run's steps to the target as the scores use them: ∞ unless it counts as reached."""
     return float(steps) if counts(outcome(steps, diverged, final_loss, target)) else math.inf
+
+
+# ---------------------------------------------------------------- how a run ended
+def end_level(values) -> float:
+    """How a curve ended: the median of its last ``TAIL`` values (NaN when empty)."""
+    v = np.asarray(values, float)[-TAIL:]
+    return float(np.median(v)) if v.size else math.nan
+
+
+def last_stretch(values) -> np.ndarray:
+    """The last quarter of a curve's evaluations, at least ``TAIL`` of them."""
+    v = np.asarray(values, float)
+    return v[-max(TAIL, v.size // 4):]
+
+
+def unstable(losses) -> bool:
+    """Whether a full-loss curve (in step order) ended above where it started, or grew steadily
+    at the end: strictly rising over its ``last_stretch``, by more than ``RISE``.
+
+    A curve with a non-finite value diverged and is judged by that; fewer than two values say nothing.
+    """
+    v = np.asarray(losses, float)
+    if v.size < 2 or not np.isfinite(v).all():
+        return False
+    if end_level(v) > v[0]:
+        return True
+    s = last_stretch(v)
+    return s.size > 2 and bool((np.diff(s) > 0).all()) and s[-1] > s[0] * (1 + RISE)
+
+
+def chance_classes(loss: float) -> int:
+    """K when ``loss`` is ln K for an integer K ≥ 2 (to ``CHANCE_TOL``): the cross-entropy of a
+    constant, uniform prediction over K classes; else 0."""
+    if not (np.isfinite(loss) and loss > 0.5):
+        return 0
+    k = round(math.exp(loss))
+    return k if k >= 2 and abs(loss - math.log(k)) <= CHANCE_TOL * math.log(k) else 0
+
+
+def chance_collapse(losses, grad_norms) -> int:
+    """K when a run collapsed to chance, else 0: its full cross-entropy loss is flat at ln K over
+    its ``last_stretch`` (varies by at most ``FLAT`` of its level) and its full-batch gradient
+    norm ended at most ``VANISH`` of its first value (``end_level``).
+
+    Args:
+        losses: the full training loss in step order (cross-entropy: ln K is chance only there).
+        grad_norms: the full-batch gradient norm in step order (a minibatch's does not vanish).
+    """
+    v, g = np.asarray(losses, float), np.asarray(grad_norms, float)
+    if v.size < 2 or g.size < 2 or not (np.isfinite(v).all() and np.isfinite(g).all()) or g[0] <= 0:
+        return 0
+    s = last_stretch(v)
+    level = end_level(v)
+    if s.max() - s.min() > FLAT * abs(level) or end_level(g) > VANISH * g[0]:
+        return 0
+    return chance_classes(level)
 
 
 # ---------------------------------------------------------------- over seeds
@@ -180,3 +273,66 @@ def uniform_count(lo: float, hi: float, resolution: float) -> int:
     if hi <= lo:
         return 1
     return math.ceil(math.log(hi / lo) / math.log(resolution) - REL) + 1
+
+
+# ---------------------------------------------------------------- the sharpness of a full-batch run
+EOS = "edge of stability"
+CATAPULT = "catapult"
+SETTLED = "fell to the bound"
+ABOVE = "above, unresolved"
+ROSE = "rose"
+BELOW = "below"
+CONSTANT = "constant"
+EOS_BAND = 0.1        # "at the bound": sharpness within ±10% of factor/η …
+EOS_STRETCH = 3       # … for at least this many consecutive measurements
+CATAPULT_BELOW = 0.5  # "fell far below": under half the bound, after starting above it
+
+
+class Regime(NamedTuple):
+    """What a run's sharpness did against its bound (``sharpness_regime``); indices into its measurements."""
+    regime: str
+    edge_from: int     # the longest stretch within the band (-1: none) …
+    edge_to: int       # … and its last measurement
+    drop: int          # the first measurement under CATAPULT_BELOW × bound after starting above it (-1: none)
+
+
+def sharpness_regime(ratio, diverged: bool = False, unstable_run: bool = False, collapsed: bool = False,
+                     band: float = EOS_BAND, stretch: int = EOS_STRETCH) -> Regime:
+    """What the sharpness of one full-batch run did, from its measurements ÷ the bound factor/η.
+
+    Diverged, collapsed and unstable runs are named for that. A **constant** sharpness (its
+    largest measurement at most 1 + ``band`` times its smallest) is named so whatever its
+    level, so that identical trajectories cannot fall on two sides of a threshold by the
+    noise of the eigenvalue estimate. Otherwise: the **edge of stability** when the
+    sharpness rose from below the band (under 1 − ``band``) into it and stayed there to the
+    last measurement for ``stretch`` measurements or more; a **catapult** when it started above the bound and fell under ``CATAPULT_BELOW`` of it;
+    **fell to the bound** when it started above and ended in the band as long; **above,
+    unresolved** when it started above otherwise; **rose** by more than 10% from its start
+    (progressive sharpening); else **below**.
+    """
+    r = np.asarray(ratio, float)
+    inside = np.abs(r - 1) <= band
+    best, cur, end = 0, 0, -1
+    for i, x in enumerate(inside):
+        cur = cur + 1 if x else 0
+        if cur > best:
+            best, end = cur, i
+    start = end - best + 1 if best else -1
+    above = bool(r[0] > 1)
+    fell = np.flatnonzero(r < CATAPULT_BELOW) if above else np.array([], int)
+    drop = int(fell[0]) if fell.size else -1
+    stays = best >= stretch and end == r.size - 1
+    constant = r.max() <= r.min() * (1 + band)
+    if diverged or collapsed or unstable_run:
+        regime = DIVERGED if diverged else COLLAPSED if collapsed else UNSTABLE
+    elif constant:
+        regime = CONSTANT
+    elif stays and start > 0 and r[start - 1] < 1 - band:
+        regime = EOS
+    elif drop >= 0:
+        regime = CATAPULT
+    elif above:
+        regime = SETTLED if stays else ABOVE
+    else:
+        regime = ROSE if r.max() > 1.1 * r[0] else BELOW
+    return Regime(regime, start, end if best else -1, drop)

@@ -71,8 +71,9 @@ def _group(rep: Report, g: Group, n_bs: int):
     rep.figure(f"edge_of_stability{sfx(g)}", f"Full batch: sharpness over training against {eta} (edge of stability)"
                + of(g), lambda: FD.edge_of_stability(g.curves, pred.eos, eta))
     if not regimes.empty:
-        rep.table(f"Sharpness of full-batch runs ÷ {eta} (medians over seeds; edge of stability: within "
-                  f"±{S.EOS_BAND:.0%} for ≥ {S.EOS_STRETCH} consecutive measurements)", _regimes_table(regimes, eta))
+        rep.table(f"Sharpness of full-batch runs ÷ {eta} (medians over seeds; edge of stability: rose from below "
+                  f"into ±{S.EOS_BAND:.0%} and stayed ≥ {S.EOS_STRETCH} measurements, to the last)",
+                  _regimes_table(regimes, eta))
 
 
 def _critical_rows(g: Group) -> list[tuple]:

@@ -33,6 +33,7 @@ from ..prose_intervals import (
     findings_scaling_intervals,
     headline_fastest,
 )
+from ..prose_outcomes import findings_outcomes
 from ..tables import best_table, outcome_table, scaling_table, with_facets
 from .context import Context, cell_words, group_of
 
@@ -174,6 +175,7 @@ def findings(ctx: Context, tg: Target):
             if first:
                 found += findings_not_reached(g.cell, t, g.budget, g.full)
                 found += findings_lost(g.steps.table, t, g.full)
+            found += findings_outcomes(g.curves, g.steps.table, b, t, g.full, first)
         tg.found += [g.prefix(s) for s in found]
 
 
