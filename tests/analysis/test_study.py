@@ -154,3 +154,11 @@ def test_the_example_notebook_runs_on_a_sweep(swept):
     want = [{"batch_size": c["batch_size"], "target": t, "steps_median": e["steps_median"]}
             for c in summary["variants"][0]["cells"] for t, e in c["targets"].items() if e["steps_median"] is not None]
     assert got and sorted(got, key=str) == sorted(want, key=str)
+
+
+def test_report_writes_what_bpresearch_report_writes(swept, tmp_path):
+    uri, summary, _ = swept
+    index = study(uri).report(tmp_path / "out")
+    assert index == tmp_path / "out" / NAME / "index.html" and index.is_file()
+    again = json.loads((index.parent / "summary.json").read_text())
+    assert again["variants"] == summary["variants"]
