@@ -7,6 +7,7 @@ it says how runs and curves are read). The names of params, metrics and tags com
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -266,6 +267,13 @@ def select_variant(variants: list[Variant], selector: str) -> Variant | None:
             if all(norm.get(k) == x.replace(" ", "") for k, x in want.items()):
                 return v
     return None
+
+
+def did_you_mean(names: list[str], known: list[str]) -> str:
+    """`` (did you mean 'digits-mlp'?)`` for each of ``names`` that is a likely typo of a known
+    experiment name; ``""`` when none is."""
+    close = [c[0] for n in names if (c := difflib.get_close_matches(n, known, n=1, cutoff=0.6))]
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
 def load_experiment(uri: str, name: str) -> ExperimentData:

@@ -72,8 +72,8 @@ def main(args, run_side: RunSide = RunSide()) -> int:
     names = list(dict.fromkeys(args.experiments)) or with_runs
     unknown = [n for n in names if n not in known]
     if unknown:
-        return _fail(f"report: no experiment {', '.join(map(repr, unknown))} in {uri}; known: "
-                     f"{', '.join(known) or 'none'}")
+        return _fail(f"report: no experiment {', '.join(map(repr, unknown))} in {uri}"
+                     f"{load.did_you_mean(unknown, known)}; known: {', '.join(known) or 'none'}")
     if not names:
         return _fail(f"report: no experiment with finished runs in {uri} (run `make sweep` first)")
     selector = getattr(args, "variant", None)

@@ -7,6 +7,7 @@ count) into the list of values swept.
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import numpy as np
@@ -130,7 +131,14 @@ def batch_sizes(v) -> list:
     vals = v if isinstance(v, list) else [v]
     if not vals:
         raise Invalid("must not be empty")
-    return [x if x == "full" else integer(lo=1)(x) for x in vals]
+    return [x if x == "full" else _batch_size(x) for x in vals]
+
+
+def _batch_size(x):
+    if isinstance(x, str):
+        hint = " (did you mean 'full'?)" if difflib.get_close_matches(x.lower(), ["full"], cutoff=0.6) else ""
+        raise Invalid(f"must be an integer or \"full\", got {x!r}{hint}")
+    return integer(lo=1)(x)
 
 
 def seeds(v) -> list[int]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from bpresearch.keys import KIND_TAG, RUN, short_key, stored_names
 from bpresearch.store.base import NOTE_TAG, PARENT_TAG
 from bpresearch.store.mlflow_backend import client, search_all
+from bpresearch.store.retry import schema_mismatch
 from bpresearch.store.uri import resolve_uri, sqlite_path
 
 __all__ = ["POINT", "StoreError", "StoredExperiment", "StoredRun", "artifact_text", "attach_folder", "experiment",
@@ -62,11 +63,18 @@ def _stored(r) -> StoredRun:
 
 
 def _existing_client(uri: str):
-    """A client on a store that exists; a sqlite file that does not is a ``StoreError``, never created."""
+    """A client on a store that exists; a sqlite file that does not is a ``StoreError``, never created,
+    and so is a store at a schema revision the installed MLflow does not expect (``retry.schema_mismatch``)."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         raise StoreError(f"no MLflow store at {uri} (run `make sweep` first)")
-    return client(uri)
+    try:
+        return client(uri)
+    except Exception as e:
+        line = schema_mismatch(e)
+        if line is None:
+            raise
+        raise StoreError(f"{uri}: {line}") from e
 
 
 def experiment_names(uri: str, finished_only: bool = True) -> list[str]:

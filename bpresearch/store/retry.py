@@ -4,7 +4,9 @@ A transient store error (server unreachable or answering 5xx, connection reset, 
 store busy or locked) is retried with exponential backoff (0.5 s, 1 s, 2 s, … at most 5 s
 apart) for ``BPRESEARCH_STORE_RETRY_S`` seconds (default 30), measured from the first
 failure of that operation; then, like any other store error, it is a ``StoreFailure``.
-Which errors are transient: ``is_transient``.
+Which errors are transient: ``is_transient``. A store at a schema revision the installed
+MLflow does not expect is not: it fails at once, in one line naming the revision and what
+to do (``schema_mismatch``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def call(fn: Callable[[], T], what: str, transient: Callable[[BaseException], bo
             attempt += 1
             start = clock() if start is None else start
             if not transient(e):
-                raise StoreFailure(f"{what}: {describe(e)}") from e
+                raise StoreFailure(f"{what}: {schema_mismatch(e) or describe(e)}") from e
             left = budget - (clock() - start)
             if left <= 0:
                 raise StoreFailure(f"{what}: still failing after {attempt} attempts in {budget:g} s "
@@ -74,6 +76,41 @@ def call(fn: Callable[[], T], what: str, transient: Callable[[BaseException], bo
             delay = min(delay * 2, 5.0)
 
 
+_SCHEMA = re.compile(r"database schema \(found version (\w+), but expected (\w+)\)")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain, e = [], exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
+def schema_mismatch(exc: BaseException) -> str | None:
+    """One line for MLflow's refusal of a store at another schema revision ("Detected
+    out-of-date database schema", said also of a newer one): which revision, what to do.
+    None for any other error."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bpresearch.store.sqlstore import known_revisions
+
+    m = next((m for e in _chain(exc) if (m := _SCHEMA.search(str(e)))), None)
+    if m is None:
+        return None
+    found, expected = m.groups()
+    try:
+        mlflow = f"MLflow {version('mlflow')}"
+    except PackageNotFoundError:
+        mlflow = "the installed MLflow"
+    if found in known_revisions():
+        return (f"the store is at schema revision {found}, older than {expected} that {mlflow} expects: "
+                f"back it up, then migrate it with `mlflow db upgrade <tracking URI>`")
+    return (f"the store is at schema revision {found}, newer than {mlflow} knows (it expects {expected}): "
+            f"a later MLflow upgraded it; install that MLflow (pip install -U mlflow) or use another "
+            f"store (--tracking-uri)")
+
+
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
                     "ABORTED"}
 
@@ -82,12 +119,12 @@ def is_transient(exc: BaseException) -> bool:
     """A store error worth retrying: server unreachable, reset or 5xx; a sqlite store busy or locked.
 
     A database error decides by its own message (``database is locked`` is transient; a full
-    disk or a read-only database is not), whatever MLflow wrapped it in.
+    disk or a read-only database is not), whatever MLflow wrapped it in. A store at another
+    schema revision (``schema_mismatch``) is not, though MLflow reports it as INTERNAL_ERROR.
     """
-    chain, e = [], exc
-    while e is not None and len(chain) < 10:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
+    chain = _chain(exc)
+    if any(_SCHEMA.search(str(e)) for e in chain):
+        return False
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")   # not imported: no sqlalchemy error to look for
     database = (sqlite3.OperationalError,) + ((sqlalchemy_exc.OperationalError,) if sqlalchemy_exc else ())
     for e in chain:

@@ -194,12 +194,12 @@ def transactions(runs: list[NewRun], max_points: int = MAX_POINTS) -> list[list[
 
 # ------------------------------------------------------------------ the rest of a sweep's writes
 @functools.cache
-def installed_head() -> str | None:
-    """The schema revision the installed MLflow expects (its one alembic head), read from its
-    migration scripts without importing it; None if MLflow or its scripts are not found."""
+def _migrations() -> tuple[frozenset, frozenset]:
+    """(every schema revision, every revision some other one follows) of the installed MLflow's
+    migration scripts, read without importing it; both empty if MLflow or its scripts are not found."""
     spec = importlib.util.find_spec("mlflow")
     if spec is None or spec.origin is None:
-        return None
+        return frozenset(), frozenset()
     revisions, parents = set(), set()
     for f in (Path(spec.origin).parent / "store" / "db_migrations" / "versions").glob("*.py"):
         text = f.read_text()
@@ -209,8 +209,20 @@ def installed_head() -> str | None:
             revisions.add(rev.group(1))
         if down:
             parents.update(re.findall(r"[\"'](\w+)[\"']", down.group(1)))
+    return frozenset(revisions), frozenset(parents)
+
+
+def installed_head() -> str | None:
+    """The schema revision the installed MLflow expects (its one alembic head); None if MLflow
+    or its scripts are not found."""
+    revisions, parents = _migrations()
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def known_revisions() -> frozenset[str]:
+    """Every schema revision the installed MLflow can migrate from: one outside it is newer."""
+    return _migrations()[0]
 
 
 def writable(path: str | Path) -> bool:
