@@ -163,6 +163,35 @@ def _where(r: dict) -> str:
     return f"{_bs_text(r)}{grp}, η = {_lr(r['best_learning_rate'])}"
 
 
+def _span(r: dict, scale: int | None) -> tuple[float, float] | None:
+    """Where a row's median steps (times ``scale``, the batch size when None) may lie: its interval over seeds,
+    else the evaluations its crossing lies between when every seed took the same path; None from one seed."""
+    k = r["batch_size"] if scale is None else scale
+    iv = r.get("steps_interval") or {}
+    if iv.get("interval"):
+        lo, hi = iv["interval"]
+    elif r.get("seeds", 1) > 1 and r.get("steps_crossing"):
+        lo, hi = r["steps_crossing"]
+    else:
+        return None
+    return lo * k, hi * k
+
+
+def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
+    """The row with the fewest ``key``, named only when its span lies below every other row's; else the tie."""
+    best = min(ok, key=lambda r: (r[key], r["batch_size"]))
+    spans = {id(r): _span(r, scale) for r in ok}
+    if spans[id(best)] is None:
+        return (f"{head}: {_steps(best[key])} at {_where(best)}; one seed per cell gives no interval, "
+                f"so no setting is named fastest.")
+    tied = [r for r in ok if r is not best and (spans[id(r)] is None or spans[id(r)][0] <= spans[id(best)][1])]
+    if not tied:
+        return f"{head}: {_steps(best[key])} at {_where(best)}."
+    names = [f"{_where(r)} ({_steps(r[key])})" for r in [best] + sorted(tied, key=lambda r: r[key])]
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{head}: a tie within the seeds' intervals between {'; '.join(names[:3])}{more}."
+
+
 def _scaling(rows: list[dict]) -> str:
     """How far larger batches help, for one group and target: where examples stay within 2× of the smallest batch's."""
     ok = sorted((r for r in rows if r["reached"] and r["tuned"]), key=lambda r: r["batch_size"])
@@ -172,6 +201,10 @@ def _scaling(rows: list[dict]) -> str:
     within = [r for r in ok if r["examples"] <= 2 * e0]
     last, big = within[-1], ok[-1]
     grp = f" ({b0['group']})" if b0.get("group") else ""
+    if last is b0:   # already the next batch size needs more than twice the examples
+        return (f"Larger batches{grp} help less than in proportion from the start: {_bs_text(big)} needs "
+                f"{_steps(big['steps'])} steps against {_steps(b0['steps'])} at {_bs_text(b0)}, "
+                f"{big['examples'] / e0:.2g}× the examples.")
     s = (f"Up to {_bs_text(last)}, larger batches{grp} cut the steps nearly in proportion "
          f"({_steps(b0['steps'])} → {_steps(last['steps'])} steps, {last['examples'] / e0:.2g}× the examples)")
     if big is not last:
@@ -192,9 +225,8 @@ def answer(recs: list[dict], runs: int, diverged: int, first_diverged: float | N
         out.append(f"No batch size reached loss {t} at any learning rate tried.")
     else:
         f = min(ok, key=lambda r: (r["steps"], r["batch_size"]))
-        out.append(f"Fewest steps to loss {t}: {_steps(f['steps'])} at {_where(f)}.")
-        e = min(ok, key=lambda r: (r["examples"], r["steps"]))
-        out.append(f"Fewest examples: {_steps(e['examples'])} at {_where(e)}.")
+        out.append(_fewest(ok, f"Fewest steps to loss {t}", "steps", 1))
+        out.append(_fewest(ok, "Fewest examples", "examples", None))
         fastest_group = f.get("group", "")
         out.append(_scaling([r for r in first if r.get("group", "") == fastest_group]))
     if diverged and diverged == runs:

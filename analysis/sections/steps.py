@@ -32,6 +32,7 @@ from ..prose_intervals import (
     findings_compare,
     findings_scaling_intervals,
     headline_fastest,
+    ranked,
 )
 from ..prose_outcomes import findings_outcomes
 from ..tables import best_table, outcome_table, scaling_table, with_facets
@@ -144,12 +145,17 @@ def compare_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:
         return f"{fmt_steps(r['steps'])} (η {r['learning_rate']:.3g})" if r["reached"] else "not reached"
 
     sizes = sorted(int(b) for b in best["batch_size"].unique())
+    col = lambda b: f"batch size {'full (%d)' % b if b == full else b}"  # noqa: E731
     rows = []
     for label, g in best.groupby("group", sort=False):
         by = {int(r["batch_size"]): text(r) for _, r in g.iterrows()}
-        rows.append({"group": label, **{f"batch size {'full (%d)' % b if b == full else b}": by.get(b, "not run")
-                                        for b in sizes}})
-    return pd.DataFrame(rows)
+        rows.append({"group": label, **{col(b): by.get(b, "not run") for b in sizes}})
+    verdict = {"group": "fewest steps (beyond the seed spread)"}
+    for b in sizes:
+        ok = best[(best["batch_size"] == b) & best["reached"]].to_dict("records")
+        tied = ranked(ok)[0] if ok else []
+        verdict[col(b)] = "—" if not ok else tied[0]["group"] if len(tied) == 1 else f"tie ({len(tied)} groups)"
+    return pd.DataFrame(rows + [verdict])
 
 
 def findings(ctx: Context, tg: Target):

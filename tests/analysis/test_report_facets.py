@@ -155,11 +155,13 @@ def test_tables_have_a_row_per_facet_value_and_findings_compare_them(reports):
     assert cells == {(a, o, b) for a in ("identity", "tanh") for o in ("adam", "sgd") for b in ("4", "full (32)")}
     assert "| model.activation | optimizer.kind | batch size | best learning rate |" in md
     summary = md.split("## What was run")[0]
-    assert summary.count("\n- ") <= 5 and "![" in summary          # at most five headlines and the figure
+    answer = summary.split("\n- **η**")[0]                           # the sentences above the glossary
+    assert answer.count("\n- ") <= 5 and "![" in summary            # at most five sentences and the figure
     # a finding that compares facet values: a winner only outside the seed spread, else every tied one named
-    compare = [ln for ln in md.splitlines() if ln.startswith("- At batch size 4, loss 0.05")]
-    assert compare and ("fewest median steps with activation=" in compare[0]
-                        or compare[0].count("activation=") >= 2 and "a tie between" in compare[0])
+    table = md.split("**Groups compared: median steps to loss 0.05 (best η) per batch size**")[1].split("\n\n")[1]
+    verdict = [ln for ln in table.splitlines() if ln.startswith("| fewest steps (beyond the seed spread)")]
+    assert len(verdict) == 1 and all(v.strip().startswith(("activation=", "tie (", "—"))
+                                     for v in verdict[0].strip("|").split("|")[1:])
     assert "Swept besides learning rate, batch size and seed" in md
     assert ".5 step" not in md and "6.5" not in md
 

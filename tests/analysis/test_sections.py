@@ -104,6 +104,29 @@ def test_the_answer_names_the_fewest_steps_and_examples_and_where_scaling_stops(
     assert list(t["steps"]) == ["100", "60", "40", "300", "not reached"] and t["best η"].iloc[-1] == "—"
 
 
+def _iv(lo, hi, coverage=0.75):
+    return {"interval": [lo, hi], "coverage": coverage, "what": "range of 3 seeds", "why_none": None}
+
+
+def test_the_answer_names_no_winner_inside_the_seeds_intervals():
+    from analysis.recommend import answer
+
+    # identical settings under two names: the same steps and intervals, a tie that names both
+    same = [_rec("0.5", 8, 40, 0.1, group="optimizer=sgd", steps_interval=_iv(38, 45)),
+            _rec("0.5", 8, 40, 0.1, group="optimizer=momentum", steps_interval=_iv(38, 45))]
+    text = answer(same, runs=6, diverged=0, first_diverged=None)
+    assert text[0].startswith("Fewest steps to loss 0.5: a tie within the seeds' intervals between")
+    assert "optimizer=sgd" in text[0] and "optimizer=momentum" in text[0]
+    # intervals apart: a winner
+    apart = [_rec("0.5", 8, 40, 0.1, steps_interval=_iv(38, 45)), _rec("0.5", 16, 90, 0.2, steps_interval=_iv(80, 99))]
+    assert answer(apart, runs=6, diverged=0, first_diverged=None)[0] == "Fewest steps to loss 0.5: 40 at batch size 8, η = 0.1."
+    # one seed: no interval, no winner
+    one = [_rec("0.5", 8, 40, 0.1, seeds=1, steps_interval={"interval": None, "coverage": None, "what": None,
+                                                            "why_none": "one seed"}),
+           _rec("0.5", 16, 90, 0.2, seeds=1)]
+    assert "no setting is named fastest" in answer(one, runs=2, diverged=0, first_diverged=None)[0]
+
+
 def test_a_variant_is_set_beside_the_base_cell_by_cell():
     from analysis.recommend import compare_variants
 

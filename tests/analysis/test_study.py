@@ -14,13 +14,13 @@ import sys
 import nbformat
 import pandas as pd
 import pytest
+from conftest import EXPERIMENTS, LINEAR_EXAMPLE, ROOT
 from nbclient import NotebookClient
 from storeview import mlflow_server
 
 from analysis.summary import frame_of
 from bpresearch import keys as R
 from bpresearch.cli import main
-from conftest import EXPERIMENTS, LINEAR_EXAMPLE, ROOT
 
 LRS, BATCHES, SEEDS, STEPS = [0.1, 0.3, 0.6], [4, 16, "full"], 2, 60
 NAME = "linear-regression"

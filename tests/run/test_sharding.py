@@ -78,20 +78,20 @@ def test_sharded_group_equals_one_device(tmp_path):
     cfg = runs[0].config
     one = sweep.run_group(cfg, [sweep.member_of(r.config) for r in runs], exp.dataset(cfg), 4).arrays
     assert set(one) == set(four) and {"sharpness", "noise_scale", "train_loss"} <= set(one)
-    # Sharding splits the batch's sums across devices, so float results agree to rounding, not bit
-    # for bit. A run that diverged amplifies that rounding once its loss blows up (1.87e6 against
-    # 1.87e6 ± 4e-5 relative, seen on some CPUs): its values are compared more loosely, its
-    # divergence step exactly like every integer result.
+    # Sharding splits the batch's sums across devices, so float32 results agree to rounding, not bit
+    # for bit: a reordered sum of ~1,000 terms may move by ~n·eps ≈ 1e-4 relative (2e-5 seen on a
+    # gradient norm). A run that diverged amplifies that rounding once its loss blows up: its
+    # values are compared more loosely, its divergence step exactly like every integer result.
     stable = ~one["diverged"].astype(bool)
     for key in one:
         assert one[key].shape == four[key].shape, key
         if one[key].dtype.kind in "biu":
             np.testing.assert_array_equal(one[key], four[key], err_msg=key)
         elif one[key].ndim and one[key].shape[0] == stable.shape[0]:
-            np.testing.assert_allclose(four[key][stable], one[key][stable], rtol=1e-5, atol=1e-7, equal_nan=True,
+            np.testing.assert_allclose(four[key][stable], one[key][stable], rtol=2e-4, atol=1e-7, equal_nan=True,
                                        err_msg=key)
             np.testing.assert_allclose(four[key][~stable], one[key][~stable], rtol=1e-3, atol=1e-7, equal_nan=True,
                                        err_msg=f"{key} (diverged runs)")
         else:
-            np.testing.assert_allclose(four[key], one[key], rtol=1e-5, atol=1e-7, equal_nan=True, err_msg=key)
+            np.testing.assert_allclose(four[key], one[key], rtol=2e-4, atol=1e-7, equal_nan=True, err_msg=key)
     assert np.isfinite(one["sharpness"][:, 0]).all() and one["diverged"].any() and not one["diverged"].all()
