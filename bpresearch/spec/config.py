@@ -23,7 +23,7 @@ from bpresearch.spec import refine as refinemod
 from bpresearch.spec import usercode
 from bpresearch.spec.checks import Invalid
 from bpresearch.spec.resolve import applicable, applicable_keys, complete  # noqa: F401  (run/ and analysis/ read them here)
-from bpresearch.spec.schema import SCHEMA, USER, selector
+from bpresearch.spec.schema import SCHEMA, selector, user_code
 
 
 class ExperimentError(ValueError):
@@ -182,7 +182,7 @@ def _user_section(section: str, given: dict, err) -> dict:
     keys, sel = SCHEMA[section], selector(section)
     out = {}
     for key, k in keys.items():
-        if key == sel or (USER in k.applies and not k.grid):
+        if key == sel or k.when is user_code:
             out[key] = _checked(section, key, k, given, err)
     for key, v in given.items():
         if key in out:

@@ -12,6 +12,7 @@ import copy
 from bpresearch.spec import usercode
 from bpresearch.spec.schema import SCHEMA, SECTIONS, declared, selector
 from bpresearch.spec.schema import applies_to as _applies_to
+from bpresearch.spec.schema import user_code
 
 
 def resolve_defaults(cfg: dict) -> dict:
@@ -61,6 +62,9 @@ def applicable_keys(cfg: dict) -> set[tuple[str, str]]:
         if not isinstance(values, dict) or section not in SECTIONS:
             continue
         keys, sel = declared(section), selector(section)
+        if user_code(values):   # what its file wrote, and what the harness set
+            out |= {(section, n) for n in values if n != "momentum" or usercode.takes_momentum(values[sel])}
+            continue
         for name in values:
             k = keys.get(name)
             if k is None or (_applies_to(k, values.get(sel)) and (k.when is None or k.when(values))):
@@ -87,7 +91,7 @@ def complete(cfg: dict) -> dict:
     for section, keys in SCHEMA.items():
         if section in ("", "sweep") or not isinstance(out.get(section), dict):
             continue
-        if usercode.is_user(out[section].get(selector(section) or "")):
+        if user_code(out[section]):
             continue   # a user-code section holds what its file wrote; typed defaults come from ``section_of``
         for name, k in keys.items():
             out[section].setdefault(name, copy.deepcopy(k.default))

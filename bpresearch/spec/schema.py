@@ -60,19 +60,27 @@ def key(default, check, why, **kw) -> Any:
     return field(metadata={"key": k}, **({"default": None} if k.omit_unset else {}))
 
 
-def grid(why, applies=()) -> Any:
+def grid(why, applies=(), when=None) -> Any:
     """A section field the grid sets per run; absent (None) where it does not apply."""
-    return field(metadata={"key": Key(None, None, why, applies)}, **({"default": None} if applies else {}))
+    return field(metadata={"key": Key(None, None, why, applies, when)},
+                 **({"default": None} if applies or when else {}))
 
 
 def user_options() -> Any:
-    """A user-code section's keyword arguments for its function (no key of its own: what the file wrote)."""
-    return field(default_factory=dict)
+    """A user-code section's keyword arguments for its function (no key of its own: what the file
+    wrote); None in a section of built-in kinds."""
+    return field(default=None)
+
+
+def user_code(section: dict) -> bool:
+    """The section's kind names user code (``spec.usercode``): a ``Key.when`` marking the keys that
+    apply to user code only."""
+    return usercode.is_user(section.get("kind"))
 
 
 def applies_to(k: Key, choice) -> bool:
     """``k`` means something for this choice of its section's selector."""
-    return not k.applies or choice in k.applies or (USER in k.applies and usercode.is_user(choice))
+    return not k.applies or choice in k.applies
 
 
 def _csv(data: dict) -> bool:
@@ -96,7 +104,6 @@ def _mlp(c: dict) -> bool:
 
 
 TEACHER = ("teacher",)
-USER = "user code"   # in ``Key.applies``: the key applies to a kind naming user code (``spec.usercode``)
 WITH_UNITS = ("neuron", "mlp")
 PROBABILITY = ck.number(0.0, 1.0, hi_open=True)
 
@@ -163,7 +170,7 @@ class Model:
     start: tuple[float, ...] = key([-2.0, 5.0, -4.0], ck.list_of(ck.number(), exact_len=3),
                                    "the worked example's x, y, z (docs/seed.md §4-5)", applies=("seed_graph",))
     sha256: str | None = grid("the file's content, set on loading: an edited model never resumes old runs",
-                              applies=(USER,))
+                              when=user_code)
     options: dict = user_options()
 
 
@@ -178,10 +185,10 @@ class Loss:
                     else "half_mse")
     classes: bool = key(None, ck.optional(ck.boolean), "a loss of one's own gets class logits (one output a "
                         "class, integer labels) on the digits, one output an example elsewhere",
-                        applies=(USER,), derive=lambda c: _digits(c) if usercode.is_file(c["loss"]["kind"])
+                        when=user_code, derive=lambda c: _digits(c) if usercode.is_file(c["loss"]["kind"])
                         else None, omit_unset=True)
     sha256: str | None = grid("the file's content, set on loading: an edited loss never resumes old runs",
-                              applies=(USER,))
+                              when=user_code)
     options: dict = user_options()
 
 
@@ -301,10 +308,10 @@ def section_of(section: str, values: dict):
     """
     keys = declared(section)
     typed = {k: _typed(v) for k, v in values.items() if k in keys}
-    if usercode.is_user(values.get(selector(section) or "")):
+    if user_code(values) and "options" in (f.name for f in dataclasses.fields(SECTIONS[section])):
         typed.update({k: _typed(copy.deepcopy(d.default)) for k, d in keys.items() if k not in typed and not d.grid
                       and not d.omit_unset})
-        typed["options"] = {k: v for k, v in values.items() if k not in keys}
+        typed["options"] = usercode.options(values)
     return SECTIONS[section](**typed)
 
 

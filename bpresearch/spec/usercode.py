@@ -129,6 +129,17 @@ def optax_function(kind: str) -> Callable:
     return fn
 
 
+def takes_momentum(kind: str) -> bool:
+    """Whether the optimizer ``kind`` names (``optax:<name>``) has a ``momentum`` argument: the
+    vmapped momentum reaches it (a file's model or loss has none)."""
+    if not is_optax(kind):
+        return False
+    try:
+        return "momentum" in inspect.signature(optax_function(kind)).parameters
+    except (UserCodeError, TypeError, ValueError):
+        return False
+
+
 def check_optax(kind: str, kwargs: dict) -> None:
     """``optax:<name>`` exists and takes ``learning_rate`` and ``kwargs``; else UserCodeError."""
     fn = optax_function(kind)

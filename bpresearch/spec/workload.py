@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,9 +58,9 @@ def user_pair(config: Config, n_out: int) -> tuple[Callable, Callable]:
     m = spec_of(config).model
     factory = usercode.lookup(m.kind, m.sha256)
     try:
-        pair = factory(**m.options, n_out=n_out)
+        pair = factory(**(m.options or {}), n_out=n_out)
     except Exception as e:  # the user's code: any error is theirs, reported in one line
-        raise usercode.UserCodeError(f"{m.kind}({', '.join(f'{k}={v!r}' for k, v in m.options.items())}, "
+        raise usercode.UserCodeError(f"{m.kind}({', '.join(f'{k}={v!r}' for k, v in (m.options or {}).items())}, "
                                      f"n_out={n_out}) raised {type(e).__name__}: {usercode.one_line(e)}") from None
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(callable, pair))):
         raise usercode.UserCodeError(f"{m.kind} returned {type(pair).__name__}, not a pair (init, apply) "
@@ -82,9 +80,8 @@ def method_fn(config: Config) -> Callable[..., optim.Method]:
     """``method(learning_rate, momentum) -> Method`` of ``[optimizer]``: the two vmapped values are arguments."""
     o = spec_of(config).optimizer
     if usercode.is_optax(o.kind):
-        fn = usercode.optax_function(o.kind)
-        takes = "momentum" in inspect.signature(fn).parameters
-        return partial(optim.optax_method, fn, dict(o.options), takes_momentum=takes)
+        return partial(optim.optax_method, usercode.optax_function(o.kind), dict(o.options or {}),
+                       takes_momentum=usercode.takes_momentum(o.kind))
     return partial(optim.make_method, o.kind, b1=o.b1, b2=o.b2, eps=o.eps, search_scale=o.search_scale)
 
 
@@ -131,11 +128,12 @@ def check_user_code(config: Config, dataset: Dataset) -> None:
     X, y = data.X_train[:n], data.y_train[:n]
     model = _in("model", build_model, s, dataset)
     params = _in("model", jax.eval_shape, model.init, jax.random.key(0))
+    if usercode.is_file(s.model.kind):   # the shape the factory's apply returns, before n_out = 1 is squeezed
+        raw = _in("model", jax.eval_shape, user_pair(s, n_out)[1], params, X)
+        if tuple(getattr(raw, "shape", ())) != (n, n_out):
+            raise usercode.UserCodeError("model", f"apply returned outputs of shape {tuple(getattr(raw, 'shape', ()))}"
+                                         f" for a batch of {n}; expected ({n}, {n_out})")
     out = _in("model", jax.eval_shape, model.apply, params, X)
-    want = (n,) if n_out == 1 else (n, n_out)
-    if usercode.is_file(s.model.kind) and tuple(out.shape) != want:
-        raise usercode.UserCodeError("model", f"apply returned outputs of shape {tuple(out.shape)} for a batch of "
-                                     f"{n}; expected ({n}, {n_out})")
     if usercode.is_file(s.loss.kind):
         per = _in("loss", jax.eval_shape, usercode.lookup(s.loss.kind, s.loss.sha256), out, y)
         if tuple(getattr(per, "shape", ())) != (n,):
