@@ -24,9 +24,8 @@ import numpy as np
 
 from bpresearch.core import data as datamod
 from bpresearch.keys import SWEPT_INTO
-from bpresearch.spec import config
+from bpresearch.spec import config, usercode, workload
 from bpresearch.spec import refine as refinemod
-from bpresearch.spec import usercode, workload
 from bpresearch.spec.config import ExperimentError
 from bpresearch.spec.resolve import normalize, resolve_defaults
 from bpresearch.spec.schema import Data, Loss, Model, Spec, section_of, spec_of

@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 
 from bpresearch.spec import usercode
-from bpresearch.spec.schema import SCHEMA, SECTIONS, declared, selector
+from bpresearch.spec.schema import SCHEMA, SECTIONS, declared, selector, user_code
 from bpresearch.spec.schema import applies_to as _applies_to
-from bpresearch.spec.schema import user_code
 
 
 def resolve_defaults(cfg: dict) -> dict:

@@ -19,8 +19,9 @@ import hashlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 OPTAX = "optax:"
 # keys of a user-code section that the harness sets itself (never a factory's argument)

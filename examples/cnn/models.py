@@ -19,7 +19,7 @@ def conv3x3(images, w):
     fast when bpresearch vmaps it over learning rates and seeds (a vmapped ``lax.conv`` becomes
     a grouped convolution, slow on a CPU).
     """
-    n, h, wd = images.shape
+    _, h, wd = images.shape
     padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1)))
     patches = jnp.stack([padded[:, i:i + h, j:j + wd] for i in range(3) for j in range(3)], axis=-1)
     return patches @ w.reshape(9, -1)

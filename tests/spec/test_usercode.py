@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from storeview import children  # noqa: E402
+from storeview import children
 
 from bpresearch.cli import main
 from bpresearch.keys import KIND_TAG
@@ -79,7 +79,7 @@ def write(folder: Path, model="width = 3", loss="losses.py:absolute", optimizer=
 
 def new_runs(out: str) -> int:
     """The ``new`` column of the sweep's summary line for the experiment ``mine``."""
-    return int(re.search(r"^mine\s+\d+\s+(\d+)\s", out, re.M).group(1))
+    return int(re.search(r"^mine\s+\d+\s+(\d+)\s", out, re.MULTILINE).group(1))
 
 
 def test_a_model_file_sweeps_resumes_and_trains_again_when_edited(tmp_path, capsys):
