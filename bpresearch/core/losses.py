@@ -18,3 +18,12 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 LOSSES = {"half_mse": half_mse, "cross_entropy": cross_entropy}
+
+
+def mean_of(per_example):
+    """``loss(output, target) -> scalar``, the batch mean of a researcher's ``fn(outputs, y) -> (N,)``."""
+
+    def loss(output: jax.Array, target: jax.Array) -> jax.Array:
+        return jnp.mean(per_example(output, target))
+
+    return loss

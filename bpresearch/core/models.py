@@ -116,3 +116,25 @@ def seed_graph(start: Sequence[float] = (-2.0, 5.0, -4.0)) -> Model:
         return jnp.broadcast_to(f, X.shape[:1])
 
     return Model(init_fn, apply_fn)
+
+
+def user_model(init: Callable, apply: Callable, x: jax.Array, n_out: int) -> Model:
+    """A researcher's ``(init, apply)`` pair as a ``Model``.
+
+    Args:
+        init: ``init(key, x) -> params``, any pytree, for one batch ``x`` of inputs.
+        apply: ``apply(params, x) -> outputs`` of shape (batch, n_out).
+        x: the batch ``init`` is given (its values may set shapes, nothing else should depend on them).
+        n_out: the outputs; 1 gives an output of shape (N,), as the built-in models (regression).
+    Returns:
+        ``Model(init, apply)`` with ``init(key)``, as the built-in models.
+    """
+
+    def init_fn(key):
+        return init(key, x)
+
+    def apply_fn(params, X):
+        out = apply(params, X)
+        return out[:, 0] if n_out == 1 else out
+
+    return Model(init_fn, apply_fn)

@@ -116,7 +116,13 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 
 def optimizer(kind: str) -> Optimizer:
-    """The row of ``OPTIMIZERS`` named ``kind``; ValueError naming the choices otherwise."""
+    """The row of ``OPTIMIZERS`` named ``kind``; ValueError naming the choices otherwise.
+
+    ``optax:<name>`` (``optax_method``) has no row: it is built from its name, and its
+    stability constant is not known (``stable_numerator`` None: no prediction is made).
+    """
+    if kind.startswith("optax:"):
+        return Optimizer(None, None)
     try:
         return OPTIMIZERS[kind]
     except KeyError:
@@ -140,3 +146,19 @@ def make_method(kind: str, learning_rate: jax.Array, momentum: jax.Array | float
     """
     hp = {"b1": b1, "b2": b2, "eps": eps, "search_scale": search_scale}
     return optimizer(kind).make(learning_rate, momentum, hp)
+
+
+def optax_method(fn: Callable[..., optax.GradientTransformation], options: dict, learning_rate: jax.Array,
+                 momentum: jax.Array | float = 0.0, takes_momentum: bool = False) -> Method:
+    """Any optax optimizer ``fn`` (``optax.adamw``) as a ``Method``, its learning rate injected.
+
+    Args:
+        fn: the optax optimizer; ``options`` are its other keyword arguments (constants).
+        learning_rate: step size η, a traced value (``optax.inject_hyperparams``).
+        momentum: passed as ``fn``'s ``momentum`` when ``takes_momentum``: traced, as the heavy ball's.
+    Returns:
+        A ``Method``.
+    """
+    kw = dict(options, **({"momentum": momentum} if takes_momentum else {}))
+    static = tuple(k for k, v in options.items() if isinstance(v, bool) or not isinstance(v, (int, float)))
+    return gradient_method(optax.inject_hyperparams(fn, static_args=static)(learning_rate=learning_rate, **kw))

@@ -241,7 +241,8 @@ class SweepRun:
             params={"file": str(exp.path), "grid_size": str(len(exp.runs)), "runs_to_do": str(len(self.todo)),
                     "groups": str(len(self.groups)), "overrides": " ".join(self.overrides) or "none",
                     "executor": self.executor.name},
-            tags=self.tags, artifacts={"experiment.toml": self.source_text, "resolved.toml": config.to_toml(exp)}),
+            tags=self.tags, artifacts={"experiment.toml": self.source_text, "resolved.toml": config.to_toml(exp),
+                                       **{f"code/{name}": text for name, text in exp.sources.items()}}),
             "starting the sweep run")
         self.summary.parent_id = self.parent
         self.bar = Progress(len(self.todo), exp.name, self.out)

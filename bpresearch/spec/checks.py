@@ -96,6 +96,18 @@ def optional(check):
     return lambda v: None if v is None else check(v)
 
 
+def or_user(check, names_user, form: str):
+    """A value passing ``check``, or a string that ``names_user`` accepts (a kind naming user code, ``form``)."""
+    def either(v):
+        if isinstance(v, str) and names_user(v):
+            return v
+        try:
+            return check(v)
+        except Invalid as e:
+            raise Invalid(f"{e} (or {form})") from None
+    return either
+
+
 def auto_or(check):
     """The string ``"auto"``, or a value passing ``check``."""
     return lambda v: v if v == "auto" else check(v)

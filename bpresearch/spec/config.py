@@ -20,9 +20,10 @@ from typing import Any, NamedTuple
 
 from bpresearch.keys import SWEPT_INTO
 from bpresearch.spec import refine as refinemod
+from bpresearch.spec import usercode
 from bpresearch.spec.checks import Invalid
 from bpresearch.spec.resolve import applicable, applicable_keys, complete  # noqa: F401  (run/ and analysis/ read them here)
-from bpresearch.spec.schema import SCHEMA
+from bpresearch.spec.schema import SCHEMA, selector, user_code
 
 
 class ExperimentError(ValueError):
@@ -36,12 +37,15 @@ def did_you_mean(word: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_override(text: str, key: str):
+def check_override(text: str, key: str, user: set[str] = frozenset()):
     """Raise a one-line ``ExperimentError`` naming ``--set`` when ``key`` names no setting.
 
     A typo in ``--set trian.steps=50`` is the command line's, not the experiment file's.
+    ``user``: the sections naming user code, which take any key (their function's arguments).
     """
     parts = key.split(".")
+    if len(parts) >= 2 and parts[-2] in user:
+        return
     sections = [s for s in SCHEMA if s]
     if len(parts) == 1:
         if key not in SCHEMA[""]:
@@ -137,11 +141,28 @@ def _document(path: Path, overrides) -> dict:
         raise ExperimentError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as e:
         raise ExperimentError(f"{path}: invalid TOML: {e}") from None
-    for text in overrides:
-        key, value = parse_override(text)
-        check_override(text, key)
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    for text, key, value in parsed:
         _set_dotted(doc, key, value, f"{path}: --set {text}")
+    user = user_sections(doc)
+    for text, key, _ in parsed:
+        check_override(text, key, user)
     return doc
+
+
+def user_sections(doc: dict) -> set[str]:
+    """The sections whose kind, written or swept, names user code (``spec.usercode``)."""
+    sweep = _flatten(doc.get("sweep", {})) if isinstance(doc.get("sweep"), dict) else {}
+    out = set()
+    for section in SCHEMA:
+        sel = selector(section)
+        if not section or sel is None:
+            continue
+        given = doc.get(section, {}).get(sel) if isinstance(doc.get(section), dict) else None
+        swept = sweep.get(f"{section}.{sel}", [])
+        if any(usercode.is_user(k) for k in [given, *(swept if isinstance(swept, list) else [swept])]):
+            out.add(section)
+    return out
 
 
 def _check_sections(doc: dict, err):
@@ -155,8 +176,47 @@ def _check_sections(doc: dict, err):
             err("", section, "unknown top-level key (expected name, description, or a [section])")
 
 
-def _section(section: str, given: dict, err) -> dict:
-    """One section's values: each given one checked, the rest their defaults; unknown keys refused."""
+def _user_section(section: str, given: dict, err) -> dict:
+    """A section naming user code: its kind and the keys declared for user code checked (or their
+    defaults), every other key given kept unchecked: its function's keyword arguments."""
+    keys, sel = SCHEMA[section], selector(section)
+    out = {}
+    for key, k in keys.items():
+        if key == sel or k.when is user_code:
+            out[key] = _checked(section, key, k, given, err)
+    for key, v in given.items():
+        if key in out:
+            continue
+        momentum = section == "optimizer" and key == "momentum"   # vmapped: one number
+        if key in usercode.RESERVED and not momentum:
+            err(section, key, "set by the harness for user code, not by the file")
+        if momentum:
+            v = _checked(section, key, keys[key], given, err)
+        out[key] = v
+    return out
+
+
+def _checked(section: str, key: str, k, given: dict, err):
+    """The given value of ``key`` checked, or its default."""
+    if key not in given:
+        return copy.deepcopy(k.default)
+    try:
+        return k.check(given[key])
+    except Invalid as e:
+        err(section, key, str(e))
+
+
+def _section(section: str, given: dict, err, user: bool = False) -> dict:
+    """One section's values: each given one checked, the rest their defaults; unknown keys refused.
+
+    ``user``: its kind (written or swept) names user code: ``_user_section`` where written, and a
+    swept one may not mix with built-in kinds, whose defaults would become its arguments."""
+    sel = selector(section)
+    if user and usercode.is_user(given.get(sel)):
+        return _user_section(section, given, err)
+    if user:
+        err("sweep", f"{section}.{sel}", "user code and built-in kinds cannot be swept together "
+            f"unless [{section}] {sel} names user code")
     keys, out = SCHEMA[section], {}
     for key, k in keys.items():
         if key in given:
@@ -173,11 +233,19 @@ def _section(section: str, given: dict, err) -> dict:
     return out
 
 
-def _swept_values(key: str, raw) -> list:
-    """The values of one ``[sweep]`` entry: a grid axis or any other ``section.key``."""
+def _swept_values(key: str, raw, user: set[str] = frozenset()) -> list:
+    """The values of one ``[sweep]`` entry: a grid axis or any other ``section.key``
+    (any key of a section naming user code, ``user``: its function's argument)."""
     if key in SCHEMA["sweep"]:
         return SCHEMA["sweep"][key].check(raw)
     parts = key.split(".")
+    if len(parts) == 2 and parts[0] in user and parts[1] not in SCHEMA[parts[0]]:
+        if parts[1] in usercode.RESERVED:
+            raise Invalid("set by the harness for user code, not swept")
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise Invalid("must not be empty")
+        return values
     if len(parts) != 2 or parts[0] not in SCHEMA or parts[0] in ("", "sweep") or parts[1] not in SCHEMA[parts[0]]:
         raise Invalid("unknown swept key (expected learning_rate, batch_size, seeds, "
                       "or section.key such as optimizer.kind)")
@@ -188,7 +256,7 @@ def _swept_values(key: str, raw) -> list:
     return [check(v) for v in values]
 
 
-def _axes(sweep: dict, err) -> dict[str, list]:
+def _axes(sweep: dict, err, user: set[str] = frozenset()) -> dict[str, list]:
     """Dotted key -> swept values; learning rate, batch size and seeds always (their defaults if unset)."""
     sweep = _flatten(sweep)
     for key, k in SCHEMA["sweep"].items():
@@ -196,7 +264,7 @@ def _axes(sweep: dict, err) -> dict[str, list]:
     axes = {}
     for key, raw in sweep.items():
         try:
-            axes[SWEPT_INTO.get(key, key)] = _swept_values(key, raw)
+            axes[SWEPT_INTO.get(key, key)] = _swept_values(key, raw, user)
         except Invalid as e:
             err("sweep", key, str(e))
     return axes
@@ -230,7 +298,8 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
     err = reporter(path)
     doc = _document(path, overrides)
     _check_sections(doc, err)
-    cfg = {s: _section(s, doc if s == "" else doc.get(s, {}), err) for s in SCHEMA if s != "sweep"}
+    user = user_sections(doc)
+    cfg = {s: _section(s, doc if s == "" else doc.get(s, {}), err, s in user) for s in SCHEMA if s != "sweep"}
     top = cfg.pop("")
     if top["name"] is None:
         err("", "name", "missing: every experiment needs a name")
@@ -238,7 +307,10 @@ def read(path: str | Path, overrides: list[str] = ()) -> Parsed:
         err("", "name", "must not be empty")
     sweep = dict(doc.get("sweep", {}))
     refine_raw = sweep.pop("refine", None)  # how to add learning rates, not a swept key
-    axes = _axes(sweep, err)
+    axes = _axes(sweep, err, user)
+    for s in user:
+        if not all(usercode.is_user(k) for k in axes.get(f"{s}.{selector(s)}", [])):
+            err("sweep", f"{s}.{selector(s)}", "user code and built-in kinds cannot be swept together")
     return Parsed(top["name"], top["description"], cfg, axes, _refine(refine_raw, cfg, axes, err))
 
 

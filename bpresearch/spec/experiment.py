@@ -24,7 +24,7 @@ import numpy as np
 
 from bpresearch.core import data as datamod
 from bpresearch.keys import SWEPT_INTO
-from bpresearch.spec import config
+from bpresearch.spec import config, usercode, workload
 from bpresearch.spec import refine as refinemod
 from bpresearch.spec.config import ExperimentError
 from bpresearch.spec.resolve import normalize, resolve_defaults
@@ -87,6 +87,7 @@ class Experiment:
     runs: list[Run]
     datasets: dict[str, datamod.Dataset] = field(repr=False)  # data-config hash -> data
     refine: refinemod.Settings | None = None  # [sweep] refine: learning rates added per group
+    sources: dict[str, str] = field(default_factory=dict)  # user code: its file (relative) -> its text
 
     def groups(self) -> dict[str, list[Run]]:
         """Runs grouped by what their compiled program depends on (shapes and statics)."""
@@ -149,8 +150,9 @@ def _check_size(data: Data, err):
 
 
 def _check_compatible(loss: Loss, model: Model, ds: datamod.Dataset, err):
-    """Cross-entropy needs a model with class logits and integer labels ≥ 0, not too many classes."""
-    if loss.kind != "cross_entropy":
+    """Cross-entropy (or a loss of one's own on classes) needs a model with class logits and integer
+    labels ≥ 0, not too many classes."""
+    if loss.kind != "cross_entropy" and not (usercode.is_file(loss.kind) and loss.classes):
         return
     if model.kind == "seed_graph":
         err("loss", "kind", "cross_entropy needs class logits; seed_graph outputs one number")
@@ -158,7 +160,7 @@ def _check_compatible(loss: Loss, model: Model, ds: datamod.Dataset, err):
         if y is None or not len(y):
             continue
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            err("loss", "kind", f"cross_entropy needs integer class labels ≥ 0 in {key}")
+            err("loss", "kind", f"{loss.kind} needs integer class labels ≥ 0 in {key}")
         if y.max() >= MAX_CLASSES:  # one output per class: a label of 10⁹ would ask for 10⁹ outputs
             err("loss", "kind", f"cross_entropy: {key} has label {int(y.max())}, so {int(y.max()) + 1} "
                 f"classes (at most {MAX_CLASSES})")
@@ -207,7 +209,44 @@ def _set_grid_keys(c: dict, n_train: int, axes: dict, path: Path, err) -> dict:
     normalize(c)
     if c["data"]["source"] == "file":
         c["data"]["sha256"] = datamod.file_sha256(path.parent / c["data"]["path"])
+    for section in ("model", "loss"):
+        if usercode.is_file(c[section]["kind"]):
+            c[section]["sha256"] = _user_code(path, section, c[section]["kind"], err)
+    if usercode.is_optax(c["optimizer"]["kind"]):
+        try:
+            usercode.check_optax(c["optimizer"]["kind"], usercode.options(c["optimizer"]))
+        except usercode.UserCodeError as e:
+            err("optimizer", "kind", str(e))
     return c
+
+
+def _user_code(path: Path, section: str, kind: str, err) -> str:
+    """Load the function ``kind`` names (a file beside the experiment's); its file's SHA-256."""
+    try:
+        return usercode.load(path.parent, kind)
+    except usercode.UserCodeError as e:
+        err(section, "kind", str(e))
+
+
+def _check_user_runs(runs: list[Run], exp_datasets: dict, path: Path, err) -> dict[str, str]:
+    """Every compiled group naming user code built and traced once (nothing trains); the files' texts."""
+    checked, sources = set(), {}
+    for run in runs:
+        c = run.config
+        kinds = [c[s]["kind"] for s in ("model", "loss", "optimizer")]
+        if not any(usercode.is_user(k) for k in kinds) or group_key(c) in checked:
+            continue
+        checked.add(group_key(c))
+        try:
+            workload.check_user_code(c, exp_datasets[_data_key(c["data"])])
+        except usercode.UserCodeError as e:
+            section, problem = e.args if len(e.args) == 2 else ("model", e.args[0])
+            err(section, "kind", f"{c[section]['kind']}: {problem}")
+        for s in ("model", "loss"):
+            if usercode.is_file(c[s]["kind"]):
+                name, text = usercode.file_text(path.parent, c[s]["kind"])
+                sources[name] = text
+    return sources
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
@@ -239,4 +278,5 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
             runs.append(Run(c, h))
     if len({r.name for r in runs}) < len(runs):  # learning rates equal to 3 digits: say more
         runs = [dataclasses.replace(r, digits=6) for r in runs]
-    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine)
+    sources = _check_user_runs(runs, datasets, path, err)
+    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine, sources)

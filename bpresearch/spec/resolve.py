@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import copy
 
-from bpresearch.spec.schema import SCHEMA, SECTIONS, Key, declared, selector
-
-
-def _applies_to(k: Key, choice) -> bool:
-    """``k`` means something for this choice of its section's selector."""
-    return not k.applies or choice in k.applies
+from bpresearch.spec import usercode
+from bpresearch.spec.schema import SCHEMA, SECTIONS, declared, selector, user_code
+from bpresearch.spec.schema import applies_to as _applies_to
 
 
 def resolve_defaults(cfg: dict) -> dict:
@@ -38,14 +35,16 @@ def resolve_defaults(cfg: dict) -> dict:
 
 def normalize(cfg: dict) -> dict:
     """``cfg`` (in place) with the settings its choices ignore set to their ``idle`` value,
-    so that they neither split groups nor mislead (momentum is 0 for Adam)."""
+    so that they neither split groups nor mislead (momentum is 0 for Adam). A section naming
+    user code keeps what its file set (``momentum`` of ``optax:sgd``)."""
     for section, keys in SCHEMA.items():
         sel = selector(section)
         values = cfg.get(section)
         if sel is None or not isinstance(values, dict):
             continue
+        user = usercode.is_user(values.get(sel))
         for name, k in keys.items():
-            if k.idle is not None and not _applies_to(k, values.get(sel)):
+            if k.idle is not None and not _applies_to(k, values.get(sel)) and not (user and name in values):
                 values[name] = k.idle
     return cfg
 
@@ -62,6 +61,9 @@ def applicable_keys(cfg: dict) -> set[tuple[str, str]]:
         if not isinstance(values, dict) or section not in SECTIONS:
             continue
         keys, sel = declared(section), selector(section)
+        if user_code(values):   # what its file wrote, and what the harness set
+            out |= {(section, n) for n in values if n != "momentum" or usercode.takes_momentum(values[sel])}
+            continue
         for name in values:
             k = keys.get(name)
             if k is None or (_applies_to(k, values.get(sel)) and (k.when is None or k.when(values))):
@@ -88,6 +90,8 @@ def complete(cfg: dict) -> dict:
     for section, keys in SCHEMA.items():
         if section in ("", "sweep") or not isinstance(out.get(section), dict):
             continue
+        if user_code(out[section]):
+            continue   # a user-code section holds what its file wrote; typed defaults come from ``section_of``
         for name, k in keys.items():
             out[section].setdefault(name, copy.deepcopy(k.default))
     return normalize(resolve_defaults(out))

@@ -12,6 +12,7 @@ one into its typed, read-only form (``Spec``), with tuples for lists.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from bpresearch.core.activations import ACTIVATIONS
 from bpresearch.core.models import INITS
 from bpresearch.core.optim import OPTIMIZERS
 from bpresearch.spec import checks as ck
+from bpresearch.spec import usercode
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,27 @@ def key(default, check, why, **kw) -> Any:
     return field(metadata={"key": k}, **({"default": None} if k.omit_unset else {}))
 
 
-def grid(why, applies=()) -> Any:
+def grid(why, applies=(), when=None) -> Any:
     """A section field the grid sets per run; absent (None) where it does not apply."""
-    return field(metadata={"key": Key(None, None, why, applies)}, **({"default": None} if applies else {}))
+    return field(metadata={"key": Key(None, None, why, applies, when)},
+                 **({"default": None} if applies or when else {}))
+
+
+def user_options() -> Any:
+    """A user-code section's keyword arguments for its function (no key of its own: what the file
+    wrote); None in a section of built-in kinds."""
+    return field(default=None)
+
+
+def user_code(section: dict) -> bool:
+    """The section's kind names user code (``spec.usercode``): a ``Key.when`` marking the keys that
+    apply to user code only."""
+    return usercode.is_user(section.get("kind"))
+
+
+def applies_to(k: Key, choice) -> bool:
+    """``k`` means something for this choice of its section's selector."""
+    return not k.applies or choice in k.applies
 
 
 def _csv(data: dict) -> bool:
@@ -133,8 +153,8 @@ class Data:
 class Model:
     """``[model]``: the network."""
     SELECTOR: ClassVar[str] = "kind"
-    kind: str = key("mlp", ck.choice("neuron", "mlp", "seed_graph"),
-                    "the network for the default data, the digits")
+    kind: str = key("mlp", ck.or_user(ck.choice("neuron", "mlp", "seed_graph"), usercode.is_file, "file.py:factory"),
+                    "the network for the default data, the digits; \"file.py:factory\" names one's own")
     activation: str = key(None, ck.optional(ck.choice(*ACTIVATIONS)), "relu in an MLP's hidden layers; "
                           "identity makes a neuron linear (or softmax) regression",
                           applies=WITH_UNITS, derive=lambda c: "relu" if _mlp(c) else "identity")
@@ -149,21 +169,35 @@ class Model:
                                   "hidden layers that train in seconds on a CPU", applies=("mlp",))
     start: tuple[float, ...] = key([-2.0, 5.0, -4.0], ck.list_of(ck.number(), exact_len=3),
                                    "the worked example's x, y, z (docs/seed.md §4-5)", applies=("seed_graph",))
+    sha256: str | None = grid("the file's content, set on loading: an edited model never resumes old runs",
+                              when=user_code)
+    options: dict = user_options()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Loss:
     """``[loss]``: what is minimized."""
-    kind: str = key(None, ck.optional(ck.choice("half_mse", "cross_entropy")), "softmax cross-entropy for "
-                    "the digits' classes; ½ squared error for teacher, file and seed targets",
-                    derive=lambda c: "cross_entropy" if _digits(c) else "half_mse")
+    SELECTOR: ClassVar[str] = "kind"
+    kind: str = key(None, ck.optional(ck.or_user(ck.choice("half_mse", "cross_entropy"), usercode.is_file,
+                                                          "file.py:function")),
+                    "softmax cross-entropy for the digits' classes; ½ squared error for teacher, file and seed "
+                    "targets; \"file.py:function\" names one's own", derive=lambda c: "cross_entropy" if _digits(c)
+                    else "half_mse")
+    classes: bool = key(None, ck.optional(ck.boolean), "a loss of one's own gets class logits (one output a "
+                        "class, integer labels) on the digits, one output an example elsewhere",
+                        when=user_code, derive=lambda c: _digits(c) if usercode.is_file(c["loss"]["kind"])
+                        else None, omit_unset=True)
+    sha256: str | None = grid("the file's content, set on loading: an edited loss never resumes old runs",
+                              when=user_code)
+    options: dict = user_options()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Optimizer:
     """``[optimizer]``: the update rule."""
     SELECTOR: ClassVar[str] = "kind"
-    kind: str = key("sgd", ck.choice(*OPTIMIZERS), "plain gradient descent, the seed's method")
+    kind: str = key("sgd", ck.or_user(ck.choice(*OPTIMIZERS), usercode.is_optax, "optax:name"),
+                    "plain gradient descent, the seed's method; \"optax:name\" names any optax optimizer")
     momentum: float = key(0.9, PROBABILITY, "the usual heavy-ball β; 0 for other optimizers, which ignore it, "
                           "so it neither splits groups nor misleads", applies=("momentum",), idle=0.0)
     b1: float = key(0.9, PROBABILITY, "Adam's published default (Kingma & Ba 2015), as optax's",
@@ -175,6 +209,7 @@ class Optimizer:
     search_scale: float = key(1.0, ck.number(lo=0.0, lo_open=True), "random search draws every parameter "
                               "from N(0, 1) unless asked", applies=("random_search",))
     learning_rate: float = grid("from [sweep] learning_rate, one per run (one value for random search)")
+    options: dict = user_options()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +270,7 @@ CONFIG_SECTIONS = tuple(s for s in SECTIONS if s not in ("", "sweep"))
 
 def declared(section: str) -> dict[str, Key]:
     """Every key of ``section``, the grid's included, in declaration order."""
-    return {f.name: f.metadata["key"] for f in dataclasses.fields(SECTIONS[section])}
+    return {f.name: f.metadata["key"] for f in dataclasses.fields(SECTIONS[section]) if "key" in f.metadata}
 
 
 # section -> key -> Key: what a file may set
@@ -266,8 +301,18 @@ def _typed(value):
 
 
 def section_of(section: str, values: dict):
-    """The typed form of one resolved section (``Data``, ``Model``, …)."""
-    return SECTIONS[section](**{k: _typed(v) for k, v in values.items()})
+    """The typed form of one resolved section (``Data``, ``Model``, …).
+
+    A section naming user code holds only what its file wrote: the other keys take their
+    defaults here, and the keys no declaration knows are its function's ``options``.
+    """
+    keys = declared(section)
+    typed = {k: _typed(v) for k, v in values.items() if k in keys}
+    if user_code(values) and "options" in (f.name for f in dataclasses.fields(SECTIONS[section])):
+        typed.update({k: _typed(copy.deepcopy(d.default)) for k, d in keys.items() if k not in typed and not d.grid
+                      and not d.omit_unset})
+        typed["options"] = usercode.options(values)
+    return SECTIONS[section](**typed)
 
 
 def spec_of(config: dict | Spec) -> Spec:
