@@ -19,6 +19,7 @@ import pandas as pd
 from bpresearch import keys as R
 
 from . import refinement
+from . import uncertainty as U
 from .groups import short_facet, value_text
 
 MAX_SENTENCES = 5
@@ -163,28 +164,29 @@ def _where(r: dict) -> str:
     return f"{_bs_text(r)}{grp}, η = {_lr(r['best_learning_rate'])}"
 
 
-def _span(r: dict, scale: int | None) -> tuple[float, float] | None:
+def _span(r: dict, scale: int | None) -> U.Interval:
     """Where a row's median steps (times ``scale``, the batch size when None) may lie: its interval over seeds,
-    else the evaluations its crossing lies between when every seed took the same path; None from one seed."""
+    else the evaluations its crossing lies between when every seed took the same path; none from one seed."""
     k = r["batch_size"] if scale is None else scale
     iv = r.get("steps_interval") or {}
     if iv.get("interval"):
-        lo, hi = iv["interval"]
+        (lo, hi), level = iv["interval"], iv["coverage"]
     elif r.get("seeds", 1) > 1 and r.get("steps_crossing"):
-        lo, hi = r["steps_crossing"]
+        (lo, hi), level = r["steps_crossing"], 1.0
     else:
-        return None
-    return lo * k, hi * k
+        return U.NONE
+    return U.Interval(r["steps"] * k, lo * k, hi * k, 0.0, level)
 
 
 def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
-    """The row with the fewest ``key``, named only when its span lies below every other row's; else the tie."""
+    """The row with the fewest ``key``, named only when its interval lies below every other row's
+    (``uncertainty.apart``, the rule of the findings); else every row tied with it."""
     best = min(ok, key=lambda r: (r[key], r["batch_size"]))
-    spans = {id(r): _span(r, scale) for r in ok}
-    if spans[id(best)] is None:
+    first = _span(best, scale)
+    if not first.ok:
         return (f"{head}: {_steps(best[key])} at {_where(best)}; one seed per cell gives no interval, "
                 f"so no setting is named fastest.")
-    tied = [r for r in ok if r is not best and (spans[id(r)] is None or spans[id(r)][0] <= spans[id(best)][1])]
+    tied = [r for r in ok if r is not best and U.apart(first, _span(r, scale)) != -1]
     if not tied:
         return f"{head}: {_steps(best[key])} at {_where(best)}."
     names = [f"{_where(r)} ({_steps(r[key])})" for r in [best] + sorted(tied, key=lambda r: r[key])]

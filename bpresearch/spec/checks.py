@@ -146,10 +146,15 @@ def batch_sizes(v) -> list:
     return [x if x == "full" else _batch_size(x) for x in vals]
 
 
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'train'?)`` when ``word`` is a likely typo of one of ``options``, else ``""``."""
+    close = difflib.get_close_matches(word, [o for o in options if o], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _batch_size(x):
     if isinstance(x, str):
-        hint = " (did you mean 'full'?)" if difflib.get_close_matches(x.lower(), ["full"], cutoff=0.6) else ""
-        raise Invalid(f"must be an integer or \"full\", got {x!r}{hint}")
+        raise Invalid(f"must be an integer or \"full\", got {x!r}{did_you_mean(x.lower(), ['full'])}")
     return integer(lo=1)(x)
 
 

@@ -12,7 +12,6 @@ seed, or any other ``section.key`` given as a list. A config is a nested dict
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import tomllib
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, NamedTuple
 from bpresearch.keys import SWEPT_INTO
 from bpresearch.spec import refine as refinemod
 from bpresearch.spec import usercode
-from bpresearch.spec.checks import Invalid
+from bpresearch.spec.checks import Invalid, did_you_mean
 from bpresearch.spec.resolve import applicable, applicable_keys, complete  # noqa: F401  (run/ and analysis/ read them here)
 from bpresearch.spec.schema import SCHEMA, selector, user_code
 
@@ -31,12 +30,6 @@ class ExperimentError(ValueError):
 
 
 # ---------------------------------------------------------------- --set overrides
-def did_you_mean(word: str, options) -> str:
-    """`` (did you mean 'train'?)`` when ``word`` is a likely typo of one of ``options``, else ``""``."""
-    close = difflib.get_close_matches(word, [o for o in options if o], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def check_override(text: str, key: str, user: set[str] = frozenset()):
     """Raise a one-line ``ExperimentError`` naming ``--set`` when ``key`` names no setting.
 

@@ -234,9 +234,10 @@ def _check_user_runs(runs: list[Run], exp_datasets: dict, path: Path, err) -> di
     for run in runs:
         c = run.config
         kinds = [c[s]["kind"] for s in ("model", "loss", "optimizer")]
-        if not any(usercode.is_user(k) for k in kinds) or group_key(c) in checked:
+        key = group_key(c) if any(usercode.is_user(k) for k in kinds) else None
+        if key is None or key in checked:
             continue
-        checked.add(group_key(c))
+        checked.add(key)
         try:
             workload.check_user_code(c, exp_datasets[_data_key(c["data"])])
         except usercode.UserCodeError as e:
