@@ -197,42 +197,6 @@ def decide(outcomes: Iterable[Outcome], resolution: float, slots: int = 2) -> De
     return Decision("refine" if nxt else "stuck", nxt, best, steps, below, above)
 
 
-class GroupRefinement(NamedTuple):
-    """Where refining one group ended: the final decision per target, rounds and points added."""
-    decisions: tuple[Decision, ...]
-    rounds: int
-    added: int          # learning rates added beyond the initial grid
-
-
-def refine(evaluate, initial_lrs: Iterable[float], seeds: Iterable[int], targets: int, resolution: float,
-           max_rounds: int, slots: int) -> tuple[GroupRefinement, list[Outcome]]:
-    """Drive the refinement of one group with ``evaluate(lr, seed) -> list[Outcome per target]``.
-
-    The runner does the same round by round against compiled programs; this loop is the
-    reference it is tested against (and the algorithm's test on exact step counts).
-    Returns the final ``GroupRefinement`` and every outcome, per target flattened in order.
-    """
-    seeds = list(seeds)
-    by_target: list[list[Outcome]] = [[] for _ in range(targets)]
-
-    def run(lrs):
-        for lr in lrs:
-            for s in seeds:
-                for j, o in enumerate(evaluate(lr, s)):
-                    by_target[j].append(o)
-
-    run(list(initial_lrs))
-    rounds = added = 0
-    while True:
-        decisions = tuple(decide(by_target[j], resolution, slots) for j in range(targets))
-        nxt = merge_proposals(decisions, slots)
-        if not nxt or rounds >= max_rounds:
-            return GroupRefinement(decisions, rounds, added), [o for t in by_target for o in t]
-        rounds += 1
-        added += len(nxt)
-        run(nxt)
-
-
 def merge_proposals(decisions: Iterable[Decision], slots: int) -> tuple[float, ...]:
     """One round's learning rates for a group refined at several targets: each target's
     proposals in turn (first of each, then second of each, …), deduplicated, at most ``slots``."""

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from oracles import EVERY, FACTOR, LAMBDA, STEPS, loss_curves, problem  # noqa: E402,F401
+from oracles import EVERY, FACTOR, LAMBDA, STEPS, loss_curves, problem, refine  # noqa: E402,F401
 
-from bpresearch.run.refine import Outcome, decide, merge_proposals, refine, scores
+from bpresearch.run.refine import Outcome, decide, merge_proposals, scores
 from bpresearch.verdicts import uniform_count
 
 
