@@ -94,6 +94,8 @@ def cmd_sweep(args) -> int:
 
     if args.executor != "ray" and (args.address or args.actors):
         return _fail("--address and --actors go with --executor ray")
+    if args.executor != "ray" and args.ray_pip:
+        return _fail("--ray-pip goes with --executor ray")
     if args.actors is not None and args.actors < 1:
         return _fail(f"--actors: must be ≥ 1, not {args.actors}")
     # Validate every file before anything trains or is logged.
@@ -111,13 +113,13 @@ def cmd_sweep(args) -> int:
 
     from bpresearch.run.sharding import prepare_backend
     prepare_backend()  # before JAX starts its backend
-    from bpresearch.run.executors import MissingRay, make_executor
+    from bpresearch.run.executors import ExecutorFailure, MissingRay, make_executor
     from bpresearch.run.runner import run_experiment
     from bpresearch.run.summary import table
     from bpresearch.store.retry import StoreFailure
 
     try:  # Ray starts before the driver's JAX touches a device
-        executor = make_executor(args.executor, args.address, args.actors)
+        executor = make_executor(args.executor, args.address, args.actors, args.ray_pip)
     except MissingRay as e:
         return _fail(str(e))
     if args.executor == "ray":
@@ -131,6 +133,9 @@ def cmd_sweep(args) -> int:
     except StoreFailure as e:
         executor.close()
         return _fail(str(e), EXIT_STORE)
+    except ExecutorFailure as e:
+        executor.close()
+        return _fail(str(e), 1)
     except KeyboardInterrupt:
         name = exps[len(summaries)][0].name if len(summaries) < len(exps) else ""
         print(f"\ninterrupted: {name}: the runs logged so far are in the store (FINISHED, complete)"
@@ -233,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
                    help="where the compiled groups train: this process (default) or Ray actors (extra [ray])")
     s.add_argument("--address", help="--executor ray: a running Ray cluster (default: start a local one)")
     s.add_argument("--actors", type=int, help="--executor ray: how many actors (default: one per GPU, else per CPU)")
+    s.add_argument("--ray-pip", action="store_true",
+                   help="--executor ray: workers pip-install this driver's versions of jax, optax, numpy")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("sync", help="write results saved in the spool (after a store failure) to the store")

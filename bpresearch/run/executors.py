@@ -10,35 +10,31 @@ the driver (``runner``), whatever the executor.
   compiling on a thread while the current one trains (``compiled_in_turn``, which a
   refining sweep's rounds use too); each chunk of a group is yielded as soon as it is on
   the host, so the driver writes it while the next chunk trains.
-- ``RayExecutor``: each group on a Ray Core actor (one per GPU, or per few CPU cores).
-  Actors, not tasks: an actor keeps JAX and its compiled programs warm, where Ray starts
-  a fresh worker process, and pays JAX's start-up, for each GPU task. Groups go largest
-  first through ``ray.util.ActorPool`` (each actor holds one group at a time), each data
-  set is ``ray.put`` once, and workers return numpy arrays. An actor that dies is
-  restarted and its group run again (``max_restarts``/``max_task_retries``); nothing of a
-  group is logged before its result reaches the driver, so a death costs time, never a
-  duplicate or a partial run.
+- ``ray_executor.RayExecutor``: each group on a Ray Core actor (one per GPU, or per few CPU
+  cores), on one machine or a cluster; each chunk is yielded as soon as it reaches the
+  driver, and what a lost actor or node had not returned is trained again elsewhere.
 
-Ray is optional (``pip install -e '.[ray]'``); only ``RayExecutor`` imports it.
+Ray is optional (``pip install -e '.[ray]'``); only ``ray_executor`` imports it.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 from bpresearch.core.data import Dataset
-from bpresearch.run.sweep import GroupResult, Member, compile_group, run_chunks, run_group
+from bpresearch.run.sweep import GroupResult, Member, compile_group, run_chunks
 
 RAY_INSTALL = "--executor ray needs Ray, an optional extra: pip install -e '.[ray]'"
 
 
 class MissingRay(RuntimeError):
     """Ray is not installed; the message says how to install it."""
+
+
+class ExecutorFailure(RuntimeError):
+    """The executor cannot go on (every Ray actor lost); the message says why, in one line."""
 
 
 class Job(NamedTuple):
@@ -113,111 +109,11 @@ class LocalExecutor:
         pass
 
 
-class GroupWorker:
-    """A Ray actor's state: a warm JAX process that trains groups (``ray.remote`` applied lazily)."""
+def make_executor(kind: str, address: str | None = None, actors: int | None = None, pip: bool = False):
+    """The executor ``--executor`` names: ``LocalExecutor``, or a ``ray_executor.RayExecutor``
+    (started now, before the driver's JAX touches a device). Raises ``MissingRay`` without Ray."""
+    if kind != "ray":
+        return LocalExecutor()
+    from bpresearch.run.ray_executor import RayExecutor
 
-    def __init__(self):
-        import jax
-
-        self.tags = {"jax.backend": jax.default_backend(), "jax.device": str(jax.devices()[0].device_kind),
-                     "bpresearch.executor": "ray", "ray.node": platform.node()}
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def run(self, index: int, config: dict, members: list[Member], dataset: Dataset, max_chunk: int):
-        return index, run_group(config, members, dataset, max_chunk), self.tags
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise MissingRay(RAY_INSTALL) from None
-    return ray
-
-
-def cache_dir() -> str:
-    """The persistent compilation cache that the driver uses (and so the actors share)."""
-    import jax  # reading a config value does not start JAX's backend
-
-    return (os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir
-            or str(Path.home() / ".cache" / "bpresearch" / "jax"))
-
-
-class RayExecutor:
-    """Groups on Ray actors: a local Ray instance, or a cluster at ``address``.
-
-    Args:
-        address: a running cluster (``ray://host:10001`` or ``host:6379``; ``auto``); None
-            starts a local instance with every core. If Ray is already initialized in this
-            process (a test's own ``ray.init``), that instance is used.
-        actors: how many actors; default one per GPU of the cluster, else one per
-            ``cpus_per_actor`` CPUs.
-        cpus_per_actor: CPUs reserved by each CPU actor (JAX uses several threads anyway).
-        gpus_per_actor: GPUs per actor on a GPU cluster; 0.5 puts two actors on one GPU
-            (with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, which every actor gets).
-        max_restarts: how often a dead actor is restarted, its group run again each time.
-    """
-    name = "ray"
-
-    def __init__(self, address: str | None = None, actors: int | None = None, cpus_per_actor: float = 1,
-                 gpus_per_actor: float = 1, max_restarts: int = 3):
-        ray = _ray()
-        self._ray = ray
-        self._owns_ray = False
-        if not ray.is_initialized():
-            kwargs = {"address": address, "log_to_driver": False, "logging_level": "ERROR"}
-            if address is None:  # a local instance on loopback, without the dashboard
-                kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
-            ray.init(**kwargs)
-            self._owns_ray = True
-        # Before the driver's JAX touches a GPU: the actors need its memory.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        resources = ray.cluster_resources()
-        gpus = resources.get("GPU", 0)
-        if gpus:
-            n = actors or max(1, int(gpus // gpus_per_actor))
-            options = {"num_gpus": gpus_per_actor, "num_cpus": 1}
-        else:
-            n = actors or max(1, int(resources.get("CPU", 1) // cpus_per_actor))
-            options = {"num_cpus": cpus_per_actor}
-        env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "JAX_COMPILATION_CACHE_DIR": cache_dir()}
-        remote = ray.remote(GroupWorker).options(
-            max_restarts=max_restarts, max_task_retries=max_restarts, runtime_env={"env_vars": env}, **options)
-        self.actors = [remote.remote() for _ in range(n)]
-        self.pids = ray.get([a.pid.remote() for a in self.actors])  # waits until every actor is up
-
-    def run(self, jobs: list[Job], on_runs: Callable[[int], None] | None = None) -> Iterator[Done]:
-        """Train ``jobs`` on the actors, largest first; yield each as it finishes."""
-        from ray.util import ActorPool
-
-        ray = self._ray
-        pool = ActorPool(self.actors)
-        refs: dict[int, object] = {}  # one object-store copy per data set
-        for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i].members)):
-            job = jobs[i]
-            if id(job.dataset) not in refs:
-                refs[id(job.dataset)] = ray.put(job.dataset)
-            args = (i, job.config, job.members, refs[id(job.dataset)], job.max_chunk)
-            pool.submit(lambda actor, a: actor.run.remote(*a), args)
-        trained = 0
-        while pool.has_next():
-            index, res, tags = pool.get_next_unordered()
-            trained += len(jobs[index].members)
-            if on_runs:
-                on_runs(trained)
-            yield Done(index, res, res.compile_s, tags)
-
-    def close(self):
-        for actor in self.actors:
-            self._ray.kill(actor)
-        self.actors = []
-        if self._owns_ray:
-            self._ray.shutdown()
-
-
-def make_executor(kind: str, address: str | None = None, actors: int | None = None):
-    """The executor ``--executor`` names: ``LocalExecutor``, or a ``RayExecutor`` (started now,
-    before the driver's JAX touches a device). Raises ``MissingRay`` without Ray."""
-    return RayExecutor(address, actors) if kind == "ray" else LocalExecutor()
+    return RayExecutor(address, actors, pip=pip)

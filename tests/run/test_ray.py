@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -
 from storeview import snapshot  # noqa: E402
 
 from bpresearch.cli import main  # noqa: E402
-from bpresearch.run.executors import RayExecutor  # noqa: E402
+from bpresearch.run.ray_executor import RayExecutor  # noqa: E402
 from bpresearch.run.runner import run_experiment  # noqa: E402
 from bpresearch.spec import experiment  # noqa: E402
 from bpresearch.store.tracking import open_store  # noqa: E402
