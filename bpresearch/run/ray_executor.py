@@ -51,13 +51,13 @@ class GroupWorker:
         import ray
 
         ctx = ray.get_runtime_context()
-        self.where = {"pid": os.getpid(), "node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                      "cache": str(jax.config.jax_compilation_cache_dir)}
+        self.where = {"pid": os.getpid(), "node_id": ctx.get_node_id(), "cache": str(jax.config.jax_compilation_cache_dir)}
         self.tags = {"jax.backend": jax.default_backend(), "jax.device": str(jax.devices()[0].device_kind),
-                     "bpresearch.executor": "ray", "ray.node": platform.node()}
+                     "bpresearch.executor": "ray", "ray.node": platform.node(),
+                     "ray.node_id": ctx.get_node_id()}
 
     def about(self) -> dict:
-        """Where this actor runs: pid, Ray node id and IP, its compilation cache folder."""
+        """Where this actor runs: pid, Ray node id, its compilation cache folder."""
         return self.where
 
     def run(self, config: dict, members: list[Member], dataset: Dataset, max_chunk: int, chunk_size: int | None):
@@ -85,11 +85,15 @@ def pinned(names=WORKER_DEPS) -> list[str]:
     return [f"{n}=={metadata.version(n)}" for n in names]
 
 
+ACTOR_ENV = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}   # several actors may share a GPU
+
+
 def runtime_env(pip: bool = False) -> dict:
-    """What every actor gets: this ``bpresearch`` package, and with ``pip`` the pinned worker deps."""
+    """The sweep's Ray job environment: this ``bpresearch`` package (Ray uploads a local folder
+    only for a whole job, at ``ray.init``), and with ``pip`` the pinned worker deps."""
     import bpresearch
 
-    env = {"py_modules": [bpresearch], "env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
+    env = {"py_modules": [os.path.dirname(bpresearch.__file__)], **ACTOR_ENV}
     if pip:
         env["pip"] = {"packages": pinned(), "pip_check": False}
     return env
@@ -109,7 +113,8 @@ class RayExecutor:
     Args:
         address: a running cluster (``ray://host:10001`` or ``host:6379``; ``auto``); None
             starts a local instance with every core. If Ray is already initialized in this
-            process (a test's own ``ray.init``), that instance is used.
+            process (a test's own ``ray.init``), that instance is used, its job's
+            ``runtime_env`` as it is (the package is then not shipped).
         actors: how many actors; default one per GPU of the cluster, else one per
             ``cpus_per_actor`` CPUs.
         cpus_per_actor: CPUs reserved by each CPU actor (JAX uses several threads anyway).
@@ -128,7 +133,8 @@ class RayExecutor:
         self._ray, self.out = ray, out or sys.stderr
         self._owns_ray = False
         if not ray.is_initialized():
-            kwargs = {"address": address, "log_to_driver": False, "logging_level": "ERROR"}
+            kwargs = {"address": address, "log_to_driver": False, "logging_level": "ERROR",
+                      "runtime_env": runtime_env(pip)}
             if address is None:  # a local instance on loopback, without the dashboard
                 kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
             ray.init(**kwargs)
@@ -146,7 +152,7 @@ class RayExecutor:
         # Ray does not retry a method on its own (max_task_retries=0): ``run`` resubmits what a
         # lost actor had not returned, so that no chunk comes back twice.
         remote = ray.remote(GroupWorker).options(max_restarts=max_restarts, max_task_retries=0,
-                                                 runtime_env=runtime_env(pip), **options)
+                                                 runtime_env=ACTOR_ENV, **options)
         self.actors = [remote.remote() for _ in range(n)]
         self.where = ray.get([a.about.remote() for a in self.actors])  # waits until every actor is up
         self.pids = [w["pid"] for w in self.where]
@@ -210,9 +216,9 @@ class RayExecutor:
         """Actor ``a`` broke off ``part`` after ``got`` members: requeue the rest, say so, wake the actor."""
         job, w = jobs[part.index], self.where[a]
         rest = part._replace(offset=part.offset + got, tries=part.tries + 1)
-        alive = {n["NodeID"]: n["Alive"] for n in self._ray.nodes()}
-        what = (f"node {w['ip']} ({w['node_id'][:8]}) lost" if not alive.get(w["node_id"], False)
-                else f"actor {w['pid']} on node {w['ip']} lost")
+        node = next((n for n in self._ray.nodes() if n["NodeID"] == w["node_id"]), {})
+        ip = node.get("NodeManagerAddress", "?")
+        what = (f"node {ip} ({w['node_id'][:8]}) lost" if not node.get("Alive") else f"actor {w['pid']} on node {ip} lost")
         n_left = len(job.members) - rest.offset
         if rest.tries > RETRIES:
             raise ExecutorFailure(f"Ray: {what}; group {part.index} lost its actor {rest.tries} times, giving up "
