@@ -38,6 +38,7 @@ from bpresearch.run.sweep import Member, chunks
 WORKER_DEPS = ("jax", "jaxlib", "optax", "numpy")
 STALL_S = 600.0   # no actor alive and free for this long: the sweep fails rather than waits forever
 RETRIES = 3       # how often one part of a group is resubmitted after losing its actor
+NODE_GRACE_S = 30.0   # how long a lost actor's line waits for Ray to say whether its node is gone
 
 
 class GroupWorker:
@@ -180,7 +181,8 @@ class RayExecutor:
                 self._resubmitted(part)
             if not running and not waking:
                 raise ExecutorFailure(f"Ray: no actor left to train {len(queue)} group part(s)")
-            ready, _ = ray.wait([*running, *waking], num_returns=1, timeout=5.0)
+            ready, _ = ray.wait([*running, *waking], num_returns=1, timeout=1.0)
+            self._say()
             if not running:  # only restarting actors: wait for one, within bounds
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > STALL_S:
@@ -206,6 +208,7 @@ class RayExecutor:
                     on_runs(trained)
                 first = part.offset + start
                 yield Done(part.index, res, res.compile_s, tags, first, first + res.size == len(jobs[part.index].members))
+        self._say(final=True)
 
     def _lost_errors(self) -> tuple:
         """What a lost actor, worker process or node raises (not an error of the group's own code)."""
@@ -213,21 +216,38 @@ class RayExecutor:
         return (e.RayActorError, e.ObjectLostError, e.WorkerCrashedError, e.NodeDiedError)
 
     def _lose(self, a: int, part: Part, got: int, jobs: list[Job], error, queue: deque, waking: dict):
-        """Actor ``a`` broke off ``part`` after ``got`` members: requeue the rest, say so, wake the actor."""
+        """Actor ``a`` broke off ``part`` after ``got`` members: requeue the rest, wake the actor, and
+        say so once it is known whether its node was lost (``_say``)."""
         job, w = jobs[part.index], self.where[a]
         rest = part._replace(offset=part.offset + got, tries=part.tries + 1)
-        node = next((n for n in self._ray.nodes() if n["NodeID"] == w["node_id"]), {})
-        ip = node.get("NodeManagerAddress", "?")
-        what = (f"node {ip} ({w['node_id'][:8]}) lost" if not node.get("Alive") else f"actor {w['pid']} on node {ip} lost")
-        n_left = len(job.members) - rest.offset
         if rest.tries > RETRIES:
-            raise ExecutorFailure(f"Ray: {what}; group {part.index} lost its actor {rest.tries} times, giving up "
-                               f"({type(error).__name__})")
-        print(f"Ray: {what}; retrying group {part.index} ({n_left} of its {len(job.members)} runs not yet "
-              f"returned) on another actor.", file=self.out, flush=True)
-        self.lost.append({"t": time.time(), "node": w["node_id"], "actor": a, "part": rest, "resubmitted": None})
+            raise ExecutorFailure(f"Ray: group {part.index} lost its actor {rest.tries} times, giving up "
+                                  f"({type(error).__name__})")
+        retry = (f"retrying group {part.index} ({len(job.members) - rest.offset} of its {len(job.members)} runs "
+                 f"not yet returned) on another actor")
+        self.lost.append({"t": time.time(), "node": w["node_id"], "pid": w["pid"], "actor": a, "part": rest,
+                          "retry": retry, "answered": False, "said": False, "resubmitted": None})
         queue.appendleft(rest)   # first: the runs it holds back are the oldest
         waking[self.actors[a].about.remote()] = a
+
+    def _say(self, final: bool = False):
+        """One line per lost part: its node, if Ray has marked the node dead (which takes it a few
+        seconds), else its actor, once the actor is back, ``NODE_GRACE_S`` have passed, or at the end."""
+        unsaid = [e for e in self.lost if not e["said"]]
+        if not unsaid:
+            return
+        nodes = {n["NodeID"]: n for n in self._ray.nodes()}
+        for e in unsaid:
+            node = nodes.get(e["node"], {})
+            where = f"{node.get('NodeManagerAddress', '?')} ({e['node'][:8]})"
+            if not node.get("Alive"):
+                what = f"node {where} lost"
+            elif e["answered"] or final or time.time() - e["t"] > NODE_GRACE_S:
+                what = f"actor {e['pid']} on node {where} lost"
+            else:
+                continue
+            e["said"] = True
+            print(f"Ray: {what}; {e['retry']}.", file=self.out, flush=True)
 
     def _resubmitted(self, part: Part):
         for event in self.lost:
@@ -238,10 +258,13 @@ class RayExecutor:
         """A restarted actor answered (it takes work again), or is gone for good (dropped)."""
         a = waking.pop(ref)
         try:
-            self.where[a] = self._ray.get(ref)
-            free.append(a)
+            where = self._ray.get(ref)
         except self._lost_errors():
-            pass
+            return
+        for e in self.lost:
+            e["answered"] |= e["actor"] == a and e["pid"] == self.where[a]["pid"]
+        self.where[a] = where
+        free.append(a)
 
     def close(self):
         for actor in self.actors:

@@ -22,8 +22,8 @@ from bpresearch.spec import experiment  # noqa: E402
 from bpresearch.store.tracking import open_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-# 6 compiled groups (one per batch size) of 4 runs each, different sizes of work.
-SETS = ["train.steps=40", "train.eval_every=5", "sweep.seeds=2", "sweep.learning_rate=[0.03, 0.3]",
+# 6 compiled groups (one per batch size) of 4 runs each, different sizes of work, in chunks of 2.
+SETS = ["train.steps=40", "train.eval_every=5", "train.chunk=2", "sweep.seeds=2", "sweep.learning_rate=[0.03, 0.3]",
         "sweep.batch_size=[1, 2, 3, 4, 8, \"full\"]"]
 ARGS = [a for s in SETS for a in ("--set", s)]
 
@@ -70,17 +70,19 @@ def test_ray_sweep_equals_local_sweep(ray_instance, local_sweep, tmp_path, capsy
 
 
 class KillAfterFirst:
-    """The real Ray executor; once the first group has come back, SIGKILL one busy actor."""
+    """The real Ray executor; once the first chunk has come back, SIGKILL one busy actor."""
 
     def __init__(self, executor):
         self.executor, self.name = executor, executor.name
         self.killed_pid, self.groups_left = None, None
+        self.parts = []   # (job, first member, members) of each part that came back
 
     def run(self, jobs, on_runs=None):
         for k, done in enumerate(self.executor.run(jobs, on_runs)):
             if k == 0:
                 self.killed_pid, self.groups_left = self.executor.pids[0], len(jobs) - 1
                 os.kill(self.killed_pid, signal.SIGKILL)
+            self.parts.append((done.index, done.start, done.result.size))
             yield done
 
 
@@ -97,6 +99,9 @@ def test_a_killed_actor_costs_time_not_runs(ray_instance, local_sweep, tmp_path)
     finally:
         executor.close()
     assert killer.groups_left >= 2, "both actors were busy when one was killed"
+    # chunk by chunk: each group's runs came back in parts of one chunk (2 runs), each run once
+    assert max(size for *_, size in killer.parts) == 2 and len(killer.parts) == 12
+    assert sorted((i, s) for i, s, _ in killer.parts) == [(i, s) for i in range(6) for s in (0, 2)]
     assert restarted != killer.killed_pid, "the killed actor was restarted"
     assert summary.logged == 24
     got = snapshot(uri, "linear-regression")  # one child run per configuration, checked inside
