@@ -188,3 +188,18 @@ def test_a_store_failure_under_ray_spools_and_a_rerun_writes_without_retraining(
     last = client.search_runs([e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'sweep'",
                               order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert int(last.data.params["runs_to_do"]) == GRID - written - sum(saved), "the spooled runs were not retrained"
+
+
+def test_the_job_environment_ships_the_package_and_pins_what_workers_import(tmp_path, capsys):
+    from importlib import metadata
+
+    import bpresearch
+    from bpresearch.run.ray_executor import WORKER_DEPS, runtime_env
+
+    env = runtime_env(pip=True)
+    assert env["py_modules"] == [str(Path(bpresearch.__file__).parent)]
+    assert env["pip"]["packages"] == [f"{n}=={metadata.version(n)}" for n in WORKER_DEPS]
+    assert "pip" not in runtime_env()
+    assert main(["sweep", str(ROOT / "experiments" / "seed-graph.toml"), "--tracking-uri",
+                 f"sqlite:///{tmp_path}/m.db", "--ray-pip"]) == 2
+    assert capsys.readouterr().err.strip() == "bpresearch: error: --ray-pip goes with --executor ray"
