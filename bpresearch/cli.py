@@ -252,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default=None, metavar="VARIANT",
                    help="one variant of the experiment: 'base', its folder name, or its overrides such as "
                         "train.steps=300 (default: every variant, each on its own page)")
+    s.add_argument("--targets", default=None, metavar="LOSSES",
+                   help="loss targets such as 0.3,0.05 (default: those the runs were swept with); one the sweep "
+                        "was not given is answered from the logged curves, nothing is retrained")
     s.set_defaults(fn=cmd_report)
     return p
 
