@@ -178,6 +178,8 @@ class SweepRun:
         self.read_store()
         self.plan()
         exp, s = self.exp, self.start_summary()
+        if self.stored.new_targets(exp.base["train"]["targets"]):
+            print(f"{exp.name}:{new_targets_line(exp, self.stored)[1:]}", file=self.out)
         if not self.todo and not self.saved:
             print(f"{exp.name}: {self.nothing_to_do()}; nothing to do.", file=self.out)
             return s
@@ -244,9 +246,7 @@ class SweepRun:
 
     def nothing_to_do(self) -> str:
         """Why the sweep has nothing to do."""
-        new = self.stored.new_targets(self.exp.base["train"]["targets"])
-        return f"all {len(self.exp.runs)} runs already finished" + (f"\n{new_targets_line(self.exp, self.stored)}"
-                                                                    if new else "")
+        return f"all {len(self.exp.runs)} runs already finished"
 
     def open(self):
         """The parent run, the progress line (its total grows with each refinement round), the writer."""
