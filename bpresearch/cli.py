@@ -131,6 +131,9 @@ def cmd_sweep(args) -> int:
     except StoreFailure as e:
         executor.close()
         return _fail(str(e), EXIT_STORE)
+    except ExperimentError as e:   # found only once the store is read (a refine target the runs lack)
+        executor.close()
+        return _fail(str(e))
     except KeyboardInterrupt:
         name = exps[len(summaries)][0].name if len(summaries) < len(exps) else ""
         print(f"\ninterrupted: {name}: the runs logged so far are in the store (FINISHED, complete)"

@@ -113,6 +113,27 @@ def _plan(exp: expmod.Experiment, stored: resume.Stored):
     return plans, reports
 
 
+def check_refine_targets(exp: expmod.Experiment, stored: resume.Stored):
+    """Refining needs each refine target counted by the compiled program when the runs trained.
+
+    A target is not part of a run's hash, so runs swept before it was a target are not
+    retrained, and they have no count of it to refine with.
+
+    Raises:
+        ExperimentError: one line naming the file, the targets and what to do.
+    """
+    done = [r for r in exp.runs if stored.has(r)]
+    late = [t for t in exp.refine.targets if any(keys.reached_key(t) not in stored.summary(r) for r in done)]
+    if late:
+        swept = sorted({t for ts in stored.targets for t in ts}, reverse=True)
+        raise config.ExperimentError(
+            f"{exp.path}: [sweep] refine target: loss {', '.join(f'{t:g}' for t in late)} was not a [train] target "
+            f"when runs of this grid trained (targets are not part of a run's hash: they are not retrained), so "
+            f"there is no in-program count to refine with; refine only targets the store's runs were swept with "
+            f"({', '.join(f'{t:g}' for t in swept) or 'none'}), or sweep into another store "
+            f"(`bpresearch report {exp.name} --targets …` answers any target from the logged curves)")
+
+
 def dry_run(exps: list[expmod.Experiment], tracking_uri: str | None, out=None):
     """What ``sweep --dry-run`` prints: each experiment's groups and what is already in the store."""
     from bpresearch.store.tracking import stored_runs
@@ -351,6 +372,7 @@ class RefiningSweepRun(SweepRun):
         if self.executor.name != "local":
             print(f"{self.exp.name}: [sweep] refine trains in this process, not on {self.executor.name} "
                   f"(each round needs the one before it).", file=self.out)
+        check_refine_targets(self.exp, self.stored)
         # groups waiting in the spool are trained: plan with their summaries so that no round
         # trains them again (they are written first)
         self.stored.finished.update({r.run.hash: r.summary for _, _, recs in self.saved for r in recs})

@@ -193,6 +193,7 @@ def test_the_curve_gives_the_sweeps_count_for_its_own_target(swept):
     assert not missing and first and (first, above) == (c_first, c_above)
 
 
+@pytest.mark.slow
 def test_the_report_answers_a_new_target_from_the_curve_and_says_so(swept, tmp_path, capsys):
     uri, summary, _ = swept
     assert main(["report", NAME, "--tracking-uri", uri, "--out", str(tmp_path), "--targets", f"0.06,{ASKED}"]) == 0

@@ -49,3 +49,19 @@ def test_an_earlier_store_asked_a_new_target_trains_nothing(old_store):
     assert "new target(s) 0.03" in text and "--targets 0.06,0.03" in text
     # the old form with the targets the store was swept with (its runs' train.targets) finds every run
     assert "a sweep would train 0" in dry_run(old_store, "digits-mlp.toml", ["train.targets=[0.5, 0.2, 0.1, 0.05]"])
+
+
+def test_a_refine_target_the_runs_were_not_swept_with_is_one_line():
+    """Refining needs the in-program count of each refine target: runs that lack it are not
+    retrained (targets are not in the hash), so the sweep says what to do instead."""
+    from bpresearch import keys
+    from bpresearch.run.resume import Stored
+    from bpresearch.spec.config import ExperimentError
+
+    exp = experiment.load(EXPERIMENTS / "digits-mlp.toml")
+    counted = {keys.reached_key(t): 0.0 for t in (0.5, 0.2)}   # swept with [0.5, 0.2]; 0.1 added since
+    stored = Stored({r.hash: counted for r in exp.runs}, targets=[(0.5, 0.2)])
+    with pytest.raises(ExperimentError, match=r"digits-mlp.toml: \[sweep\] refine target: loss 0.1 was not a "
+                                              r"\[train\] target .* swept with \(0.5, 0.2\)"):
+        runner.check_refine_targets(exp, stored)
+    runner.check_refine_targets(exp, Stored({r.hash: {**counted, keys.reached_key(0.1): 1.0} for r in exp.runs}))
