@@ -185,6 +185,8 @@ class SweepRun:
     ``nothing_to_do`` and ``report`` for refinement rounds.
     """
 
+    refining = False   # whether planning needs the finished runs' summaries
+
     def __init__(self, exp: expmod.Experiment, tracker, keep: Delivery, exp_id: str, source_text: str,
                  overrides, out, executor):
         self.exp, self.tracker, self.keep, self.exp_id = exp, tracker, keep, exp_id
@@ -226,8 +228,6 @@ class SweepRun:
         finally:
             self.close(status)
         return s
-
-    refining = False   # whether planning needs the finished runs' summaries
 
     def read_store(self):
         """Finished runs (``resume.Stored``; stray unfinished copies closed), and the groups waiting in the spool."""
