@@ -220,6 +220,9 @@ class RayExecutor:
         say so once it is known whether its node was lost (``_say``)."""
         job, w = jobs[part.index], self.where[a]
         rest = part._replace(offset=part.offset + got, tries=part.tries + 1)
+        waking[self.actors[a].about.remote()] = a
+        if rest.offset >= len(job.members):   # lost after its last chunk came back: nothing to retry
+            return
         if rest.tries > RETRIES:
             raise ExecutorFailure(f"Ray: group {part.index} lost its actor {rest.tries} times, giving up "
                                   f"({type(error).__name__})")
@@ -228,7 +231,6 @@ class RayExecutor:
         self.lost.append({"t": time.time(), "node": w["node_id"], "pid": w["pid"], "actor": a, "part": rest,
                           "retry": retry, "answered": False, "said": False, "resubmitted": None})
         queue.appendleft(rest)   # first: the runs it holds back are the oldest
-        waking[self.actors[a].about.remote()] = a
 
     def _say(self, final: bool = False):
         """One line per lost part: its node, if Ray has marked the node dead (which takes it a few

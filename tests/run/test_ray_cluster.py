@@ -38,11 +38,11 @@ from bpresearch.store.mlflow_backend import client as tracking_client  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# 4 compiled groups (one per batch size) of 6 runs each, in chunks of 2: each group streams back in 3 parts.
+# 5 compiled groups (one per batch size) of 6 runs each, in chunks of 2: each group streams back in 3 parts.
 SETS = ["train.steps=30", "train.eval_every=5", "train.chunk=2", "sweep.seeds=3", "sweep.learning_rate=[0.03, 0.3]",
-        "sweep.batch_size=[1, 2, 4, \"full\"]"]
+        "sweep.batch_size=[1, 2, 3, 4, \"full\"]"]
 ARGS = [a for s in SETS for a in ("--set", s)]
-GRID = 24
+GRID = 30
 
 HIDE = """\
 # Workers of this test cluster: the project's package is not importable from here on.
