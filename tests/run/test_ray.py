@@ -95,7 +95,7 @@ def test_a_killed_actor_costs_time_not_runs(ray_instance, local_sweep, tmp_path)
         killer = KillAfterFirst(executor)
         exp = experiment.load(path, SETS)
         summary = run_experiment(exp, open_store(uri), path.read_text(), SETS, executor=killer)
-        restarted = ray.get(executor.actors[0].pid.remote())
+        restarted = ray.get(executor.actors[0].about.remote())["pid"]
     finally:
         executor.close()
     assert killer.groups_left >= 2, "both actors were busy when one was killed"
