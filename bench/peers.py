@@ -160,6 +160,20 @@ def ray_trainable(config: dict, configs: dict, datasets: dict):
         tune.report({R.FULL_TRAIN_LOSS: v, answer.STEP: s})
 
 
+def start_ray(ray, tries: int = 3):
+    """A local instance on loopback, quiet, without the dashboard (as bpresearch's Ray executor starts
+    one). On a loaded machine its raylet may miss Ray's fixed 30 s to register: tried again."""
+    for i in range(tries):
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", _node_ip_address="127.0.0.1")
+            return
+        except Exception as e:   # Ray raises a bare Exception for it
+            ray.shutdown()
+            if "timed out during startup" not in str(e) or i == tries - 1:
+                raise
+            _log(f"Ray did not start ({e}); trying again")
+
+
 def ray_grid(uri: str, exp: expmod.Experiment) -> None:
     """Ray Tune's ``grid_search`` over ``exp``'s grid with ``MLflowLoggerCallback``, default resources."""
     import ray
@@ -169,8 +183,8 @@ def ray_grid(uri: str, exp: expmod.Experiment) -> None:
     t = trainer(exp)
     grid = {k: tune.grid_search(v) for k, v in space(exp).items()}
     owns = not ray.is_initialized()
-    if owns:   # a local instance on loopback, quiet, without the dashboard (as bpresearch's Ray executor starts one)
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", _node_ip_address="127.0.0.1")
+    if owns:
+        start_ray(ray)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
             tuner = tune.Tuner(
