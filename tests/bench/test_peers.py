@@ -43,7 +43,8 @@ def test_optuna_peer_gives_the_harness_answer(tmp_path):
     pytest.importorskip("optuna")
     pytest.importorskip("optuna_integration")
     exp = expmod.load(measure.GRID, TINY)
-    harness_uri, peer_uri = f"sqlite:///{tmp_path}/harness.db", f"sqlite:///{tmp_path}/optuna.db"
+    (tmp_path / "h").mkdir(), (tmp_path / "o").mkdir()
+    harness_uri, peer_uri = measure._store(str(tmp_path / "h")), measure._store(str(tmp_path / "o"))  # empty stores
     assert cli.main(["sweep", str(measure.GRID), "--tracking-uri", harness_uri, *sum((["--set", o] for o in TINY), [])]) == 0
     peers.optuna_grid(peer_uri, exp, per_point=False)
     ours, theirs = answer.curves(harness_uri, exp.name), answer.curves(peer_uri, exp.name)
