@@ -28,9 +28,9 @@ def measure(res: dict, p: dict, only, repeats: int | None):
         return
     why = peers.missing()
     if why:
-        msg = (f"skipped: {why} is not installed (the bench extra: "
+        msg = (f"{why} is not installed (the bench extra: "
                f"`.venv/bin/python -m pip install -c constraints.txt -e '.[bench]'`)")
-        print(f"[bench] {', '.join(wanted)} {msg}", file=sys.stderr, flush=True)
+        print(f"[bench] {' and '.join(wanted)} skipped: {msg}", file=sys.stderr, flush=True)
         for s in wanted:
             res[s] = {"skipped": msg}
         return
@@ -57,7 +57,7 @@ def peers_md(res: dict) -> list[str]:
     if not p:
         return []
     if "skipped" in p:
-        return ["## The harness against Ray Tune and Optuna", "", f"Not measured: {p['skipped']}", ""]
+        return ["## The harness against Ray Tune and Optuna", "", f"Skipped: {p['skipped']}", ""]
     rows = [("harness", "`bpresearch sweep`", p["harness_wall_s"], p["harness_samples_s"], p["configurations"],
              p["harness_points"], "—", 1.0)]
     names = {"ray_tune": "Ray Tune `grid_search`, `MLflowLoggerCallback`, 1 CPU a trial",
@@ -92,7 +92,7 @@ def answer_md(res: dict) -> list[str]:
     if not a:
         return []
     if "skipped" in a:
-        return ["## Time to the answer", "", f"Not measured: {a['skipped']}", ""]
+        return ["## Time to the answer", "", f"Skipped: {a['skipped']}", ""]
     ref = ", ".join(f"{k}: {v['learning_rate']:.4g} ({v['steps']:g} steps)" for k, v in a["reference"].items()
                     if v["learning_rate"] is not None)
     lines = ["## Time to the answer", "",
