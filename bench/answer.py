@@ -106,12 +106,14 @@ def same(a: dict[str, dict], b: dict[str, dict]) -> bool:
 
 
 def near(found: dict[str, dict], reference: dict[str, dict], resolution: float) -> dict[str, bool]:
-    """Per cell of ``reference``: whether ``found`` names a learning rate within ``resolution`` of its best."""
+    """Per cell of ``reference``: whether ``found`` names a learning rate within ``resolution`` of its
+    best, with steps no more than its steps (as good an answer, not a neighbour that happens to be close)."""
     out = {}
     for k, ref in reference.items():
-        lr = found.get(k, {}).get("learning_rate")
+        got = found.get(k, {})
+        lr = got.get("learning_rate")
         out[k] = lr is not None and ref["learning_rate"] is not None and \
-            verdicts.within(*sorted((lr, ref["learning_rate"])), resolution)
+            verdicts.within(*sorted((lr, ref["learning_rate"])), resolution) and got["steps"] <= ref["steps"]
     return out
 
 

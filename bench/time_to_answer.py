@@ -11,11 +11,11 @@ to a resolution of 2^(1/4) ≈ 1.19, for full training loss 0.1, over 0.025 … 
 - ``optuna_tpe``: Optuna's TPE sampler per batch size, the learning rate on a log scale over
   the same range, each trial every seed (its value the median steps to the target), with
   ``MLflowCallback`` and each run's curve logged by ``log_batch`` (the careful peer). It is
-  stopped as soon as its best trial lies within the resolution of the reference, which no
-  user could know: a generous budget.
+  stopped as soon as its best trial is as good as the reference (below), which no user
+  could know: a generous budget. Each repeat gives it another sampler seed.
 
-Each way writes into its own fresh store. ``resolved``: its best learning rate lies within
-the resolution of the reference's at every batch size. Another way of the harness to the
+Each way writes into its own fresh store. ``resolved``: at every batch size its best learning
+rate lies within the resolution of the reference's and needs no more steps (``answer.near``). Another way of the harness to the
 same answer is one more entry of ``HARNESS_WAYS``: the file's overrides.
 """
 
@@ -85,14 +85,14 @@ def objective_steps(trainer: peers.Trainer, log, batch_size: int, lr: float, see
 
 
 class StopNear:
-    """Optuna callback: stops the study once its best trial's learning rate is within ``RESOLUTION`` of ``lr``."""
+    """Optuna callback: stops the study once its best trial is as good as ``ref`` (``answer.near``)."""
 
-    def __init__(self, lr: float | None, target: float):
-        self.lr, self.target, self.stopped = lr, target, False
+    def __init__(self, ref: dict | None):
+        self.ref, self.stopped = ref, False
 
     def __call__(self, study, trial):
-        best = study.best_trial.params[answer.R.LEARNING_RATE]
-        if self.lr is not None and answer.verdicts.within(*sorted((best, self.lr)), RESOLUTION):
+        best = {"learning_rate": study.best_trial.params[answer.R.LEARNING_RATE], "steps": study.best_value}
+        if self.ref is not None and answer.near({"cell": best}, {"cell": self.ref}, RESOLUTION)["cell"]:
             self.stopped = True
             study.stop()
 
@@ -112,8 +112,7 @@ def optuna_tpe(reference: dict[str, dict], extra: list[str], seed: int = 0) -> d
         uri = measure._store(tmp)
         t0 = time.perf_counter()
         for bs in sorted(trainer.configs):
-            ref = reference.get(f"bs={bs} t={target:g}", {}).get("learning_rate")
-            stop = StopNear(ref, target)
+            stop = StopNear(reference.get(f"bs={bs} t={target:g}"))
 
             def objective(trial, bs=bs):
                 lr = trial.suggest_float(answer.R.LEARNING_RATE, *LR_RANGE, log=True)
