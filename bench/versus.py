@@ -98,9 +98,9 @@ def answer_md(res: dict) -> list[str]:
     lines = ["## Time to the answer", "",
              f"The best learning rate per batch size to ×{a['resolution']:.3g}, over {a['lr_range'][0]:g} … "
              f"{a['lr_range'][1]:g} (`{a['question']}`{', overrides ' + str(a['overrides']) if a['overrides'] else ''}). "
-             f"The dense grid's answer is the reference: {ref}. Resolved: within ×{a['resolution']:.3g} of it at "
-             f"every batch size. Optuna's TPE stops as soon as its best is there (at most {a['max_trials']} trials "
-             "a batch size).", "",
+             f"The dense grid's answer is the reference: {ref}. Resolved: at every batch size, a best learning rate "
+             f"within ×{a['resolution']:.3g} of it that needs no more steps. Optuna's TPE stops as soon as its best "
+             f"is resolved (at most {a['max_trials']} trials a batch size; a sampler seed per repeat).", "",
              "| way | median wall s | samples s | configurations | resolved | answer | ÷ dense grid |",
              "|---|---:|---|---:|---|---|---:|"]
     for name, q in a.items():
