@@ -119,12 +119,12 @@ def answer_md(res: dict) -> list[str]:
         found = "; ".join(f"{k}: {v['learning_rate']:.4g}" for k, v in q["answer"].items()
                           if v.get("learning_rate") is not None)
         lines.append(f"| {name} | {_fmt(q['wall_s'])} | {', '.join(_fmt(x) for x in q['samples_s'])} | "
-                     f"{q['configs']} | {'yes' if q['resolved'] else '**no**'} | {found} | {q['over_dense_grid']:.2f} |")
+                     f"{q['configs']:g} | {'yes' if q['resolved'] else '**no**'} | {found} | {q['over_dense_grid']:.2f} |")
     if "optuna_tpe" in a and "bpresearch_refine" in a:
         r = a["optuna_tpe"]["wall_s"] / a["bpresearch_refine"]["wall_s"]
         lines += ["", f"Target: Optuna's TPE at least {TARGET_TPE:g}× the refining sweep's time ({r:.1f}×: "
                   f"{'met' if r >= TARGET_TPE else '**missed**'}), and the refining sweep with fewer configurations "
-                  f"than the dense grid ({a['bpresearch_refine']['configs']} against {a['dense_grid']['configs']})."]
+                  f"than the dense grid ({a['bpresearch_refine']['configs']:g} against {a['dense_grid']['configs']:g})."]
     return lines + [""]
 
 
