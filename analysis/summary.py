@@ -29,6 +29,7 @@ import pandas as pd
 
 from bpresearch import keys as R
 
+from . import lr_rule
 from . import measures as M
 from . import uncertainty as U
 
@@ -141,6 +142,8 @@ def variant_summary(variant, groups) -> dict:
             for t, (near, head, fits) in p.critical.items():
                 entry["b_simple"][R.target_key(t)] = head["b_simple"] if head is not None else None
             out["predictions"].append(entry)
+    out["scaling_rule"] = lr_rule.summary(groups, groups[0].targets if groups else [])
+    out["placement"] = getattr(variant, "placement", None)   # learning_rate = "auto": spec.auto.Placement
     return jsonable(out)
 
 
