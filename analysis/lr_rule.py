@@ -34,6 +34,7 @@ from . import uncertainty as U
 
 MIN_POINTS = 3
 RULES = (("linear", 1.0, "Goyal et al. 2017"), ("square-root", 0.5, "Krizhevsky 2014"))
+HALF = {0.5: "½"}
 # The coverage α's interval reaches, measured on planted power laws (α = ½ and 1; 5 batch sizes
 # from 4 to 1024; ×√2 and ×2 grids; each optimum off the grid; 15% seed noise; 60 draws each):
 # 0.90–0.97 with 2 seeds per cell, 0.95–0.98 with 3 and 5. Stated as the 90% it aims for.
@@ -94,14 +95,14 @@ def alpha_interval(table: pd.DataFrame, batch_sizes, point: float, n_boot: int =
     best, _ = U._best(c, U._medians(c, rng, n_boot))          # (R, G) cell index of each group's best
     G = c.groups["batch_size"].to_numpy(int)
     F = np.flatnonzero(np.isin(G, list(batch_sizes)))
-    seeds = int(c.n[np.isin(c.group, F)].min())
-    if seeds < 2:
-        return U.Interval(point, np.nan, np.nan, 1.0, np.nan, why="one seed per cell")
+    n = c.n[np.isin(c.group, F)]   # distinct trajectories per cell: 1 where every seed ran the same one
     lo, hi = _half_steps(c.keys, c.group)
     j = best[:, F]
     log_lr = np.log(c.keys["learning_rate"].to_numpy(float))[j] + rng.uniform(-lo[j], hi[j])
     iv = U.interval(point, _slopes(np.log(G[F].astype(float)), log_lr))
-    return iv._replace(level=COVERAGE, how=f"bootstrap over {seeds} seeds per cell and within the grid's steps") if iv.ok else iv
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    how = f"bootstrap over {seeds} distinct seeds per cell and within the grid's steps"
+    return iv._replace(level=COVERAGE, how=how) if iv.ok else iv
 
 
 def _stops_at(fit: pd.DataFrame, cell: pd.DataFrame) -> int | None:

@@ -11,28 +11,24 @@ from ..prose import bs_text
 from .context import Context
 
 
-def rule_text(r: LR.Rule, target: float, full: int | None) -> str:
-    """One finding: α with its interval, which rules it holds, where η* stops growing."""
+def rule_text(r: LR.Rule, target: float, full: int | None) -> list[str]:
+    """Two findings: α with its interval and the rules inside it; where η* stops growing."""
     a = r.alpha
-    fitted = f"{len(r.batch_sizes)} batch sizes, {min(r.batch_sizes):,}–{max(r.batch_sizes):,}"
-    s = f"Loss {target:g}: the best learning rate grows as η* ∝ B^α with α = {a.text('.2f')} over {fitted}."
+    s = (f"Loss {target:g}: η* ∝ B^α with α = {a.text('.2f')}, fitted to {len(r.batch_sizes)} batch sizes "
+         f"({min(r.batch_sizes):,}–{max(r.batch_sizes):,})")
     if a.ok:
-        inside = [f"the {name} rule (α = {v:g}, {who})" for name, v, who in LR.RULES if r.inside[name]]
-        outside = [f"the {name} rule (α = {v:g})" for name, v, _ in LR.RULES if not r.inside[name]]
-        if inside:
-            s += f" Inside the interval: {' and '.join(inside)}."
-        if outside:
-            s += f" Outside it: {' and '.join(outside)}."
+        inside = [f"the {name} rule (α = {LR.HALF.get(v, f'{v:g}')}, {who})" for name, v, who in LR.RULES
+                  if r.inside[name]]
+        s += (": " + " and ".join(inside) + (" are" if len(inside) > 1 else " is") + " inside the interval"
+              if inside else ": neither the linear (α = 1) nor the square-root rule (α = ½) is inside the interval")
+    crit = (f"the critical batch size fitted from steps and examples, B_crit = {r.b_crit:,.0f}"
+            if np.isfinite(r.b_crit) else "no critical batch size could be fitted")
     if r.stops_at is not None:
-        s += f" η* stops growing at {bs_text(r.stops_at, full)}"
-        s += (f", {r.stops_at / r.b_crit:.2g}× the critical batch size fitted from steps and examples "
-              f"(B_crit = {r.b_crit:,.0f})." if np.isfinite(r.b_crit) else
-              " (no critical batch size could be fitted to compare it with).")
+        rel = f", {r.stops_at / r.b_crit:.2g}× " if np.isfinite(r.b_crit) else "; "
+        stop = f"Loss {target:g}: η* stops growing at {bs_text(r.stops_at, full)}{rel}{crit}."
     else:
-        s += f" η* still grows at the largest batch size fitted ({bs_text(r.largest, full)})"
-        s += (f"; the critical batch size fitted from steps and examples is B_crit = {r.b_crit:,.0f}."
-              if np.isfinite(r.b_crit) else ".")
-    return s
+        stop = f"Loss {target:g}: η* still grows at the largest batch size fitted ({bs_text(r.largest, full)}); {crit}."
+    return [s + ".", stop]
 
 
 def scaling_rule(ctx: Context):
@@ -45,7 +41,7 @@ def scaling_rule(ctx: Context):
         for t in ctx.targets:
             r = LR.rule(g, t)
             if r is not None:
-                found.append(g.prefix(rule_text(r, t, g.full)))
+                found += [g.prefix(x) for x in rule_text(r, t, g.full)]
                 first = first or (g, r, t)
     if not found:
         found.append(f"Fewer than {LR.MIN_POINTS} batch sizes have a tuned best learning rate that reached a "
