@@ -116,6 +116,12 @@ def no_bound(kind: str) -> str | None:
     return None
 
 
+def stability_bound(sharpness: float, kind: str, momentum: float = 0.0) -> tuple[float, float]:
+    """(c(β), c(β)/λ_max) of optimizer ``kind``: 2/λ_max for sgd, 2(1 + β)/λ_max for momentum (``no_bound`` first)."""
+    factor = float(optim.optimizer(kind).stable_numerator(momentum))
+    return factor, (factor / sharpness if sharpness > 0 else np.inf)
+
+
 def place(configs: list[tuple[dict, Dataset]], seeds) -> Placement:
     """The grid under the smallest stability bound over ``configs`` (each at every seed).
 
@@ -136,8 +142,7 @@ def place(configs: list[tuple[dict, Dataset]], seeds) -> Placement:
         lam = curv[key]
         o = c["optimizer"]
         momentum = float(o.get("momentum") or 0.0)
-        factor = float(optim.optimizer(o["kind"]).stable_numerator(momentum))
-        bound = factor / float(np.max(lam))
+        factor, bound = stability_bound(float(np.max(lam)), o["kind"], momentum)
         if best is None or bound < best[0]:
             n = min(MAX_EXAMPLES, ds.X_train.shape[0])
             best = (bound, float(np.max(lam)), factor, lam, n, o["kind"], momentum)

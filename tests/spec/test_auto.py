@@ -56,9 +56,10 @@ def test_the_grid_lies_below_the_closed_form_bound(tmp_path):
     assert [r.hash for r in written.runs] == [r.hash for r in exp.runs]
 
 
-def test_heavy_ball_momentum_widens_the_bound_by_one_plus_beta(tmp_path):
-    exp = expmod.load(write(tmp_path, 'learning_rate = "auto"', 'kind = "momentum"\nmomentum = 0.5'))
-    assert exp.placement.factor == 3.0 and exp.placement.bound == pytest.approx(0.75, rel=1e-4)
+def test_heavy_ball_momentum_widens_the_bound_by_one_plus_beta():
+    assert auto.stability_bound(4.0, "sgd") == (2.0, 0.5)
+    assert auto.stability_bound(4.0, "momentum", 0.5) == (3.0, 0.75)
+    assert auto.no_bound("momentum") is None and "no stability bound" in auto.no_bound("adam")
 
 
 def test_an_optimizer_without_a_bound_is_refused_in_one_line(tmp_path):
