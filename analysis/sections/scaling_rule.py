@@ -17,10 +17,15 @@ def rule_text(r: LR.Rule, target: float, full: int | None) -> list[str]:
     s = (f"Loss {target:g}: η* ∝ B^α with α = {a.text('.2f')}, fitted to {len(r.batch_sizes)} batch sizes "
          f"({min(r.batch_sizes):,}–{max(r.batch_sizes):,})")
     if a.ok:
-        inside = [f"the {name} rule (α = {LR.HALF.get(v, f'{v:g}')}, {who})" for name, v, who in LR.RULES
-                  if r.inside[name]]
-        s += (": " + " and ".join(inside) + (" are" if len(inside) > 1 else " is") + " inside the interval"
-              if inside else ": neither the linear (α = 1) nor the square-root rule (α = ½) is inside the interval")
+        name = {n: f"the {n} rule (α = {LR.HALF.get(v, f'{v:g}')}, {who})" for n, v, who in LR.RULES}
+        inside = [name[n] for n, _, _ in LR.RULES if r.inside[n]]
+        outside = [name[n] for n, _, _ in LR.RULES if not r.inside[n]]
+        if not outside:
+            s += f": {' and '.join(inside)} are both inside the interval (these seeds and this grid cannot tell them apart)"
+        elif inside:
+            s += f": {inside[0]} is inside the interval, {outside[0]} is not"
+        else:
+            s += f": neither {' nor '.join(outside)} is inside the interval"
     crit = (f"the critical batch size fitted from steps and examples, B_crit = {r.b_crit:,.0f}"
             if np.isfinite(r.b_crit) else "no critical batch size could be fitted")
     if r.stops_at is not None:
