@@ -252,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default=None, metavar="VARIANT",
                    help="one variant of the experiment: 'base', its folder name, or its overrides such as "
                         "train.steps=300 (default: every variant, each on its own page)")
+    s.add_argument("--ui-url", default=None, metavar="UI_URL",
+                   help="the MLflow UI's address (e.g. http://127.0.0.1:5000, what `make ui` serves): the report's "
+                        "title and best-η cells link to the experiment's view and to each cell's runs (default: no links)")
     s.set_defaults(fn=cmd_report)
     return p
 
