@@ -18,7 +18,16 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 
-from bpresearch.keys import DIVERGED, HASH_TAG, KIND_TAG, RUN, SWEEP, short_key, stored_key, stored_summary
+from bpresearch.keys import (
+    DIVERGED,
+    HASH_TAG,
+    KIND_TAG,
+    RUN,
+    SWEEP,
+    short_key,
+    stored_key,
+    stored_summary,
+)
 from bpresearch.store.lease import TAG as LEASE_TAG  # noqa: F401 - the experiment tag of who sweeps it now
 from bpresearch.store.record import RunRecord
 from bpresearch.store.views import first_seed, varying_params, view_tags

@@ -23,7 +23,7 @@ from bpresearch.store.base import NOTE_TAG, PARENT_TAG
 from bpresearch.store.mlflow_backend import client, search_all
 from bpresearch.store.retry import schema_mismatch
 from bpresearch.store.uri import resolve_uri, sqlite_path
-from bpresearch.store.views import cell_url, experiment_url  # a report's links into the UI
+from bpresearch.store.views import cell_url, experiment_url
 
 __all__ = ["POINT", "StoreError", "StoredExperiment", "StoredRun", "artifact_text", "attach_folder", "experiment",
            "experiment_names", "metric_points", "resolve_uri", "runs", "cell_url", "experiment_url"]

@@ -217,8 +217,10 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 
 def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
     """MLflow's compare page of several runs (the seeds of one cell), in Model training mode."""
+    # ``runs`` must come first: the page reads it as the key "?runs" of the parsed query string
     runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="")
-    return _ui(base, "/compare-runs", f"runs={runs}&experiments={quote(json.dumps([experiment_id]), safe='')}")
+    exps = quote(json.dumps([experiment_id], separators=(",", ":")), safe="")
+    return f"{base.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}&{MODE}"
 
 
 def cell_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
