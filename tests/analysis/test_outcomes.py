@@ -6,6 +6,7 @@ ln 10 or a target in the noise floor.
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,13 @@ import pytest
 
 from analysis import load
 from analysis import measures as M
+from analysis.groups import split_groups
 from analysis import sharpness as S
 from analysis.predictions import predict
 from analysis.prose_outcomes import findings_outcomes
 from analysis.prose_predicted import findings_boundary, findings_sharpness
 from analysis.shapes import noise_floor, run_shapes
+from analysis.summary import variant_summary
 from bpresearch import keys as R
 from bpresearch import verdicts as V
 from bpresearch.cli import main
@@ -181,6 +184,14 @@ def test_one_noisy_evaluation_does_not_lose_a_target_in_the_noise_floor():
     floor = noise_floor(curves, table, best).iloc[0]
     assert floor["floor_lo"] < 0.047 <= floor["floor_hi"] == pytest.approx(0.047092) and floor["runs"] == 4
     assert "sits in the noise floor" in " ".join(findings_outcomes(curves, table, best, 0.047, None))
+    # summary.json flags it too, with the numbers the page prints; a target clear of the floor is not flagged
+    runs["params.train.targets"] = "[0.047, 0.5]"
+    variant = SimpleNamespace(overrides={}, facets=[], label="base", slug="base", base=True, runs=runs)
+    cell = variant_summary(variant, split_groups(runs, curves, []))["cells"][0]
+    flag = cell["targets"]["0.047"]["noise_floor"]
+    assert flag == {"learning_rate": 0.04, "lo": pytest.approx(floor["floor_lo"]), "hi": pytest.approx(0.047092),
+                    "runs": 4}
+    assert cell["targets"]["0.5"]["noise_floor"] is None
     # lost when the last few evaluations are above, and a target well above the floor is not flagged
     curves.loc[curves["step"] >= 280, "value"] = 0.0475
     assert set(M.steps_to_targets(runs, curves, [0.047]).table["outcome"]) == {V.LOST}
