@@ -159,6 +159,32 @@ def test_a_network_stuck_at_ln_k_with_no_gradient_is_collapsed_not_a_catapult():
         assert S.sharpness_regimes(curves, runs).iloc[0]["regime"] == V.CATAPULT
 
 
+def test_a_minibatch_run_that_learned_then_fell_back_to_ln_k_is_collapsed():
+    """Batch size 8: the full loss falls below the target 0.5, then jumps back to ln 10 and sits
+    there while the minibatch gradient stays large (the output bias keeps seeing each batch's
+    class mix). It counts at its first crossing, named "reached, then collapsed"; a run that
+    never left chance (too small a learning rate) is only not reached."""
+    ln10, step = math.log(10), np.arange(0, 301, 5)
+    learned = np.where(step < 100, 2.3 - 1.9 * step / 100, np.where(step < 150, 0.4, ln10))
+    stuck = np.full(step.size, ln10) - 1e-4 * step / 300            # hardly moves from its start at chance
+    runs = pd.DataFrame({"run_id": ["a", "b"], "optimizer": "sgd", "batch_size": 8, "learning_rate": [4.0, 1e-4],
+                         "seed": 0, "full_batch": False, "diverged": False, "steps": 300,
+                         "params.loss.kind": "cross_entropy", f"metrics.{R.FINAL_LOSS}": [ln10, stuck[-1]]})
+    grad = np.full(step.size, 0.8)                                   # a minibatch's: it never vanishes
+    curves = pd.DataFrame([(rid, k, s, v) for rid, loss in (("a", learned), ("b", stuck))
+                           for k, vals in ((R.FULL_TRAIN_LOSS, loss), (R.GRAD_NORM, grad)) for s, v in zip(step, vals)],
+                          columns=["run_id", "key", "step", "value"])
+    shapes = run_shapes(curves, runs).set_index("run_id")
+    assert shapes.loc["a", "chance_k"] == 10 and shapes.loc["b", "chance_k"] == 0
+    table = M.steps_to_targets(runs, curves, [0.5]).table.set_index("run_id")
+    assert table.loc["a", "outcome"] == V.COLLAPSED_AFTER and V.counts(table.loc["a", "outcome"])
+    assert table.loc["b", "outcome"] == V.NOT_REACHED
+    assert V.chance_collapse(learned) == 10 and V.chance_collapse(learned, grad) == 0   # full batch: needs grad → 0
+    # loss that still moves at the end, or flat off chance, is no collapse
+    assert V.chance_collapse(np.r_[learned[:-5], ln10 * np.linspace(1, 1.05, 5)]) == 0
+    assert V.chance_collapse(np.where(learned == ln10, 1.479, learned)) == 0
+
+
 # ---------------------------------------------------------------- a target in the noise floor
 def test_one_noisy_evaluation_does_not_lose_a_target_in_the_noise_floor():
     """Target 0.047 at batch size 4: every seed crossed by step 113 and hovers at 0.0468 ± 0.0003;
