@@ -15,6 +15,8 @@ skip locally and fail under CI.
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 from pathlib import Path
 
@@ -156,3 +158,47 @@ def test_with_a_ui_address_each_cell_links_to_its_run(pages):
     assert any(any(row) for row in cells)
     _open(page, out / "other-study" / "index.html")
     assert page.evaluate("[...document.links].filter(a => a.href.startsWith('http')).length") == 0
+
+
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _numbers(obj) -> list[float]:
+    """Every number in a summary.json entry: its values and the numbers written as text (a target "0.06")."""
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)] + [x for k in obj for x in _numbers(k)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    if isinstance(obj, bool) or obj is None:
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)]
+    try:
+        return [float(obj)]
+    except ValueError:
+        return []
+
+
+def _shown_as(x: float, v: float) -> bool:
+    """Whether ``x`` on the page is ``v`` as the page writes it: whole steps (rounded up), 3
+    significant digits, or a share as a percentage."""
+    return any(abs(x - w) <= 0.5 * 10 ** (math.floor(math.log10(abs(w))) - 2) if w else x == 0
+               for w in (v, math.ceil(v - 1e-9), 100 * v))
+
+
+def test_every_number_on_the_first_screen_is_in_summary_json(pages):
+    """The lead line, the recommendation table and the sentences under it (the glossary defines
+    terms: its numbers are no results) show only numbers that summary.json holds."""
+    page, out, _ = pages
+    _open(page, out / "linear-regression" / "index.html")
+    summary = json.loads((out / "linear-regression" / "summary.json").read_text())
+    entry = summary["variants"][0]
+    values = _numbers(entry)
+    text = page.evaluate("""() => [document.querySelector('p.lead'), document.querySelector('table#recommendations'),
+        document.querySelector('table#recommendations').closest('div').nextElementSibling].map(e => e.innerText)""")
+    sentences = [li for li in text[2].split("\n") if li.strip()]
+    assert sentences == entry["answer"]   # the sentences are summary.json's, word for word
+    shown = [float(n.replace(",", "")) for t in text[:2] for n in NUMBER.findall(t)]
+    missing = [x for x in shown if not any(_shown_as(x, v) for v in values)]
+    assert not missing, f"numbers on the first screen that summary.json does not hold: {missing}"
+    assert len(shown) >= 15, shown   # the lead's run and seed counts, and every row's numbers
