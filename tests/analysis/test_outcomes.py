@@ -160,12 +160,13 @@ def test_a_network_stuck_at_ln_k_with_no_gradient_is_collapsed_not_a_catapult():
 
 
 def test_a_minibatch_run_that_learned_then_fell_back_to_ln_k_is_collapsed():
-    """Batch size 8: the full loss falls below the target 0.5, then jumps back to ln 10 and sits
-    there while the minibatch gradient stays large (the output bias keeps seeing each batch's
+    """Batch size 8: the full loss falls below the target 0.5, then jumps back to ln 10 and stays
+    just above it while the minibatch gradient stays large (the output bias keeps seeing each batch's
     class mix). It counts at its first crossing, named "reached, then collapsed"; a run that
     never left chance (too small a learning rate) is only not reached."""
     ln10, step = math.log(10), np.arange(0, 301, 5)
-    learned = np.where(step < 100, 2.3 - 1.9 * step / 100, np.where(step < 150, 0.4, ln10))
+    jitter = ln10 + 0.004 + 0.03 * np.abs(np.sin(step))              # above chance only, as in digits-mlp at bs 8
+    learned = np.where(step < 100, 2.3 - 1.9 * step / 100, np.where(step < 150, 0.4, jitter))
     stuck = np.full(step.size, ln10) - 1e-4 * step / 300            # hardly moves from its start at chance
     runs = pd.DataFrame({"run_id": ["a", "b"], "optimizer": "sgd", "batch_size": 8, "learning_rate": [4.0, 1e-4],
                          "seed": 0, "full_batch": False, "diverged": False, "steps": 300,
@@ -180,9 +181,10 @@ def test_a_minibatch_run_that_learned_then_fell_back_to_ln_k_is_collapsed():
     assert table.loc["a", "outcome"] == V.COLLAPSED_AFTER and V.counts(table.loc["a", "outcome"])
     assert table.loc["b", "outcome"] == V.NOT_REACHED
     assert V.chance_collapse(learned) == 10 and V.chance_collapse(learned, grad) == 0   # full batch: needs grad → 0
-    # loss that still moves at the end, or flat off chance, is no collapse
-    assert V.chance_collapse(np.r_[learned[:-5], ln10 * np.linspace(1, 1.05, 5)]) == 0
-    assert V.chance_collapse(np.where(learned == ln10, 1.479, learned)) == 0
+    # an evaluation better than chance at the end, a level well above it, or flat off chance: no collapse
+    assert V.chance_collapse(np.r_[learned[:-1], 2.25]) == 0
+    assert V.chance_collapse(np.where(step < 150, learned, 1.05 * ln10)) == 0
+    assert V.chance_collapse(np.where(step < 150, learned, 1.479)) == 0
 
 
 # ---------------------------------------------------------------- a target in the noise floor
