@@ -164,19 +164,17 @@ NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
 
 
 def _numbers(obj) -> list[float]:
-    """Every number in a summary.json entry: its values and the numbers written as text (a target "0.06")."""
+    """Every number in a summary.json entry: its values and the numbers its values write as text
+    (a target "0.06", learning rates to try "0.316–3.16"), leaving out its sentences."""
     if isinstance(obj, dict):
-        return [x for v in obj.values() for x in _numbers(v)] + [x for k in obj for x in _numbers(k)]
+        return [x for k, v in obj.items() if k not in ("answer", "headlines") for x in _numbers(v) + _numbers(k)]
     if isinstance(obj, list):
         return [x for v in obj for x in _numbers(v)]
     if isinstance(obj, bool) or obj is None:
         return []
     if isinstance(obj, (int, float)):
         return [float(obj)]
-    try:
-        return [float(obj)]
-    except ValueError:
-        return []
+    return [float(n.replace(",", "")) for n in NUMBER.findall(str(obj))]
 
 
 def _shown_as(x: float, v: float) -> bool:
