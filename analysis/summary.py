@@ -100,6 +100,11 @@ def _floors(g, t: float) -> dict:
             for r in fl.itertuples()}
 
 
+def steps_from(g, t: float) -> str:
+    """Where a group's steps to ``t`` come from: "sweep" (the in-program count) or "curve" (the logged curve)."""
+    return "curve" if g.steps is not None and t in g.steps.curve_targets else "sweep"
+
+
 def variant_summary(variant, groups) -> dict:
     """The ``summary.json`` entry of one variant from its groups (``groups.Group``)."""
     out = {"overrides": dict(variant.overrides), "facets": list(variant.facets), "label": variant.label,
@@ -127,6 +132,9 @@ def variant_summary(variant, groups) -> dict:
                 entry = _target_entry(row.iloc[0] if not row.empty else None, lrs, rs, sc)
                 # the target sits in the noise floor of the best runs: their last evaluations span it
                 entry["noise_floor"] = floors.get(t, {}).get(int(bs))
+                # "sweep": counted in the compiled program; "curve": a target asked afterwards, its steps
+                # from the logged full_train_loss curve, between two evaluations (analysis.crossings)
+                entry["steps_from"] = steps_from(g, t)
                 cell["targets"][R.target_key(t)] = entry
             out["cells"].append(cell)
         if rs or g.pred is None:
