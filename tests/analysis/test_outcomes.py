@@ -14,8 +14,8 @@ import pytest
 
 from analysis import load
 from analysis import measures as M
-from analysis.groups import split_groups
 from analysis import sharpness as S
+from analysis.groups import split_groups
 from analysis.predictions import predict
 from analysis.prose_outcomes import findings_outcomes
 from analysis.prose_predicted import findings_boundary, findings_sharpness
