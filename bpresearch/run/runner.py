@@ -181,7 +181,9 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     keep = Delivery(tracker, exp.name, exp.description, out)
     exp_id = keep.call(lambda: tracker.experiment(exp.name, exp.description), "opening the experiment")
     facets = [k for k, values in exp.axes.items() if len(values) > 1]
-    keep.call(lambda: tracker.write_view(exp_id, facets), "writing the experiment's view in the MLflow UI")
+    seeds = exp.axes.get(keys.SWEPT_INTO["seeds"], [])
+    keep.call(lambda: tracker.write_view(exp_id, facets, len(exp.runs), min(seeds) if len(seeds) > 1 else None),
+              "writing the experiment's view in the MLflow UI")
     kind = RefiningSweepRun if exp.refine else SweepRun
     with keep.hold(exp_id):
         return kind(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor()).run()
