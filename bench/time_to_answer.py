@@ -8,6 +8,8 @@ to a resolution of 2^(1/4) ≈ 1.19, for full training loss 0.1, over 0.025 … 
   the reference every other answer is judged against;
 - ``bpresearch_refine``: the harness's refining sweep, from a coarse grid ×4 apart that
   brackets the optimum loosely (the file as it is);
+- ``bpresearch_auto``: the same refinement from the grid ``learning_rate = "auto"`` places
+  below the stability bound measured at initialisation (where this checkout reads it);
 - ``optuna_tpe``: Optuna's TPE sampler per batch size, the learning rate on a log scale over
   the same range, each trial every seed (its value the median steps to the target), with
   ``MLflowCallback`` and each run's curve logged by ``log_batch`` (the careful peer). It is
@@ -16,7 +18,7 @@ to a resolution of 2^(1/4) ≈ 1.19, for full training loss 0.1, over 0.025 … 
 
 Each way writes into its own fresh store. ``resolved``: at every batch size its best learning
 rate lies within the resolution of the reference's and needs no more steps (``answer.near``). Another way of the harness to the
-same answer is one more entry of ``HARNESS_WAYS``: the file's overrides.
+same answer is one more entry of ``HARNESS_WAYS``: the file's ``--set`` overrides.
 """
 
 from __future__ import annotations
