@@ -20,10 +20,24 @@ from contextlib import contextmanager
 
 from bpresearch.keys import HASH_TAG, KIND_TAG, RUN, SWEEP
 from bpresearch.store import sqlstore
-from bpresearch.store.base import NOTE_TAG, RUN_NAME_TAG, Child, Store, child_tags, experiment_tags, fit_param, stored_metrics
+from bpresearch.store.base import (
+    NOTE_TAG,
+    RUN_NAME_TAG,
+    Child,
+    Store,
+    child_tags,
+    experiment_tags,
+    fit_param,
+    stored_metrics,
+)
 from bpresearch.store.mlflow_backend import MlflowStore
 from bpresearch.store.record import RunRecord
-from bpresearch.store.uri import is_local, local_path, new_artifact_location, sqlite_path
+from bpresearch.store.uri import (
+    is_local,
+    local_path,
+    new_artifact_location,
+    sqlite_path,
+)
 
 
 def _artifact_uri(location: str, run_id: str) -> str:
