@@ -63,7 +63,8 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAI
     for ax in axes[:, 0]:
         ax.set_ylabel(key.replace("_", " "))
     seeds = runs["seed"].nunique()
-    band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
+    band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 and scale is None else \
+        f" over {seeds} seeds" if seeds > 1 else ""
     tnote = f"; dotted: target {target:g}" if target is not None else ""
     fig.suptitle(f"{key.replace('_', ' ')} by learning rate η (median{band_note}{tnote}; ✕ diverged)", fontsize=11)
     return fig
