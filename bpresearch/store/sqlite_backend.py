@@ -116,7 +116,8 @@ class SqliteStore(Store):
                     for exp_id, name, kids, sweeps in counts if kids or sweeps]
 
     def _child_params(self):
-        return self.mlflow._child_params()
+        with self._con() as con:
+            return list(sqlstore.child_params(con, KIND_TAG, RUN))
 
     def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
         with self._con() as con:

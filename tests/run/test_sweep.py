@@ -369,3 +369,14 @@ def test_curves_read_chunk_by_chunk_equal_the_points(swept, monkeypatch):
     assert all(not ({r for r, *_ in a} & {r for r, *_ in b}) for a in chunks for b in chunks if a is not b)
     assert load.load_curves(uri, ids).equals(whole)
     assert len(whole) == len(reads.metric_points(uri, ids, load.R.CURVE_KEYS))
+
+
+def test_counts_and_params_in_sql_equal_mlflows(swept):
+    """The sqlite store's counts and child params (read in SQL) are what MLflow's searches give."""
+    from bpresearch.store.tracking import open_store
+
+    uri = swept[1]
+    direct, client = open_store(uri), open_store(uri, bulk=False)
+    assert direct.experiments() == client.experiments()
+    assert [(i, n, sorted(map(sorted, (p.items() for p in ps)))) for i, n, ps in direct._child_params()] == \
+        [(i, n, sorted(map(sorted, (p.items() for p in ps)))) for i, n, ps in client._child_params()]
