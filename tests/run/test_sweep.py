@@ -2,9 +2,9 @@
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
-import shutil
 import subprocess
 import sys
 import time
