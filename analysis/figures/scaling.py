@@ -14,7 +14,7 @@ from .. import measures as M
 from ..prose import bs_label
 from .style import FULL_RED, MARK_STYLES, PREDICTED, LogNorm, NotApplicable, plt
 
-MAX_LABELLED_ROWS = 32   # learning rates a heatmap names each and writes in; more share its height
+MAX_LABELLED_ROWS = 24   # learning rates a heatmap names each and writes in; more share its height
 
 
 def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
@@ -76,6 +76,7 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     if norm is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), label=f"median steps to loss {target:g}")
     mark = "; dashed: predicted boundary" if lr_mark is not None else ""
+    mark += f"; {len(lrs)} learning rates: colours only" if dense else ""
     fig.suptitle(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget; "
                  f"↘↗: reached, then diverged or lost{mark})", fontsize=10)
     return fig
