@@ -329,7 +329,8 @@ def child_runs(con: sqlite3.Connection, experiment_id: int, kind_tag: str, kind:
     rows = con.execute(
         "SELECT r.run_uuid, r.status, h.value FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = ? "
         "LEFT JOIN tags h ON h.run_uuid = r.run_uuid AND h.key = ? "
-        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ?",
+        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ? "
+        "ORDER BY r.start_time DESC, r.run_uuid",   # search_runs' order, whatever plan the statistics choose
         (kind_tag, hash_tag, experiment_id, kind)).fetchall()
     metrics: dict[str, dict[str, float]] = {r[0]: {} for r in rows}
     for rid, key, value, is_nan in con.execute(
