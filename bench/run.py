@@ -25,9 +25,7 @@ in all) allows. ``BENCH_BASELINE=<checkout of an earlier commit>`` adds that com
 harness beside this one (``harness_before``), at the grid and at 64 and 256 configurations.
 Writes ``bench.json``, ``bench.md`` and ``scaling.png`` into ``--out``.
 
-Usage: ``python -m bench.run --out reports/bench [--quick]``; ``--only scale`` runs the scale
-section alone (``bench/scale.py``: sweep, report, list and the MLflow server's searches at
-1,024 to 16,384 configurations, with their growth exponents, under ``scale`` in bench.json).
+Usage: ``python -m bench.run --out reports/bench [--quick]``
 """
 
 from __future__ import annotations
@@ -49,7 +47,7 @@ import numpy as np
 from bpresearch.run.provenance import provenance
 from bpresearch.spec import experiment as expmod
 
-from . import measure, scale
+from . import measure
 from .render import markdown, plot
 
 # A vmapped program rounds differently from a single run (batched against plain matmuls);
@@ -260,9 +258,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="reports/bench", help="output folder (default reports/bench)")
     ap.add_argument("--quick", action="store_true", help="a small grid and few steps: a smoke test (a few minutes)")
     ap.add_argument("--render", action="store_true", help="only rewrite bench.md and scaling.png from bench.json")
-    ap.add_argument("--only", choices=("scale",), help="one section alone: scale (bench/scale.py) → bench.json's scale, scale.md")
-    ap.add_argument("--scale-configs", default=",".join(map(str, scale.CONFIGS)), metavar="N,N,…",
-                    help="the scale section's sizes (default %(default)s)")
     return ap.parse_args(argv)
 
 
@@ -377,14 +372,6 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.render:
         write_report(out, json.loads((out / "bench.json").read_text()))
-        return 0
-    if args.only == "scale":   # bench/scale.py alone: minutes per size, apart from the ten of the rest
-        path = out / "bench.json"   # the rest's bench.json, when there is one, gains the section
-        res = json.loads(path.read_text()) if path.exists() else {"machine": machine()}
-        res["scale"] = scale.run([int(n) for n in args.scale_configs.split(",")], _log)
-        path.write_text(json.dumps(res, indent=2, default=str))
-        (out / "scale.md").write_text(scale.markdown(res["scale"]))
-        print(scale.markdown(res["scale"]))
         return 0
     res = bench(args.quick)
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=str))  # first: --render can redo the rest

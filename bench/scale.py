@@ -9,12 +9,15 @@ chart's ``get-history-bulk-interval``. Each command runs as its own process, tim
 its peak memory (``os.wait4``). Between two sizes the growth exponent of each time,
 ``log(t₂/t₁) / log(n₂/n₁)``, says whether it stays linear (≤ 1.1).
 
-Usage: ``python -m bench.run --only scale [--scale-configs 1024,4096,16384]``; the stores go
-under ``$BENCH_SCALE_DIR`` (default: a temporary folder), each deleted once measured.
+Usage: ``python -m bench.scale --out reports/bench [--configs 1024,4096,16384]`` (the second
+step of ``make bench``): bench.json in ``--out`` gains ``scale`` (made if missing), and
+``scale.md`` the table. The stores go under ``$BENCH_SCALE_DIR`` (default: a temporary
+folder), each deleted once measured.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -134,14 +137,19 @@ def exponents(rows: list[dict]) -> list[dict]:
 
 def run(configs=CONFIGS, log=print, server: bool = True) -> dict:
     """Every size in turn; what bench.json holds under ``scale``."""
-    root = Path(os.environ.get("BENCH_SCALE_DIR") or tempfile.mkdtemp(prefix="bench-scale-"))
+    mine = not os.environ.get("BENCH_SCALE_DIR")
+    root = Path(tempfile.mkdtemp(prefix="bench-scale-") if mine else os.environ["BENCH_SCALE_DIR"])
     rows = []
-    for n in configs:
-        log(f"scale: {n:,} configurations …")
-        rows.append(measure_size(n, root, server))
-        r = rows[-1]
-        log(f"  sweep {r['sweep_s']:.1f}s, report {r['report_s']:.1f}s ({r['report_max_rss_mb']:,.0f} MB), "
-            f"list {r['list_s']:.1f}s" + (f", sorted search {r['server_sorted_search_s']:.2f}s" if server else ""))
+    try:
+        for n in configs:
+            log(f"scale: {n:,} configurations …")
+            rows.append(measure_size(n, root, server))
+            r = rows[-1]
+            log(f"  sweep {r['sweep_s']:.1f}s, report {r['report_s']:.1f}s ({r['report_max_rss_mb']:,.0f} MB), "
+                f"list {r['list_s']:.1f}s" + (f", sorted search {r['server_sorted_search_s']:.2f}s" if server else ""))
+    finally:
+        if mine:
+            shutil.rmtree(root, ignore_errors=True)
     return {"workload": WORKLOAD.name, "rows": rows, "exponents": exponents(rows)}
 
 
@@ -161,3 +169,26 @@ def markdown(scale: dict) -> str:
                            for r in rows)
         lines.append(f"| {label} | {cells} | {ex} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="reports/bench", help="output folder (default reports/bench)")
+    ap.add_argument("--configs", default=",".join(map(str, CONFIGS)), metavar="N,N,…",
+                    help="sizes, multiples of 128 (default %(default)s)")
+    args = ap.parse_args(argv)
+    from .run import _log, machine
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"   # the rest of the bench's, when there is one, gains the section
+    res = json.loads(path.read_text()) if path.exists() else {"machine": machine()}
+    res["scale"] = run([int(n) for n in args.configs.split(",")], _log)
+    path.write_text(json.dumps(res, indent=2, default=str))
+    (out / "scale.md").write_text(markdown(res["scale"]))
+    print(markdown(res["scale"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
