@@ -38,7 +38,7 @@ WORKLOAD = Path(__file__).with_name("scale.toml")
 LRS, BATCH_SIZES = 64, 2      # configurations = 64 learning rates × 2 batch sizes × seeds
 CONFIGS = (1024, 4096, 16384)
 SORT_KEY = "summary/final_full_train_loss"
-STAGES = ("sweep_s", "report_s", "list_s", "server_sorted_search_s", "server_history_s")
+STAGES = ("sweep_s", "tracking_s", "report_s", "report_curves_s", "list_s", "server_sorted_search_s", "server_history_s")
 
 
 def _timed(cmd: list[str], cwd: Path) -> dict:
@@ -158,7 +158,8 @@ def markdown(scale: dict) -> str:
     rows = scale["rows"]
     head = "| | " + " | ".join(f"{r['configs']:,}" for r in rows) + " | exponents |"
     lines = ["## Scale: " + scale["workload"], "", head, "|---|" + "---:|" * (len(rows) + 1)]
-    labels = {"points": "points written", "store_mb": "store (MB)", "sweep_s": "sweep (s)", "report_s": "report (s)",
+    labels = {"points": "points written", "store_mb": "store (MB)", "sweep_s": "sweep (s)",
+              "tracking_s": "sweep's tracking (s)", "report_s": "report (s)", "report_curves_s": "report's curves (s)",
               "report_max_rss_mb": "report max RSS (MB)", "list_s": "list (s)",
               "server_sorted_search_s": "server sorted search (s)", "server_history_s": "server history, 10 runs (s)"}
     for k, label in labels.items():
