@@ -75,6 +75,7 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out reports/bench
+	$(BIN)/python -m bench.scale --out reports/bench
 
 # `make clean` removes what can be rebuilt (.venv, reports/, caches) and keeps the results:
 # the MLflow store (mlflow.db, mlartifacts/). `make clean-store` deletes the store instead.
