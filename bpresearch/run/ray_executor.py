@@ -208,6 +208,19 @@ class RayExecutor:
                     on_runs(trained)
                 first = part.offset + start
                 yield Done(part.index, res, res.compile_s, tags, first, first + res.size == len(jobs[part.index].members))
+        self._settle(waking, free)
+
+    def _settle(self, waking: dict, free: deque):
+        """Before the sweep ends: wait (at most ``NODE_GRACE_S``) until Ray says whether each lost
+        part's node is gone or its actor is back, so that its line names the right one."""
+        deadline = time.monotonic() + NODE_GRACE_S
+        while any(not e["said"] for e in self.lost) and time.monotonic() < deadline:
+            if waking:
+                for w in self._ray.wait(list(waking), num_returns=1, timeout=0.5)[0]:
+                    self._woken(w, waking, free)
+            else:
+                time.sleep(0.5)
+            self._say()
         self._say(final=True)
 
     def _lost_errors(self) -> tuple:
