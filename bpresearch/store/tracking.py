@@ -56,6 +56,14 @@ def open_store(uri: str | None = None, bulk: bool = True) -> Store:
     return mlflow
 
 
+def check_not_newer(uri: str | None = None):
+    """Raise ``sqlstore.NewerSchema`` when ``uri`` is a sqlite store at a schema revision newer
+    than the installed MLflow knows; imports neither MLflow nor JAX, creates nothing."""
+    db = sqlite_path(resolve_uri(uri))
+    if db is not None:
+        sqlstore.check_not_newer(db)
+
+
 def finished_hashes(uri: str, experiment: str) -> set[str]:
     """Config hashes of an experiment's FINISHED child runs; empty when the store or the
     experiment does not exist (a dry run creates nothing)."""
