@@ -56,7 +56,7 @@ test-latest:
 	.venv-latest/bin/python -m pip install -q --upgrade pip
 	.venv-latest/bin/python -m pip install -q --upgrade -e '.[$(EXTRAS)]'
 	@.venv-latest/bin/python -c 'import sys; from importlib.metadata import version as v; \
-	  print("test-latest: Python", sys.version.split()[0], *(f"{p} {v(p)}" for p in \
+	  print("test-latest: Python " + sys.version.split()[0], *(f"{p} {v(p)}" for p in \
 	  ("jax", "jaxlib", "optax", "mlflow", "mlflow-skinny", "numpy", "pandas")), sep=", ")'
 	.venv-latest/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
 
