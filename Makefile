@@ -37,11 +37,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 # `make test` runs everything (CI), the slow end-to-end tests included (kill -9, fault
 # injection, concurrency, fuzzing); `make test-fast` skips them for the edit–test loop.
+# Test files are spread over TEST_WORKERS processes (pytest-xdist; one file stays in one
+# process, so a module's fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The newest releases of everything, without constraints.txt, in a venv of their own
 # (.venv-latest, made anew each time), and the fast tests there: drift is seen before users
@@ -80,8 +85,9 @@ server: $(STAMP)
 	    --backend-store-uri $(SERVER_STORE) --artifacts-destination $(SERVER_ARTIFACTS) \
 	    --host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1
 
+# `make report UI_URL=http://127.0.0.1:5000`: the reports link to their runs in the MLflow UI
 report: $(STAMP)
-	$(BIN)/bpresearch report --out reports
+	$(BIN)/bpresearch report --out reports $(if $(UI_URL),--ui-url $(UI_URL))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out reports/bench

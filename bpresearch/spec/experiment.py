@@ -3,7 +3,9 @@
 ``load`` reads a file through ``config.read`` (schema, checks, overrides), expands the
 sweep into one fully resolved config per run, loads each distinct data set once and
 hashes every config. The hash names a run in the store, so a sweep resumes where it
-stopped; the group key names what one compiled program can train (``VMAPPED`` values
+stopped; it covers what training computes, not the questions asked of the result: the loss
+targets are left out (``config_hash``), so a new target never retrains. Stores swept before
+that carry ``legacy_hash`` (docs/guarantees.md, "Hashes are a contract"); the group key names what one compiled program can train (``VMAPPED`` values
 are data inside it, everything else splits groups). A run's config is the dict that is
 hashed; ``Run.spec`` is its typed form.
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from bpresearch.core import data as datamod
 from bpresearch.keys import SWEPT_INTO
-from bpresearch.spec import config, usercode, workload
+from bpresearch.spec import auto, config, usercode, workload
 from bpresearch.spec import refine as refinemod
 from bpresearch.spec.config import ExperimentError
 from bpresearch.spec.resolve import normalize, resolve_defaults
@@ -88,6 +90,7 @@ class Experiment:
     datasets: dict[str, datamod.Dataset] = field(repr=False)  # data-config hash -> data
     refine: refinemod.Settings | None = None  # [sweep] refine: learning rates added per group
     sources: dict[str, str] = field(default_factory=dict)  # user code: its file (relative) -> its text
+    placement: auto.Placement | None = None  # where learning_rate = "auto" placed the grid
 
     def groups(self) -> dict[str, list[Run]]:
         """Runs grouped by what their compiled program depends on (shapes and statics)."""
@@ -104,6 +107,27 @@ class Experiment:
 def _hash(obj) -> str:
     """The first 16 hex digits of the SHA-256 of ``obj`` as canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# Config entries a run's hash leaves out: questions asked of its logged curve, not settings of
+# training (the compiled program still counts each target's crossing, at full resolution).
+QUESTIONS = (("train", "targets"),)
+
+
+def config_hash(config: dict) -> str:
+    """A run's hash: its resolved config without the swept record and without ``QUESTIONS``."""
+    c = {k: v for k, v in config.items() if k != "swept"}
+    for section, key in QUESTIONS:
+        c[section] = {k: v for k, v in c[section].items() if k != key}
+    return _hash(c)
+
+
+def legacy_hash(config: dict, targets) -> str:
+    """The hash releases up to 4a2693c gave this config swept with loss ``targets``: the
+    targets were part of it. ``run.resume`` finds runs of such stores by it."""
+    c = {k: v for k, v in config.items() if k != "swept"}
+    c["train"] = {**c["train"], "targets": list(targets)}
+    return _hash(c)
 
 
 def _data_key(data: dict) -> str:
@@ -135,7 +159,7 @@ def with_learning_rate(run: Run, learning_rate: float) -> Run:
     c = copy.deepcopy(run.config)
     c["optimizer"]["learning_rate"] = learning_rate
     c["swept"] = {**c["swept"], SWEPT_INTO["learning_rate"]: learning_rate}
-    return Run(c, _hash({k: v for k, v in c.items() if k != "swept"}))
+    return Run(c, config_hash(c))
 
 
 MAX_CLASSES = 100_000   # cross_entropy: one output per class
@@ -250,6 +274,35 @@ def _check_user_runs(runs: list[Run], exp_datasets: dict, path: Path, err) -> di
     return sources
 
 
+def _auto_axes(parsed: config.Parsed, path: Path, datasets: dict, err) -> tuple[dict, auto.Placement | None]:
+    """The axes with ``"auto"`` learning rates and batch sizes made concrete (``spec.auto``), before any hash."""
+    axes = dict(parsed.axes)
+    lr_key, bs_key, seed_key = (SWEPT_INTO[k] for k in ("learning_rate", "batch_size", "seeds"))
+    lr_auto, bs_auto = axes[lr_key] == [auto.AUTO], axes[bs_key] == [auto.AUTO]
+    if not (lr_auto or bs_auto):
+        return axes, None
+    others = {k: v for k, v in axes.items() if k not in (lr_key, bs_key, seed_key)}
+    configs = []
+    for point in _combos(others):  # every configuration but its learning rate, batch size and seed
+        c = _with_values(parsed.config, {**point, lr_key: 1.0, bs_key: "full", seed_key: 0})
+        ds = _dataset(c, path, datasets, err)
+        configs.append((_set_grid_keys(c, ds.X_train.shape[0], axes, path, err), ds))
+    if bs_auto:
+        axes[bs_key] = auto.batch_sizes(min(ds.X_train.shape[0] for _, ds in configs))
+    if not lr_auto:
+        return axes, None
+    for c, _ in configs:
+        why = auto.no_bound(c["optimizer"]["kind"])
+        if why:
+            err("sweep", "learning_rate", f'"auto": {why}')
+    try:
+        placement = auto.place(configs, axes[seed_key])
+    except ValueError as e:
+        err("sweep", "learning_rate", f'"auto": {e}')
+    axes[lr_key] = list(placement.learning_rates)
+    return axes, placement
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     """Read, validate and expand an experiment file.
 
@@ -264,20 +317,24 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     parsed = config.read(path, overrides)
     err = config.reporter(path)
-    axes = parsed.axes
+    datasets: dict = {}
+    axes, placement = _auto_axes(parsed, path, datasets, err)
+    refine = parsed.refine
+    if placement is not None and refine is None and parsed.config["train"]["targets"]:
+        refine = refinemod.parse_settings({}, parsed.config["train"]["targets"])   # "auto" places, then refines
     base = normalize(resolve_defaults(copy.deepcopy(parsed.config)))
-    runs, datasets, seen = [], {}, set()
+    runs, seen = [], set()
     for point in _combos(axes):
         c = _with_values(parsed.config, point)
         ds = _dataset(c, path, datasets, err)
         _set_grid_keys(c, ds.X_train.shape[0], axes, path, err)
         c["name"] = parsed.name
         c["swept"] = {k: v for k, v in point.items() if len(axes[k]) > 1}
-        h = _hash({k: v for k, v in c.items() if k != "swept"})
+        h = config_hash(c)
         if h not in seen:
             seen.add(h)
             runs.append(Run(c, h))
     if len({r.name for r in runs}) < len(runs):  # learning rates equal to 3 digits: say more
         runs = [dataclasses.replace(r, digits=6) for r in runs]
     sources = _check_user_runs(runs, datasets, path, err)
-    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine, sources)
+    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, refine, sources, placement)

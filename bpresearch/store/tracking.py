@@ -12,7 +12,7 @@
 
 Both implement ``base.Store``; the names they write (metric keys, params, the ``KIND_TAG``
 and ``HASH_TAG`` tags) are defined in ``keys``; the reads analysis needs are in ``reads``.
-Also here: the resume check of a dry run (``finished_hashes``) and the MLflow UI's links
+Also here: the resume check of a dry run (``stored_runs``) and the MLflow UI's links
 (``runs_url``: each experiment's saved view, ``views``).
 """
 
@@ -27,7 +27,7 @@ from bpresearch.store.base import Store
 from bpresearch.store.mlflow_backend import MlflowStore, client
 from bpresearch.store.sqlite_backend import SqliteStore
 from bpresearch.store.uri import resolve_uri, sqlite_path
-from bpresearch.store.views import VIEW_KEY, VIEW_TAG
+from bpresearch.store.views import MODE, VIEW_TAG, experiment_url
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -64,15 +64,19 @@ def check_not_newer(uri: str | None = None):
         sqlstore.check_not_newer(db)
 
 
-def finished_hashes(uri: str, experiment: str) -> set[str]:
-    """Config hashes of an experiment's FINISHED child runs; empty when the store or the
-    experiment does not exist (a dry run creates nothing)."""
+def stored_runs(uri: str, experiment: str, param: str) -> tuple[set[str], set[str], set[str]]:
+    """(config hashes of an experiment's FINISHED child runs, those that diverged, the distinct
+    values of their ``param``); all empty when the store or the experiment does not exist (a dry
+    run creates nothing)."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
-        return set()
+        return set(), set(), set()
     store = open_store(uri)
     exp_id = store.find_experiment(experiment)
-    return set() if exp_id is None else store.runs_by_hash(exp_id)[0]
+    if exp_id is None:
+        return set(), set(), set()
+    finished, _, diverged = store.runs_by_hash(exp_id)
+    return finished, diverged, store.param_values(exp_id, param)
 
 
 def runs_url(base: str, experiment_id: str, view: bool = True) -> str:
@@ -84,9 +88,9 @@ def runs_url(base: str, experiment_id: str, view: bool = True) -> str:
     Without it (a store swept before views): every child run listed flat, best final loss
     first (the UI nests child runs only when sorted by start time).
     """
-    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     if view:
-        return f"{url}&viewStateShareKey={VIEW_KEY}"
+        return experiment_url(base, experiment_id)
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODE}"
     order = quote(f"metrics.`{stored_summary(FINAL_LOSS)}`", safe="")
     return f"{url}&orderByKey={order}&orderByAsc=true"
 
