@@ -63,7 +63,7 @@ test-latest:
 	@.venv-latest/bin/python -c 'import sys; from importlib.metadata import version as v; \
 	  print("test-latest: Python " + sys.version.split()[0], *(f"{p} {v(p)}" for p in \
 	  ("jax", "jaxlib", "optax", "mlflow", "mlflow-skinny", "numpy", "pandas")), sep=", ")'
-	.venv-latest/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+	.venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" -p no:cacheprovider
 
 # The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
 test-ui: $(STAMP)
