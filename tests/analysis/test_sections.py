@@ -145,3 +145,31 @@ def test_at_most_eight_lines_keep_the_best_and_both_ends():
     assert len(shown) == 8 and set(lrs[5:8]) <= set(shown) and {lrs[0], lrs[-1]} <= set(shown)
     colors = line_colors(shown)
     assert all(colors[a] != colors[b] for a, b in zip(shown, shown[1:]))
+
+
+def test_the_main_page_keeps_the_answer_and_the_figures_and_the_details_page_the_words(tmp_path):
+    from analysis.figures.style import plt
+    from analysis.pages import DETAILS, main_page, write
+    from analysis.render import Report, to_html
+
+    rep = Report("x")
+    rep.table("", pd.DataFrame({"batch size": [8]}), "recommendations")
+    rep.fold_from = len(rep.blocks)
+    rep.h2("What was run")
+    rep.ul(["provenance"])
+    rep.pre("[train]\nsteps = 100")
+    rep.h2("Steps to loss 0.1")
+    rep.h3("optimizer=sgd")
+    rep.figure("heatmap", "Steps over η × batch size", plt.figure)
+    rep.ul(["a finding"])
+    rep.table("Outcomes", pd.DataFrame({"steps": [1.0]}))
+    main = to_html(main_page(rep))
+    assert "recommendations" in main and "optimizer=sgd" in main and "data:image/png" in main
+    assert "a finding" not in main and "provenance" not in main and "steps = 100" not in main
+    assert f"href='{DETAILS}#what-was-run'" in main and f"href='{DETAILS}#steps-to-loss-0-1'" in main
+    assert main.count("<details") == 1   # only the section with a figure is folded here
+    files = {p.name for p in write(rep, tmp_path)}
+    assert files == {"heatmap.png", "index.html", DETAILS, "report.md"}
+    details = (tmp_path / DETAILS).read_text()
+    assert "a finding" in details and "provenance" in details and "src='heatmap.png'" in details
+    assert "id='what-was-run'" in details and "id='steps-to-loss-0-1'" in details
