@@ -77,11 +77,15 @@ def details_html(rep: Report) -> str:
              "<p class='lead'>The answer (best learning rate per target and batch size) and the figures: "
              "<a href='index.html'>the report's main page</a>.</p>"]
     secs = sections(rep)
+    # the figure the answer shows (moved up by ``build``) is drawn again where its section left a pointer
+    moved = {f"({f.title}:": f for f in rep.blocks[:rep.fold_from or 0] if isinstance(f, Figure) and f.png}
     parts.append("<nav>Sections: " + " · ".join(f"<a href='#{anchor(t)}'>{html.escape(t)}</a>" for t, _ in secs)
                  + "</nav>")
     for title, body in secs:
         parts.append(f"<h2 id='{anchor(title)}'>{html.escape(title)}</h2>")
         for b in body:
+            if not isinstance(b, Figure) and b[0] == "p":
+                b = next((f for k, f in moved.items() if b[1].startswith(k)), b)
             if isinstance(b, Figure) and b.png is not None:
                 parts.append(f"<figure><figcaption>{html.escape(b.title)}</figcaption>"
                              f"<img alt='{html.escape(b.title)}' src='{html.escape(b.name)}.png'></figure>")

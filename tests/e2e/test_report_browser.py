@@ -128,7 +128,9 @@ def test_the_main_page_links_every_section_of_the_details_page(pages):
     assert ids == sections
     assert page.locator("ul li").count() >= 5 and page.locator("table").count() >= 3 and page.locator("pre").count()
     _open(page, main)
-    page.locator("details a[href^='details.html#']").first.click()   # a fold's own link
+    fold = page.locator("details").first
+    fold.locator("summary").click()
+    fold.locator("a[href^='details.html#']").click()   # the fold's own link to its words
     page.wait_for_load_state("load")
     target = page.url.split("#")[1]
     assert page.locator(f"h2#{target}").is_visible()
