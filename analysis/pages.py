@@ -19,6 +19,7 @@ from pathlib import Path
 from .render import CSS, Figure, Report, _html_block, anchor, to_html, to_markdown
 
 DETAILS = "details.html"   # beside index.html
+GROUPS_COMPARED = "groups-"  # the id of each target's table of facet groups side by side: under the answer too
 
 
 def sections(rep: Report) -> list[tuple[str, list]]:
@@ -49,13 +50,20 @@ def _figures_only(blocks: list) -> list:
 
 
 def main_page(rep: Report) -> Report:
-    """The page a researcher opens: the answer, then each section's figures folded, the words one link away."""
+    """The page a researcher opens: the answer (with the facet groups compared, when there are several), then
+    each section's figures folded, the words one link away."""
     if rep.fold_from is None:
         return rep
     blocks = list(rep.blocks[:rep.fold_from])
     link = f"<a href='{DETAILS}'>the details page</a>"
     blocks.insert(1 if blocks else 0, ("html", f"<p class='lead'>Findings, tables, predictions against "
                                                f"measurements and the configuration: {link}.</p>"))
+    compared = [b for _, body in sections(rep) for b in body
+                if not isinstance(b, Figure) and b[0] == "table"
+                and len(b) > 3 and str(b[3]).startswith(GROUPS_COMPARED)]
+    if compared:   # several facet groups: their comparison, one table per target, belongs to the answer
+        at = next((i + 1 for i, b in enumerate(blocks) if not isinstance(b, Figure) and b[0] == "terms"), len(blocks))
+        blocks[at:at] = [("h2", "Groups compared"), *compared]
     fold_from, elsewhere = len(blocks), []
     for title, body in sections(rep):
         figures = _figures_only(body)

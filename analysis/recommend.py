@@ -190,8 +190,10 @@ def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
     if not tied:
         return f"{head}: {_steps(best[key])} at {_where(best)}."
     names = [f"{_where(r)} ({_steps(r[key])})" for r in [best] + sorted(tied, key=lambda r: r[key])]
-    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-    return f"{head}: a tie within the seeds' intervals between {'; '.join(names[:3])}{more}."
+    if len(names) > 2:   # a comparison of many settings is a table (the groups compared), not a sentence
+        return (f"{head}: {len(names)} settings tie within the seeds' intervals, the fewest {names[0]}; "
+                f"the table compares them.")
+    return f"{head}: a tie within the seeds' intervals between {' and '.join(names)}."
 
 
 def _scaling(rows: list[dict]) -> str:
