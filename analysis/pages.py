@@ -13,6 +13,7 @@ embeds its own, so it still opens alone).
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,6 +77,33 @@ def main_page(rep: Report) -> Report:
     return replace(rep, blocks=blocks, fold_from=fold_from, elsewhere=elsewhere)
 
 
+# "model.activation=tanh, optimizer=adam: …": a finding about one facet group (``groups.Group.prefix``)
+GROUP_PREFIX = re.compile(r"^((?:[\w.]+=(?:\[[^\]]*\]|[^,:\[]+))(?:, [\w.]+=(?:\[[^\]]*\]|[^,:\[]+))*): (.+)$", re.S)
+
+
+def by_group(items: list[str]) -> list[tuple[str, list[str]]]:
+    """Findings as (group, its findings without the group's name); a finding without a name stays with the one
+    before it (its continuation). One ("", items) when no finding names a group."""
+    out: list[tuple[str, list[str]]] = []
+    for item in items:
+        m = GROUP_PREFIX.match(item)
+        label, text = (m.group(1), m.group(2)) if m else (out[-1][0] if out else "", item)
+        if out and out[-1][0] == label:
+            out[-1][1].append(text[:1].upper() + text[1:] if m else text)
+        else:
+            out.append((label, [text[:1].upper() + text[1:] if m else text]))
+    return out
+
+
+def _findings_html(items: list[str]) -> str:
+    """A list of findings; those about facet groups under one heading per group instead of a prefix on each."""
+    groups = by_group(items)
+    if len(groups) <= 1 and not (groups and groups[0][0]):
+        return _html_block(("ul", items))
+    return "".join((f"<h3>{html.escape(label)}</h3>" if label else "") + _html_block(("ul", found))
+                   for label, found in groups)
+
+
 def details_html(rep: Report) -> str:
     """The details page: every section open, in order, under a contents line; figures from the PNG files."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
@@ -97,6 +125,8 @@ def details_html(rep: Report) -> str:
             if isinstance(b, Figure) and b.png is not None:
                 parts.append(f"<figure><figcaption>{html.escape(b.title)}</figcaption>"
                              f"<img alt='{html.escape(b.title)}' src='{html.escape(b.name)}.png'></figure>")
+            elif not isinstance(b, Figure) and b[0] == "ul":
+                parts.append(_findings_html(b[1]))
             elif not isinstance(b, Figure) and b[0] == "pre":   # the resolved configuration: long, read rarely
                 parts.append(f"<details><summary>Show the file</summary>{_html_block(b)}</details>")
             else:

@@ -173,3 +173,14 @@ def test_the_main_page_keeps_the_answer_and_the_figures_and_the_details_page_the
     details = (tmp_path / DETAILS).read_text()
     assert "a finding" in details and "provenance" in details and "src='heatmap.png'" in details
     assert "id='what-was-run'" in details and "id='steps-to-loss-0-1'" in details
+
+
+def test_findings_about_facet_groups_go_under_one_heading_per_group():
+    from analysis.pages import by_group
+
+    found = ["optimizer.kind=adam, model.hidden=[32, 16]: at batch size 8 the best η was 0.1.", "Its continuation.",
+             "optimizer.kind=sgd, model.hidden=[32, 16]: at batch size 8 the best η was 1."]
+    assert by_group(found) == [("optimizer.kind=adam, model.hidden=[32, 16]",
+                                ["At batch size 8 the best η was 0.1.", "Its continuation."]),
+                               ("optimizer.kind=sgd, model.hidden=[32, 16]", ["At batch size 8 the best η was 1."])]
+    assert by_group(["At batch size 8: 40 steps.", "x"]) == [("", ["At batch size 8: 40 steps.", "x"])]
