@@ -37,11 +37,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 # `make test` runs everything (CI), the slow end-to-end tests included (kill -9, fault
 # injection, concurrency, fuzzing); `make test-fast` skips them for the edit–test loop.
+# Test files are spread over TEST_WORKERS processes (pytest-xdist; one file stays in one
+# process, so a module's fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
 test-ui: $(STAMP)

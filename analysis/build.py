@@ -62,7 +62,8 @@ MAX_HEADLINES = 5
 
 
 def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant | None = None,
-          others: list[tuple[load.Variant, str | None]] = (), run_side: RunSide = RunSide()) -> Report:
+          others: list[tuple[load.Variant, str | None]] = (), run_side: RunSide = RunSide(),
+          targets=None) -> Report:
     """Measures, figures, tables and findings of one variant of an experiment.
 
     Args:
@@ -72,6 +73,8 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
         others: the experiment's other variants and the relative link to each one's page.
         run_side: what the run side computes for the seed's pictures (``sections.context.RunSide``);
             without it those figures say they are not shown.
+        targets: the loss targets to report (default: those the runs were swept with); a
+            target the sweep was not given is answered from the logged curves.
 
     Returns:
         The ``Report`` (``rep.summary`` holds its ``summary.json`` entry); it always builds,
@@ -81,7 +84,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
         variant = data.variants[0] if data.variants else load.Variant("base", {}, {}, [], data.runs, data.sweeps)
     title = data.name if variant.base or len(data.variants) <= 1 else f"{data.name} — {variant.label}"
     runs = variant.runs
-    groups = split_groups(runs, curves, variant.facets) if not runs.empty else []
+    groups = split_groups(runs, curves, variant.facets, targets) if not runs.empty else []
     ctx = Context(Report(title), data, variant, list(others), curves, groups, run_side)
     ctx.rep.summary = variant_summary(variant, groups)
     for section in HEAD + (SECTIONS if not runs.empty else ()):

@@ -72,8 +72,12 @@ def full_batch_size(runs: pd.DataFrame) -> int | None:
     return None
 
 
-def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) -> list[Group]:
-    """One ``Group`` per combination of facet values, measures computed within it."""
+def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str], targets=None) -> list[Group]:
+    """One ``Group`` per combination of facet values, measures computed within it.
+
+    ``targets``: the loss targets to measure (default: those the runs were swept with,
+    ``measures.targets_of``); any other is answered from the logged curves (``analysis.crossings``).
+    """
     if not facets:
         parts = [({}, runs)]
     else:
@@ -84,13 +88,13 @@ def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str]) ->
         label = facet_label(values)
         key = "_".join(value_text(v) for v in values.values())
         c = curves[curves["run_id"].isin(g["run_id"])] if not curves.empty else curves
-        groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else "")))
+        groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else ""), targets))
     return groups
 
 
-def _measure(g: Group) -> Group:
+def _measure(g: Group, targets=None) -> Group:
     runs = g.runs
-    g.targets = M.targets_of(runs)
+    g.targets = [float(t) for t in targets] if targets is not None else M.targets_of(runs)
     g.full = full_batch_size(runs)
     g.budget = int(runs["steps"].max())
     g.eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1

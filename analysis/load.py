@@ -85,7 +85,8 @@ def runs_frame(stored: list[store.StoredRun]) -> pd.DataFrame:
     return df.sort_values(order).reset_index(drop=True) if order else df
 
 
-FIXED_PARAMS_IGNORED = {"train.full_batch"}  # follows from the batch size, which is swept
+FIXED_PARAMS_IGNORED = {"train.full_batch",   # follows from the batch size, which is swept
+                        "train.targets"}      # questions asked of the runs, not how they trained
 
 
 @dataclass
@@ -152,7 +153,8 @@ def parse_overrides(text) -> dict[str, str]:
 
 def _non_sweep_overrides(text) -> dict[str, str]:
     """The ``--set`` overrides of a sweep outside ``[sweep]``: what makes it a variant."""
-    return {k: v for k, v in parse_overrides(text).items() if not k.startswith("sweep.")}
+    return {k: v for k, v in parse_overrides(text).items()
+            if not k.startswith("sweep.") and k not in FIXED_PARAMS_IGNORED}
 
 
 FACET_EXCLUDED = set(R.SWEPT_INTO.values()) | {"train.full_batch"}  # learning rate, batch size, seed

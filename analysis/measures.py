@@ -12,16 +12,13 @@ target again without diverging ("reached, then lost", judged on its last few eva
 or became unstable or collapsed to chance, counts at its first crossing. How a run ended
 (``analysis.shapes.run_shapes``) comes from its full training loss curve.
 
-Steps-to-target is an interval: the first crossing lies in (``steps_above``, ``steps``],
-the last evaluated step above the target and the first below (``steps_lo`` =
-steps_above + 1 is the earliest step it can be). ``on_common_grid`` puts every run on the
-coarsest evaluation grid before runs of different resolutions are compared or fitted.
+Steps-to-target is an interval, (``steps_above``, ``steps``]: from the sweep's in-program count
+for the targets it was given, from the logged curve for any other (``analysis.crossings``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,9 +26,17 @@ import pandas as pd
 from bpresearch import keys as R
 from bpresearch import verdicts as V
 
-from .shapes import run_shapes
+from .crossings import (  # noqa: F401 - steps to a target: part of this module's API
+    RUN_COLS,
+    StepsToTargets,
+    on_common_grid,
+    resolution_of,
+    steps_to_target,
+    steps_to_target_logged,
+    steps_to_targets,
+)
+from .shapes import run_shapes  # noqa: F401
 
-RUN_COLS = ["run_id", "optimizer", "batch_size", "learning_rate", "seed"]
 CELL = ["optimizer", "batch_size", "learning_rate"]
 TUNED_OVER = ["optimizer", "batch_size"]  # the default grouping inside which the learning rate is tuned
 OUTCOMES = V.OUTCOMES
@@ -45,159 +50,13 @@ target_label = R.target_key  # how a target is written in metric names, figure n
 
 
 def targets_of(runs: pd.DataFrame) -> list[float]:
-    """The experiment's loss targets, from the ``train.targets`` param of its runs."""
+    """The loss targets the runs were swept with (their ``train.targets`` params), in order, each once."""
     if runs.empty or "params.train.targets" not in runs:
         return []
-    return [float(t) for t in json.loads(runs["params.train.targets"].iloc[0])]
-
-
-def _with_outcome(runs: pd.DataFrame, targets, first: dict, above: dict | None = None,
-                  shapes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per run × target rows; ``first[(run_id, target)]`` is the step crossed (absent: never),
-    ``above[(run_id, target)]`` the last evaluated step above before it (absent: unknown),
-    ``shapes``: ``shapes.run_shapes`` (None or a run absent: only the logged final loss is known)."""
-    above = above or {}
-    shape = shapes.set_index("run_id").to_dict("index") if shapes is not None and not shapes.empty else {}
-    rows = []
-    extra = [c for c in runs.columns if c.startswith("facet.")]
-    for r in runs.to_dict("records"):
-        final = r.get(f"metrics.{R.FINAL_LOSS}", np.nan)
-        final = np.nan if final is None or pd.isna(final) else float(final)
-        how = shape.get(r["run_id"], {})
-        end = how.get("end_loss", final)
-        for t in targets:
-            s = first.get((r["run_id"], t))
-            crossed = s is not None
-            diverged = bool(r.get("diverged", False))
-            outcome = V.outcome(s, diverged, end, t, bool(how.get("unstable", False)), how.get("chance_k", 0) > 0)
-            reached = V.counts(outcome)
-            a = above.get((r["run_id"], t))
-            rows.append({**{c: r.get(c) for c in RUN_COLS + extra}, "target": t, "budget": r.get("steps"),
-                         "reached": reached, "steps": float(s) if reached else np.nan,
-                         "steps_lo": (float(a) + 1 if a is not None and a >= 0 else 0.0) if reached else np.nan,
-                         "first_steps": float(s) if crossed else np.nan,
-                         "examples": float(s) * r["batch_size"] if reached else np.nan,
-                         "diverged": diverged, "final_loss": final, "end_loss": end, "outcome": outcome})
-    cols = RUN_COLS + extra + ["target", "budget", "reached", "steps", "steps_lo", "first_steps", "examples",
-                               "diverged", "final_loss", "end_loss", "outcome"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def steps_to_target(curves: pd.DataFrame, runs: pd.DataFrame, targets, key: str = R.FULL_TRAIN_LOSS,
-                    shapes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Steps and examples to each target, from the curves: the first step with loss < target.
-
-    Args:
-        curves: tidy curves (``run_id, key, step, value``).
-        runs: the runs frame (needs ``RUN_COLS``, ``steps``, ``diverged``).
-        targets: loss values.
-        key: the curve compared with the targets.
-        shapes: ``shapes.run_shapes`` (default: from ``curves``).
-
-    Returns:
-        One row per run × target: ``RUN_COLS``, ``target``, ``budget`` (steps trained),
-        ``reached`` (counts as reached: ``verdicts.counts``), ``steps`` (first logged step below) and ``steps_lo``
-        (one past the last logged step above before it) and ``examples`` (= steps × batch
-        size; NaN unless reached), ``first_steps`` (the crossing, also for runs that lost
-        it), ``diverged``, ``final_loss``, ``end_loss`` (the median of the last
-        ``verdicts.TAIL`` evaluations, which judges "lost"; the final loss without curves)
-        and ``outcome`` (``OUTCOMES``).
-    """
-    c = curves[curves["key"] == key]
-    first, above = {}, {}
-    for t in targets:
-        below = c[c["value"] < t]
-        for run_id, step in below.groupby("run_id")["step"].min().items():
-            first[(run_id, t)] = int(step)
-        f = c["run_id"].map({k[0]: v for k, v in first.items() if k[1] == t})
-        before = c[f.notna() & (c["step"] < f)]
-        for run_id, step in before.groupby("run_id")["step"].max().items():
-            above[(run_id, t)] = int(step)
-    return _with_outcome(runs, targets, first, above, run_shapes(curves, runs) if shapes is None else shapes)
-
-
-def steps_to_target_logged(runs: pd.DataFrame, targets, shapes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The same table from the summary metrics ``steps_to_loss_<t>`` the sweep logged.
-
-    These are computed in the compiled program at every evaluation, so they need no curves.
-    A target whose ``steps_to_loss_<t>`` is absent counts as not reached; without
-    ``steps_above_loss_<t>`` (older stores) the interval is taken as one step. ``shapes``:
-    ``shapes.run_shapes`` where the curves are known (None: the logged final loss only).
-    """
-    first, above = {}, {}
-    for t in targets:
-        col = f"metrics.{R.steps_key(t)}"
-        col_above = f"metrics.{R.above_key(t)}"
-        if col not in runs:
-            continue
-        for i, (run_id, s) in enumerate(zip(runs["run_id"], runs[col])):
-            if pd.notna(s) and s >= 0:
-                first[(run_id, t)] = int(s)
-                a = runs[col_above].iloc[i] if col_above in runs else s - 1
-                above[(run_id, t)] = int(a) if pd.notna(a) else int(s) - 1
-    return _with_outcome(runs, targets, first, above, shapes)
-
-
-def on_common_grid(table: pd.DataFrame, resolution: int) -> pd.DataFrame:
-    """Every interval put on the grid 0, R, 2R, …: what a run evaluated every R steps would show.
-
-    A full-batch run counted at step resolution is then compared with minibatch runs
-    evaluated every R steps on equal terms (crossing at step 8 → (5, 10] with R = 5, as a
-    minibatch run would report it). Intervals already on a coarser grid are kept.
-
-    Returns:
-        ``table`` with ``steps`` (upper end), ``steps_lo`` and ``examples`` on the grid.
-    """
-    out = table.copy()
-    if resolution <= 1:
-        return out
-    hi = np.ceil(out["steps"] / resolution) * resolution
-    lo = np.floor((out["steps_lo"] - 1) / resolution) * resolution + 1
-    out["steps"] = np.maximum(hi, out["steps"])
-    out["steps_lo"] = np.minimum(np.maximum(lo, 0), out["steps_lo"])
-    out["examples"] = out["steps"] * out["batch_size"]
+    out = []
+    for text in runs["params.train.targets"].dropna().unique():
+        out += [float(t) for t in json.loads(text) if float(t) not in out]
     return out
-
-
-def resolution_of(table: pd.DataFrame) -> int:
-    """The coarsest interval width among reached runs (1: every run counted at step resolution)."""
-    r = table[table["reached"]]
-    if r.empty:
-        return 1
-    return int(max(1, np.nanmax(r["steps"] - r["steps_lo"] + 1)))
-
-
-class StepsToTargets(NamedTuple):
-    table: pd.DataFrame   # steps_to_target's columns, one row per run × target
-    from_curves: bool     # the runs lack the logged summaries: computed from the curves
-    disagree: int         # run × target pairs where the logged summary and the curve disagree
-
-
-def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame, targets) -> StepsToTargets:
-    """Steps and examples to each target: the one function analysis uses for them.
-
-    The sweep logs them (``steps_to_target_logged``), counted in the compiled program at
-    every evaluation, or at every step in full-batch runs; they are checked against the
-    ``full_train_loss`` curves (``steps_to_target``), which are used instead when the
-    summaries are missing. A full-batch run may reach a target before the curve's next
-    evaluation shows it: that is not a disagreement.
-
-    Args:
-        runs: the runs frame; curves: its curves (may be empty); targets: loss values.
-    """
-    logged = all(f"metrics.{R.reached_key(t)}" in runs for t in targets)
-    shapes = run_shapes(curves, runs)
-    if not logged:
-        return StepsToTargets(steps_to_target(curves, runs, targets, shapes=shapes), True, 0)
-    table = steps_to_target_logged(runs, targets, shapes)
-    if curves.empty:
-        return StepsToTargets(table, False, 0)
-    check = steps_to_target(curves, runs, targets, shapes=shapes)
-    bad = ~np.isclose(check["steps"].fillna(-1).to_numpy(float), table["steps"].fillna(-1).to_numpy(float))
-    if "full_batch" in runs:  # full batch counts every step; the full_train_loss curve only every E
-        fb = table["run_id"].map(runs.set_index("run_id")["full_batch"]).fillna(False).to_numpy(bool)
-        bad &= ~(fb & (table["steps"].fillna(np.inf).to_numpy() <= check["steps"].fillna(np.inf).to_numpy()))
-    return StepsToTargets(table, False, int(bad.sum()))
 
 
 def cells(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:

@@ -92,6 +92,11 @@ def findings_steps_source(steps: M.StepsToTargets) -> list[str]:
     if steps.from_curves:
         return ["The runs lack the logged steps-to-target summaries; they were computed from the "
                 "full_train_loss curves instead."]
+    if steps.curve_targets:
+        out = [f"Loss {', '.join(f'{t:g}' for t in steps.curve_targets)}: not a target when these runs trained, so "
+               "steps to it come from the logged full_train_loss curve: the first crossing lies between two "
+               "evaluations (a, b], shown as a–b, not the sweep's in-program count. Nothing was retrained."]
+        return out + findings_steps_source(steps._replace(curve_targets=()))
     if steps.disagree:
         return [f"Warning: on {steps.disagree} run×target pairs the logged steps-to-target disagrees "
                 "with the logged full_train_loss curve; the logged summaries are used."]

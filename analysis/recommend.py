@@ -64,7 +64,9 @@ def _group_rows(g, t: float, resolution: float) -> list[dict]:
                       "what": (h.get("iv_how") or None) if ok_iv else None,
                       "why_none": None if ok_iv else (h.get("iv_why") or None)}
         ok = bool(r.reached)
-        rows.append({**g.values, "group": g.label, "target": R.target_key(t), "batch_size": bs,
+        rows.append({**g.values, "group": g.label, "target": R.target_key(t),
+                     "steps_from": "curve" if g.steps is not None and t in g.steps.curve_targets else "sweep",
+                     "batch_size": bs,
                      "full_batch": g.full is not None and bs == g.full, "reached": ok,
                      "best_learning_rate": float(r.learning_rate) if ok else None,
                      "bracket": [_num(r.lr_below), _num(r.lr_above)] if ok else None,
@@ -138,13 +140,18 @@ def _bracket(r: dict) -> str:
     return f"{_lr(lo)}–{_lr(hi)}"
 
 
+# A target asked after the sweep: its steps come from the logged curve, between two evaluations.
+CURVE_MARK = " (from the logged curve)"
+
+
 def table(recs: list[dict], facets: list[str]) -> pd.DataFrame:
     """The recommendation rows as the page shows them; a target or group repeated from the row above is blank."""
     rows, prev = [], None
     for r in recs:
         key = (r["target"], *(r.get(f) for f in facets))
         iv = r["steps_interval"]
-        row = {"target loss": r["target"] if key[:1] != (prev or (None,))[:1] else ""}
+        label = r["target"] + (CURVE_MARK if r.get("steps_from") == "curve" else "")
+        row = {"target loss": label if key[:1] != (prev or (None,))[:1] else ""}
         for f in facets:
             row[short_facet(f)] = value_text(r[f]) if key != prev else ""
         row.update({"batch size": _bs(r), "best η": _lr(r["best_learning_rate"]), "bracket": _bracket(r),

@@ -18,7 +18,7 @@ from pathlib import Path
 from bpresearch import keys as R
 from bpresearch.store import reads
 
-from . import load, recommend
+from . import load, recommend, refinement
 from .build import build
 from .pages import write
 from .render import slug, write_index
@@ -48,6 +48,40 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def parse_targets(text: str | None) -> list[float] | None:
+    """``--targets 0.3,0.05`` as loss values (None: the targets the runs were swept with).
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    if text is None:
+        return None
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            t = float(part)
+        except ValueError:
+            t = float("nan")
+        if not (t > 0 and t < float("inf")):
+            raise ValueError(f"report: --targets: expected positive loss values separated by commas, such as "
+                             f"0.3,0.05; got {part!r}")
+        out.append(t)
+    return out
+
+
+def unrefined(variant, targets: list[float] | None) -> str | None:
+    """The line a report says when asked about targets its refining sweep did not refine, or None."""
+    refine = refinement.settings(variant.resolved) if variant is not None else None
+    if not targets or refine is None:
+        return None
+    missing = [t for t in targets if not any(abs(t - r) <= 1e-12 * max(1.0, r) for r in refine["targets"])]
+    if not missing:
+        return None
+    return (f"loss {', '.join(f'{t:g}' for t in missing)} was not refined (the sweep refined the learning rate for "
+            f"{', '.join(f'{t:g}' for t in refine['targets'])}; a refine target must be in [sweep] refine at sweep "
+            f"time): its best learning rate is among those the sweep ran")
+
+
 def main(args, run_side: RunSide = RunSide()) -> int:
     """``bpresearch report``: write the reports of ``args.experiments`` (default: all).
 
@@ -60,10 +94,17 @@ def main(args, run_side: RunSide = RunSide()) -> int:
             J(w)); analysis imports no JAX, so the CLI passes it in. Without it those figures
             say that they are not shown.
 
+    ``args.targets`` (optional): loss targets as ``0.3,0.05``, instead of those the runs were
+    swept with; a target the sweep was not given is answered from the logged curves.
+
     Returns:
         0 on success; 2 when the store or an experiment does not exist (one line on stderr).
     """
     t0 = time.perf_counter()
+    try:
+        targets = parse_targets(getattr(args, "targets", None))
+    except ValueError as e:
+        return _fail(str(e))
     uri = reads.resolve_uri(args.tracking_uri)
     try:
         with_runs = load.experiment_names(uri)
@@ -96,7 +137,7 @@ def main(args, run_side: RunSide = RunSide()) -> int:
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         folder = out / slug(name)
-        reps = _write_pages(data, curves, variants, folder, run_side)
+        reps = _write_pages(data, curves, variants, folder, run_side, targets)
         shown = sum(f.png is not None for rep in reps for f in rep.figures)
         summary = experiment_summary(name, [r.summary for r in reps])
         summary["written"] = time.strftime("%Y-%m-%d %H:%M")
@@ -107,13 +148,16 @@ def main(args, run_side: RunSide = RunSide()) -> int:
               f"{folder / 'index.html'}", file=sys.stderr)
         if problem:
             print(f"  warning: {problem}", file=sys.stderr)
+        if note := unrefined(variants[0] if variants else None, targets):
+            print(f"  note: {note}", file=sys.stderr)
     listed = write_index(out, uri)
     print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiment(s) written, {len(listed)} listed, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
 
 
-def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide) -> list:
+def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide,
+                 targets=None) -> list:
     """One page per variant: the first in ``folder``, the others in ``folder/variants/<slug>``; their reports."""
     old = folder / VARIANTS_DIR
     if old.exists():
@@ -123,7 +167,7 @@ def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path
     for v in variants or [None]:
         here = folder if v is main_v else folder / VARIANTS_DIR / v.slug
         others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
-        reps.append(build(data, curves, v, others, run_side))
+        reps.append(build(data, curves, v, others, run_side, targets))
         places.append(here)
     if len(reps) > 1:
         _side_by_side(reps[0], reps[1:], main_v.facets if main_v else [])

@@ -133,33 +133,40 @@ class Study:
         ``steps_interval``, ``interval`` and ``scaling`` (dicts) …: ``summary.json``'s numbers
         (docs/reports.md), computed as the report computes them.
 
+        ``steps_from`` says where the steps come from: "sweep" (counted in the compiled program)
+        or "curve" (a target the sweep was not given, read from the logged curve between two
+        evaluations).
+
         Args:
-            target: only this loss target (``0.06`` or ``"0.06"``); None: every target.
+            target: only this loss target (``0.06`` or ``"0.06"``); None: every target the runs
+                were swept with. Any other target is answered from the logged curves.
         """
-        df = frame_of(self.summary_json())
+        df = frame_of(self.summary_json(None if target is None else [float(target)]))
         if target is not None and not df.empty:
-            df = df[df["target"] == (target if isinstance(target, str) else R.target_key(target))]
+            df = df[df["target"] == R.target_key(float(target))]
         return df.reset_index(drop=True)
 
-    def summary_json(self) -> dict:
+    def summary_json(self, targets: list[float] | None = None) -> dict:
         """``summary.json``'s variants and their cells, fits and predictions (without the headlines
-        and recommendations, which the report's sections write)."""
+        and recommendations, which the report's sections write); ``targets`` as in ``report``."""
         out = []
         for v in self.data.variants:
-            groups = split_groups(v.runs, self._curves, v.facets) if not v.runs.empty else []
+            groups = split_groups(v.runs, self._curves, v.facets, targets) if not v.runs.empty else []
             out.append(variant_summary(v, groups))
         return experiment_summary(self.name, out)
 
-    def report(self, out: str | Path | None = None) -> Path:
+    def report(self, out: str | Path | None = None, targets: list[float] | None = None) -> Path:
         """Write this experiment's report as ``bpresearch report`` does (to ``out``, default
         ``reports``) and return its ``index.html``. Without the run side (it would load JAX) the
         seed's worked-example pictures say that they are not shown; ``bpresearch report`` draws them.
+        ``targets``: as ``bpresearch report --targets`` (default: those the runs were swept with).
         """
         from . import report as reportmod
         from .render import slug
 
         out = Path(out) if out is not None else Path("reports")
-        args = SimpleNamespace(experiments=[self.name], tracking_uri=self.uri, out=str(out), variant=None)
+        args = SimpleNamespace(experiments=[self.name], tracking_uri=self.uri, out=str(out), variant=None,
+                               targets=",".join(map(repr, targets)) if targets else None)
         if reportmod.main(args) != 0:
             raise reads.StoreError(f"the report of {self.name!r} could not be written (see the message above)")
         return out / slug(self.name) / "index.html"

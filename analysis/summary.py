@@ -87,6 +87,11 @@ def _target_entry(best_row, lrs: list[float], random_search: bool, scaling=None)
     return out
 
 
+def steps_from(g, t: float) -> str:
+    """Where a group's steps to ``t`` come from: "sweep" (the in-program count) or "curve" (the logged curve)."""
+    return "curve" if g.steps is not None and t in g.steps.curve_targets else "sweep"
+
+
 def variant_summary(variant, groups) -> dict:
     """The ``summary.json`` entry of one variant from its groups (``groups.Group``)."""
     out = {"overrides": dict(variant.overrides), "facets": list(variant.facets), "label": variant.label,
@@ -110,7 +115,11 @@ def variant_summary(variant, groups) -> dict:
                     pg = g.intervals[t].per_group
                     hit = pg[pg["batch_size"] == bs] if "batch_size" in pg else pg.iloc[:0]
                     sc = hit.iloc[0].to_dict() if not hit.empty else None
-                cell["targets"][R.target_key(t)] = _target_entry(row.iloc[0] if not row.empty else None, lrs, rs, sc)
+                entry = _target_entry(row.iloc[0] if not row.empty else None, lrs, rs, sc)
+                # "sweep": counted in the compiled program; "curve": a target asked afterwards, its steps
+                # from the logged full_train_loss curve, between two evaluations (analysis.crossings)
+                entry["steps_from"] = steps_from(g, t)
+                cell["targets"][R.target_key(t)] = entry
             out["cells"].append(cell)
         if rs or g.pred is None:
             continue

@@ -131,6 +131,9 @@ def cmd_sweep(args) -> int:
     except StoreFailure as e:
         executor.close()
         return _fail(str(e), EXIT_STORE)
+    except ExperimentError as e:   # found only once the store is read (a refine target the runs lack)
+        executor.close()
+        return _fail(str(e))
     except KeyboardInterrupt:
         name = exps[len(summaries)][0].name if len(summaries) < len(exps) else ""
         print(f"\ninterrupted: {name}: the runs logged so far are in the store (FINISHED, complete)"
@@ -252,6 +255,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", default=None, metavar="VARIANT",
                    help="one variant of the experiment: 'base', its folder name, or its overrides such as "
                         "train.steps=300 (default: every variant, each on its own page)")
+    s.add_argument("--targets", default=None, metavar="LOSSES",
+                   help="loss targets such as 0.3,0.05 (default: those the runs were swept with); one the sweep "
+                        "was not given is answered from the logged curves, nothing is retrained")
     s.set_defaults(fn=cmd_report)
     return p
 

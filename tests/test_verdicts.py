@@ -21,6 +21,7 @@ from bpresearch import keys as R
 from bpresearch import verdicts as V
 from bpresearch.run import rounds, runner
 from bpresearch.run.refine import Outcome, decide
+from bpresearch.run.resume import Stored
 from bpresearch.spec import experiment
 from bpresearch.spec.refine import Settings, parse_settings
 
@@ -178,7 +179,7 @@ def test_refiner_console_and_report_name_the_same_best(templates, table):
     summaries = {r.hash: summary_of(*o) for r, o in zip(runs, outcomes)}
     refine = Settings(TARGETS, resolution, max_rounds=0)
 
-    plan = rounds.schedule(runs, summaries, refine, 3)   # a resumed sweep: everything stored
+    plan = rounds.schedule(runs, Stored(summaries), refine, 3)   # a resumed sweep: everything stored
     with pytest.raises(StopIteration) as done:
         next(plan)
     (group,) = done.value.value.groups

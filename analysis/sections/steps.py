@@ -61,7 +61,9 @@ def per_target(ctx: Context):
     """One section per loss target, each made of the ``PARTS`` that apply."""
     for t in ctx.targets:
         ctx.rep.h2(f"Steps to loss {t:g}")
-        found: list[str] = []
+        found: list[str] = [f"Loss {t:g} was not a target when these runs trained: steps to it are read from "
+                             "the logged full_train_loss curve, each an interval between two evaluations."
+                             ] if any(t in g.steps.curve_targets for g in ctx.groups if g.steps) else []
         ctx.rep.ul(found)
         tg = Target(t, t == ctx.targets[0], found, combined(ctx.gd_groups, lambda g: g.cell, ctx.facets),
                     combined(ctx.gd_groups, lambda g: g.bests.get(t), ctx.facets))

@@ -15,6 +15,7 @@ from typing import Generator
 
 from bpresearch import keys, verdicts
 from bpresearch.run import refine as refinemod
+from bpresearch.run.resume import Stored
 from bpresearch.spec import experiment as expmod
 from bpresearch.spec.experiment import Run
 from bpresearch.spec.refine import Settings
@@ -111,13 +112,13 @@ def outcome(run: Run, summary: dict[str, float], target: float) -> refinemod.Out
 Batch = list[tuple[Run, int]]   # (run, round): round 0 is the initial grid
 
 
-def schedule(runs: list[Run], finished: dict[str, dict], settings: Settings | None,
+def schedule(runs: list[Run], finished: Stored, settings: Settings | None,
              n_slots: int = 1) -> Generator[Batch, dict[str, dict], GroupReport]:
     """The batches of one compiled group.
 
     Args:
         runs: the group's initial grid.
-        finished: config hash -> summary metrics of the runs FINISHED in the store.
+        finished: the runs FINISHED in the store, with their summary metrics (``resume.Stored``).
         settings: ``[sweep] refine``, or None for a plain grid.
         n_slots: learning rates per refinement group per round (see ``slots``).
     Yields:
@@ -126,8 +127,12 @@ def schedule(runs: list[Run], finished: dict[str, dict], settings: Settings | No
         ``GroupReport``: each refinement group's final decisions, rounds and added rates.
     """
     report = GroupReport([])
-    todo = [(r, 0) for r in runs if r.hash not in finished]
-    got = dict(finished)
+    todo = [(r, 0) for r in runs if not finished.has(r)]
+    got: dict[str, dict] = {}   # hash -> summary of the runs trained by this sweep
+
+    def summary(r: Run) -> dict:
+        return got[r.hash] if r.hash in got else finished.summary(r)
+
     if todo:
         report.trained += len(todo)
         got.update((yield todo))
@@ -146,7 +151,7 @@ def schedule(runs: list[Run], finished: dict[str, dict], settings: Settings | No
             g.templates[seed] = r
             g.seeds.append(seed)
         for t in settings.targets:
-            g.outcomes[t].append(outcome(r, got[r.hash], t))
+            g.outcomes[t].append(outcome(r, summary(r), t))
     report.groups = list(groups.values())
 
     round_no = 0   # one number per batch: groups that stop never resume, the rest advance together
@@ -165,11 +170,11 @@ def schedule(runs: list[Run], finished: dict[str, dict], settings: Settings | No
         if not batch:
             return report
         round_no += 1
-        todo = [(r, k) for r, k in batch if r.hash not in got]
+        todo = [(r, k) for r, k in batch if r.hash not in got and not finished.has(r)]
         if todo:
             report.trained += len(todo)
             got.update((yield todo))
         for r, _ in batch:
             g = groups[expmod.refine_key(r.config)]
             for t in settings.targets:
-                g.outcomes[t].append(outcome(r, got[r.hash], t))
+                g.outcomes[t].append(outcome(r, summary(r), t))

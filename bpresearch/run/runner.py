@@ -20,7 +20,7 @@ import sys
 import time
 
 from bpresearch import keys
-from bpresearch.run import records, rounds, sweep
+from bpresearch.run import records, resume, rounds, sweep
 from bpresearch.run.executors import Job, LocalExecutor, compiled_in_turn, train_chunks
 from bpresearch.run.progress import Progress
 from bpresearch.run.provenance import provenance
@@ -42,7 +42,7 @@ def source_tags(exp: expmod.Experiment) -> dict[str, str]:
     return tags
 
 
-def describe(exp: expmod.Experiment, finished: set[str] | None = None) -> str:
+def describe(exp: expmod.Experiment, stored: resume.Stored | None = None) -> str:
     """What a dry run prints: grid size and the compiled groups."""
     groups = exp.groups()
     lines = [f"{exp.path}: experiment {exp.name!r}: {len(exp.runs)} runs in {len(groups)} compiled group(s)"]
@@ -57,10 +57,20 @@ def describe(exp: expmod.Experiment, finished: set[str] | None = None) -> str:
         r = exp.refine
         lines.append(f"  then refined per group for loss {', '.join(f'{t:g}' for t in r.targets)}: up to {r.max_rounds} "
                      f"round(s) until the best learning rate is inside and its neighbours within ×{r.resolution:.3g}")
-    if finished is not None:
-        done = sum(r.hash in finished for r in exp.runs)
+    if stored is not None:
+        done = sum(stored.has(r) for r in exp.runs)
         lines.append(f"  already finished in the store: {done} of {len(exp.runs)}; a sweep would train {len(exp.runs) - done}")
+        lines += [new_targets_line(exp, stored)] if stored.new_targets(exp.base["train"]["targets"]) else []
     return "\n".join(lines)
+
+
+def new_targets_line(exp: expmod.Experiment, stored: resume.Stored) -> str:
+    """Targets no run in the store was swept with: the report answers them from the logged curves."""
+    new = stored.new_targets(exp.base["train"]["targets"])
+    every = ",".join(f"{t:g}" for t in exp.base["train"]["targets"])
+    return (f"  new target(s) {', '.join(f'{t:g}' for t in new)}: nothing to train for them (targets are not "
+            f"part of a run's hash); the report answers them from the logged curves, between two evaluations: "
+            f"`bpresearch report {exp.name} --targets {every}`")
 
 
 def refine_lines(groups: list[dict]) -> list[str]:
@@ -84,7 +94,7 @@ def refine_lines(groups: list[dict]) -> list[str]:
     return lines
 
 
-def _plan(exp: expmod.Experiment, stored: dict[str, dict]):
+def _plan(exp: expmod.Experiment, stored: resume.Stored):
     """A refining sweep's compiled groups with work: (runs, schedule, first batch, chunk size); and the
     reports of those already complete."""
     plans, reports = [], []
@@ -103,19 +113,41 @@ def _plan(exp: expmod.Experiment, stored: dict[str, dict]):
     return plans, reports
 
 
+def check_refine_targets(exp: expmod.Experiment, stored: resume.Stored):
+    """Refining needs each refine target counted by the compiled program when the runs trained.
+
+    A target is not part of a run's hash, so runs swept before it was a target are not
+    retrained, and they have no count of it to refine with.
+
+    Raises:
+        ExperimentError: one line naming the file, the targets and what to do.
+    """
+    done = [r for r in exp.runs if stored.has(r)]
+    late = [t for t in exp.refine.targets if any(keys.reached_key(t) not in stored.summary(r) for r in done)]
+    if late:
+        swept = sorted({t for ts in stored.targets for t in ts}, reverse=True)
+        raise config.ExperimentError(
+            f"{exp.path}: [sweep] refine target: loss {', '.join(f'{t:g}' for t in late)} was not a [train] target "
+            f"when runs of this grid trained (targets are not part of a run's hash: they are not retrained), so "
+            f"there is no in-program count to refine with; refine only targets the store's runs were swept with "
+            f"({', '.join(f'{t:g}' for t in swept) or 'none'}), or sweep into another store "
+            f"(`bpresearch report {exp.name} --targets …` answers any target from the logged curves)")
+
+
 def dry_run(exps: list[expmod.Experiment], tracking_uri: str | None, out=None):
     """What ``sweep --dry-run`` prints: each experiment's groups and what is already in the store."""
-    from bpresearch.store.tracking import finished_hashes
+    from bpresearch.store.tracking import stored_runs
     from bpresearch.store.uri import resolve_uri
 
     out = out or sys.stdout
     uri = resolve_uri(tracking_uri)
     total = done = 0
     for exp in exps:
-        finished = finished_hashes(uri, exp.name)
-        print(describe(exp, finished), file=out)
+        finished, diverged, targets = stored_runs(uri, exp.name, resume.TARGETS_PARAM)
+        stored = resume.Stored(finished, diverged, resume.target_lists(targets))
+        print(describe(exp, stored), file=out)
         total += len(exp.runs)
-        done += sum(r.hash in finished for r in exp.runs)
+        done += sum(stored.has(r) for r in exp.runs)
     print(f"dry run: {total} runs in all, {done} already finished in {uri}, {total - done} to train; "
           f"nothing trained, nothing logged.", file=out)
 
@@ -153,6 +185,8 @@ class SweepRun:
     ``nothing_to_do`` and ``report`` for refinement rounds.
     """
 
+    refining = False   # whether planning needs the finished runs' summaries
+
     def __init__(self, exp: expmod.Experiment, tracker, keep: Delivery, exp_id: str, source_text: str,
                  overrides, out, executor):
         self.exp, self.tracker, self.keep, self.exp_id = exp, tracker, keep, exp_id
@@ -167,6 +201,8 @@ class SweepRun:
         self.read_store()
         self.plan()
         exp, s = self.exp, self.start_summary()
+        if self.stored.new_targets(exp.base["train"]["targets"]):
+            print(f"{exp.name}:{new_targets_line(exp, self.stored)[1:]}", file=self.out)
         if not self.todo and not self.saved:
             print(f"{exp.name}: {self.nothing_to_do()}; nothing to do.", file=self.out)
             return s
@@ -194,16 +230,17 @@ class SweepRun:
         return s
 
     def read_store(self):
-        """Finished runs by config hash (stray unfinished copies closed), and the groups waiting in the spool."""
+        """Finished runs (``resume.Stored``; stray unfinished copies closed), and the groups waiting in the spool."""
         keep, tracker = self.keep, self.tracker
-        self.finished, self.unfinished, self.diverged = keep.call(
-            lambda: tracker.runs_by_hash(self.exp_id), "reading finished runs")
-        strays = [i for h, ids in self.unfinished.items() if h in self.finished for i in ids]
+        self.stored, unfinished = keep.call(lambda: resume.read(tracker, self.exp_id, self.refining),
+                                            "reading finished runs")
+        self.unfinished = resume.rekeyed(unfinished, self.exp.runs)
+        strays = [i for h, ids in unfinished.items() if h in self.stored.finished for i in ids]
         if strays:  # copies of finished runs left RUNNING by an interrupted write
             keep.call(lambda: tracker.mark_killed(strays), "closing unfinished copies of finished runs")
         self.saved = []
         for path, meta, recs in keep.saved():  # groups trained by an earlier sweep that could not write them
-            recs = [r for r in recs if r.run.hash not in self.finished]
+            recs = [r for r in recs if not self.stored.has(r.run)]
             if recs:
                 self.saved.append((path, meta, recs))
             else:
@@ -213,7 +250,7 @@ class SweepRun:
         """``todo``: the grid's runs neither finished nor in the spool; ``groups``: them by compiled group;
         ``n_todo``: how many of the grid's runs are to train."""
         in_spool = {r.run.hash for _, _, recs in self.saved for r in recs}
-        self.todo = [r for r in self.exp.runs if r.hash not in self.finished and r.hash not in in_spool]
+        self.todo = [r for r in self.exp.runs if not self.stored.has(r) and r.hash not in in_spool]
         self.n_todo = len(self.todo)
         groups: dict[str, list] = {}
         for run in self.todo:
@@ -225,7 +262,7 @@ class SweepRun:
         exp = self.exp
         self.summary = SweepSummary(exp.name, len(exp.runs), len(exp.runs) - self.n_todo, 0, len(self.groups),
                                     experiment_id=self.exp_id)
-        self.summary.diverged_before = sum(r.hash in self.diverged for r in exp.runs)
+        self.summary.diverged_before = sum(self.stored.diverged(r) for r in exp.runs)
         return self.summary
 
     def nothing_to_do(self) -> str:
@@ -328,16 +365,18 @@ class RefiningSweepRun(SweepRun):
     group compiles on a thread meanwhile); each chunk goes to the writer as soon as it is trained,
     and a round's summaries to the schedule once all its chunks are."""
 
+    refining = True
+
     def plan(self):
         """Each compiled group's schedule with its first batch; reports of the groups already complete."""
         if self.executor.name != "local":
             print(f"{self.exp.name}: [sweep] refine trains in this process, not on {self.executor.name} "
                   f"(each round needs the one before it).", file=self.out)
-        stored = self.keep.call(lambda: self.tracker.finished_summaries(self.exp_id), "reading finished runs")
+        check_refine_targets(self.exp, self.stored)
         # groups waiting in the spool are trained: plan with their summaries so that no round
         # trains them again (they are written first)
-        stored.update({r.run.hash: r.summary for _, _, recs in self.saved for r in recs})
-        self.plans, self.reports = _plan(self.exp, stored)
+        self.stored.finished.update({r.run.hash: r.summary for _, _, recs in self.saved for r in recs})
+        self.plans, self.reports = _plan(self.exp, self.stored)
         self.groups = [[r for r, _ in first] for _, _, first, _ in self.plans]
         self.todo = [r for runs in self.groups for r in runs]
         self.n_todo = sum(1 for _, _, first, _ in self.plans for _, rnd in first if rnd == 0)

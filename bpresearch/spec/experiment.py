@@ -3,7 +3,9 @@
 ``load`` reads a file through ``config.read`` (schema, checks, overrides), expands the
 sweep into one fully resolved config per run, loads each distinct data set once and
 hashes every config. The hash names a run in the store, so a sweep resumes where it
-stopped; the group key names what one compiled program can train (``VMAPPED`` values
+stopped; it covers what training computes, not the questions asked of the result: the loss
+targets are left out (``config_hash``), so a new target never retrains. Stores swept before
+that carry ``legacy_hash`` (docs/guarantees.md, "Hashes are a contract"); the group key names what one compiled program can train (``VMAPPED`` values
 are data inside it, everything else splits groups). A run's config is the dict that is
 hashed; ``Run.spec`` is its typed form.
 """
@@ -106,6 +108,27 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Config entries a run's hash leaves out: questions asked of its logged curve, not settings of
+# training (the compiled program still counts each target's crossing, at full resolution).
+QUESTIONS = (("train", "targets"),)
+
+
+def config_hash(config: dict) -> str:
+    """A run's hash: its resolved config without the swept record and without ``QUESTIONS``."""
+    c = {k: v for k, v in config.items() if k != "swept"}
+    for section, key in QUESTIONS:
+        c[section] = {k: v for k, v in c[section].items() if k != key}
+    return _hash(c)
+
+
+def legacy_hash(config: dict, targets) -> str:
+    """The hash releases up to 4a2693c gave this config swept with loss ``targets``: the
+    targets were part of it. ``run.resume`` finds runs of such stores by it."""
+    c = {k: v for k, v in config.items() if k != "swept"}
+    c["train"] = {**c["train"], "targets": list(targets)}
+    return _hash(c)
+
+
 def _data_key(data: dict) -> str:
     """What identifies a data set: its ``[data]`` section, without the file digest set on loading."""
     return _hash({k: v for k, v in data.items() if k != "sha256"})
@@ -135,7 +158,7 @@ def with_learning_rate(run: Run, learning_rate: float) -> Run:
     c = copy.deepcopy(run.config)
     c["optimizer"]["learning_rate"] = learning_rate
     c["swept"] = {**c["swept"], SWEPT_INTO["learning_rate"]: learning_rate}
-    return Run(c, _hash({k: v for k, v in c.items() if k != "swept"}))
+    return Run(c, config_hash(c))
 
 
 MAX_CLASSES = 100_000   # cross_entropy: one output per class
@@ -273,7 +296,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
         _set_grid_keys(c, ds.X_train.shape[0], axes, path, err)
         c["name"] = parsed.name
         c["swept"] = {k: v for k, v in point.items() if len(axes[k]) > 1}
-        h = _hash({k: v for k, v in c.items() if k != "swept"})
+        h = config_hash(c)
         if h not in seen:
             seen.add(h)
             runs.append(Run(c, h))

@@ -157,6 +157,10 @@ class Store(ABC):
                 unfinished.setdefault(h, []).append(run_id)
         return finished, unfinished, diverged
 
+    @abstractmethod
+    def param_values(self, exp_id: str, key: str) -> set[str]:
+        """The distinct values of param ``key`` among the experiment's FINISHED child runs."""
+
     def finished_summaries(self, exp_id: str) -> dict[str, dict[str, float]]:
         """config hash -> summary metrics (latest values) of each FINISHED child run (for refinement)."""
         return {h: {short_key(k): v for k, v in m.items()} for _, status, h, m in self._children(exp_id)

@@ -183,6 +183,11 @@ class MlflowStore(Store):
         return [(r.info.run_id, r.info.status, r.data.tags.get(HASH_TAG), r.data.metrics)
                 for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}'")]
 
+    def param_values(self, exp_id: str, key: str) -> set[str]:
+        return {r.data.params[key] for r in search_all(
+            self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'")
+            if key in r.data.params}
+
     # ---------------------------------------------------------------- writes
     def _start_sweep(self, exp_id: str, name: str, params: dict, tags: dict) -> str:
         run_id = self.client.create_run(exp_id, run_name=name, tags=tags).info.run_id

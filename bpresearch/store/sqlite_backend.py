@@ -118,6 +118,10 @@ class SqliteStore(Store):
         with self._con() as con:
             return sqlstore.child_runs(con, int(exp_id), KIND_TAG, RUN, HASH_TAG)
 
+    def param_values(self, exp_id: str, key: str) -> set[str]:
+        with self._con() as con:
+            return sqlstore.param_values(con, int(exp_id), KIND_TAG, RUN, key)
+
     # ---------------------------------------------------------------- writes
     def _start_sweep(self, exp_id: str, name: str, params: dict, tags: dict) -> str:
         location = self._location(exp_id)

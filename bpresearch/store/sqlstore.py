@@ -283,6 +283,15 @@ def child_runs(con: sqlite3.Connection, experiment_id: int, kind_tag: str, kind:
     return [(rid, status, h, metrics[rid]) for rid, status, h in rows]
 
 
+def param_values(con: sqlite3.Connection, experiment_id: int, kind_tag: str, kind: str, key: str) -> set[str]:
+    """The distinct values of param ``key`` among the experiment's active FINISHED runs tagged ``kind_tag = kind``."""
+    return {v for (v,) in con.execute(
+        "SELECT DISTINCT p.value FROM params p JOIN runs r ON r.run_uuid = p.run_uuid "
+        "JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = ? WHERE r.experiment_id = ? AND "
+        "r.lifecycle_stage = 'active' AND r.status = 'FINISHED' AND k.value = ? AND p.key = ?",
+        (kind_tag, experiment_id, kind, key))}
+
+
 def create_run(con: sqlite3.Connection, run_id: str, name: str, experiment_id: int, artifact_uri: str,
                tags: dict[str, str], params: dict[str, str]):
     """A RUNNING run with its tags and params, as ``create_run`` then ``log_batch`` write it."""

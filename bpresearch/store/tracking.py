@@ -10,7 +10,7 @@
 
 Both implement ``base.Store``; the names they write (metric keys, params, the ``KIND_TAG``
 and ``HASH_TAG`` tags) are defined in ``keys``; the reads analysis needs are in ``reads``.
-Also here: the resume check of a dry run (``finished_hashes``) and the MLflow UI's links
+Also here: the resume check of a dry run (``stored_runs``) and the MLflow UI's links
 (``runs_url``: each experiment's saved view, ``views``).
 """
 
@@ -47,15 +47,19 @@ def open_store(uri: str | None = None, bulk: bool = True) -> Store:
     return mlflow
 
 
-def finished_hashes(uri: str, experiment: str) -> set[str]:
-    """Config hashes of an experiment's FINISHED child runs; empty when the store or the
-    experiment does not exist (a dry run creates nothing)."""
+def stored_runs(uri: str, experiment: str, param: str) -> tuple[set[str], set[str], set[str]]:
+    """(config hashes of an experiment's FINISHED child runs, those that diverged, the distinct
+    values of their ``param``); all empty when the store or the experiment does not exist (a dry
+    run creates nothing)."""
     db = sqlite_path(uri)
     if db is not None and not db.exists():
-        return set()
+        return set(), set(), set()
     store = open_store(uri)
     exp_id = store.find_experiment(experiment)
-    return set() if exp_id is None else store.runs_by_hash(exp_id)[0]
+    if exp_id is None:
+        return set(), set(), set()
+    finished, _, diverged = store.runs_by_hash(exp_id)
+    return finished, diverged, store.param_values(exp_id, param)
 
 
 def runs_url(base: str, experiment_id: str, view: bool = True) -> str:

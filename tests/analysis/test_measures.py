@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis import crossings as C
 from analysis import measures as M
 
 
@@ -72,7 +73,7 @@ def table_of(steps_by_run, bs_lr_seed, diverged=()):
     rows = [(rid, *bs_lr_seed[rid], rid in diverged) for rid in steps_by_run]
     runs = make_runs(rows)
     first = {(rid, 0.5): s for rid, s in steps_by_run.items() if s is not None}
-    return M._with_outcome(runs, [0.5], first)
+    return C._with_outcome(runs, [0.5], first)
 
 
 def test_cells_median_counts_censored_runs_as_infinitely_slow():

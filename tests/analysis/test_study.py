@@ -162,3 +162,64 @@ def test_report_writes_what_bpresearch_report_writes(swept, tmp_path):
     assert index == tmp_path / "out" / NAME / "index.html" and index.is_file()
     again = json.loads((index.parent / "summary.json").read_text())
     assert again["variants"] == summary["variants"]
+
+
+# ---------------------------------------------------------------- targets are questions, not training settings
+ASKED = 0.2   # not a target of the sweep (it had 0.06)
+
+
+def test_a_new_target_trains_nothing(swept, capsys):
+    _, _, folder = swept
+    sets = [f"train.steps={STEPS}", f"sweep.seeds={SEEDS}", f"sweep.learning_rate={LRS}",
+            f"sweep.batch_size={json.dumps(BATCHES)}", f"train.targets=[0.06, {ASKED}]"]
+    capsys.readouterr()
+    assert main(["sweep", str(folder / "linear-regression.toml"), "--tracking-uri", swept[0], "--dry-run",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    out = capsys.readouterr().out
+    n = len(LRS) * len(BATCHES) * SEEDS
+    assert f"already finished in the store: {n} of {n}; a sweep would train 0" in out
+    assert f"new target(s) {ASKED:g}" in out
+
+
+def test_the_curve_gives_the_sweeps_count_for_its_own_target(swept):
+    """Evaluated at every step, the logged curve answers a target exactly as the compiled program counted it."""
+    from analysis import crossings as C
+    from analysis import load
+
+    uri = swept[0]
+    runs = load.load_experiment(uri, NAME).runs
+    first, above, missing = C.logged_crossings(runs, [0.06])
+    c_first, c_above = C.curve_crossings(load.load_curves(uri, runs["run_id"]), [0.06])
+    assert not missing and first and (first, above) == (c_first, c_above)
+
+
+@pytest.mark.slow
+def test_the_report_answers_a_new_target_from_the_curve_and_says_so(swept, tmp_path, capsys):
+    uri, summary, _ = swept
+    assert main(["report", NAME, "--tracking-uri", uri, "--out", str(tmp_path), "--targets", f"0.06,{ASKED}"]) == 0
+    asked = json.loads((tmp_path / NAME / "summary.json").read_text())["variants"][0]
+    for mine, was in zip(asked["cells"], summary["variants"][0]["cells"]):
+        assert mine["targets"]["0.06"] == was["targets"]["0.06"] and mine["targets"]["0.06"]["steps_from"] == "sweep"
+        assert mine["targets"][R.target_key(ASKED)]["steps_from"] == "curve"
+    assert any(c["targets"][R.target_key(ASKED)]["steps_interval"] for c in asked["cells"])
+    md = (tmp_path / NAME / "report.md").read_text()
+    assert f"| {ASKED:g} (from the logged curve) |" in md and "not a target when these runs trained" in md
+    frame = study(uri).summary(target=ASKED)   # the same numbers without writing a report
+    assert set(frame["steps_from"]) == {"curve"}
+    assert frame["steps_median"].tolist() == [c["targets"][R.target_key(ASKED)]["steps_median"] for c in asked["cells"]]
+    capsys.readouterr()
+    assert main(["report", NAME, "--tracking-uri", uri, "--out", str(tmp_path), "--targets", "0.1,x"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "bpresearch: error: report: --targets: expected positive loss values separated by commas, such as "
+        "0.3,0.05; got 'x'"]
+
+
+def test_a_target_the_refining_sweep_did_not_refine_is_said_in_one_line():
+    from analysis import load
+    from analysis.report import unrefined
+
+    refining = load.Variant("base", {}, {}, [], pd.DataFrame(), pd.DataFrame(),
+                            resolved={"train": {"targets": [0.5, 0.2]}, "sweep": {"refine": {"target": [0.5]}}})
+    assert unrefined(refining, [0.5]) is None
+    assert unrefined(refining, [0.5, 0.05]).startswith("loss 0.05 was not refined (the sweep refined the learning "
+                                                       "rate for 0.5;")

@@ -5,6 +5,10 @@ is logged as ``bpresearch.group``; the resolved TOML is logged with every sweep.
 to a digest below means that stores swept before it no longer resume or compare: it must
 be on purpose, and docs/guarantees.md must say so.
 
+Since the loss targets left the hash (``experiment.config_hash``), the digests in ``PINNED``
+are of ``experiment.legacy_hash``, the form that stores swept up to 4a2693c carry and that
+``run.resume`` still recognises; ``CURRENT`` pins the hashes new runs get.
+
 Resolved TOML shows only the settings that apply to the run's data source, model and
 optimizer (``config.applicable``); run hashes and group keys do not depend on that.
 """
@@ -38,6 +42,14 @@ PINNED = {
         "9f200869077780312c2dd2e44139a5b2d23dc03507da38327a253a1d98311a62",
         "149aa00620a8a7766484de5a86838310eba9c6dbaa96a3721c7c96497dbc043b"),
 }
+# file -> sha256 of the sorted run hashes in the current form (no targets: ``config_hash``)
+CURRENT = {
+    "seed-graph.toml": "c650ea737d5df418645e6dbd64c673e6d76ac717d00ecc8158887535c1d68fac",
+    "neuron-random-vs-gd.toml": "5c44a122ede75b10b7f46e986e31d142cb166432350c78d0052357124504bb66",
+    "batch-vs-stochastic.toml": "731b2273bc1c83c10913353cadedae6c677fe476afab8265e4a5a3defab89bc6",
+    "linear-regression.toml": "ac2e13a7f0383630f5758a9b9b598fe96fb1ebe549e8ebaaa69971965b2c81ad",
+    "digits-mlp.toml": "96d04bc4a08b85fa8e067af55a5d486156dc5d24c1d61cbc4b52863289839c00",
+}
 # digits-mlp before refinement existed (12 learning rates 0.004 … 8, no refinement): its runs keep
 # these hashes, so a store made before it resumes, and ``refine`` changes no hash.
 DIGITS_BEFORE_REFINE = (180, "ce6c22f17aecf8b04d9d7f38585d23154e65e1a214595300f7d9f75eb289fd65")
@@ -47,23 +59,37 @@ def _digest(items) -> str:
     return hashlib.sha256("\n".join(items).encode()).hexdigest()
 
 
+def legacy(run) -> str:
+    """The hash a release up to 4a2693c gave ``run`` (swept with its own targets)."""
+    return experiment.legacy_hash(run.config, run.config["train"]["targets"])
+
+
 def fingerprint(path: Path):
     exp = experiment.load(path)
     groups = {experiment.group_key(r.config) for r in exp.runs}
     toml = config.to_toml(exp).split("\n", 1)[1]
-    return (len(exp.runs), _digest(sorted(r.hash for r in exp.runs)), _digest(sorted(groups)),
+    return (len(exp.runs), _digest(sorted(legacy(r) for r in exp.runs)), _digest(sorted(groups)),
             hashlib.sha256(toml.encode()).hexdigest())
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_shipped_experiments_resolve_to_pinned_hashes(name):
     assert fingerprint(EXPERIMENTS / name) == PINNED[name]
+    exp = experiment.load(EXPERIMENTS / name)
+    assert _digest(sorted(r.hash for r in exp.runs)) == CURRENT[name]
+
+
+def test_targets_change_no_hash():
+    path = EXPERIMENTS / "linear-regression.toml"
+    base = {r.name: r.hash for r in experiment.load(path).runs}
+    for targets in ("[0.06, 0.03]", "[0.5]", "[]"):
+        assert {r.name: r.hash for r in experiment.load(path, [f"train.targets={targets}"]).runs} == base
 
 
 def test_refining_digits_keeps_the_old_grid_hashes():
     grid = 'sweep.learning_rate={ min = 0.004, max = 8.0, num = 12, scale = "log" }'
     old = experiment.load(EXPERIMENTS / "digits-mlp.toml", [grid])
     assert old.refine is not None
-    assert (len(old.runs), _digest(sorted(r.hash for r in old.runs))) == DIGITS_BEFORE_REFINE
+    assert (len(old.runs), _digest(sorted(legacy(r) for r in old.runs))) == DIGITS_BEFORE_REFINE
     new = experiment.load(EXPERIMENTS / "digits-mlp.toml")
     assert {r.hash for r in new.runs} < {r.hash for r in old.runs}
