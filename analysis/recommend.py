@@ -200,7 +200,7 @@ def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
     if len(names) > 2:   # a comparison of many settings is a table (the groups compared), not a sentence
         return (f"{head}: {len(names)} settings tie within the seeds' intervals, the fewest {names[0]}; "
                 f"the table compares them.")
-    return f"{head}: a tie within the seeds' intervals between {' and '.join(names)}."
+    return f"{head}: a tie within the seeds' intervals between {'; '.join(names)}."
 
 
 def _scaling(rows: list[dict]) -> str:

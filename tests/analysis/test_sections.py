@@ -117,6 +117,12 @@ def test_the_answer_names_no_winner_inside_the_seeds_intervals():
     text = answer(same, runs=6, diverged=0, first_diverged=None)
     assert text[0].startswith("Fewest steps to loss 0.5: a tie within the seeds' intervals between")
     assert "optimizer=sgd" in text[0] and "optimizer=momentum" in text[0]
+    # more than two tied: counted, the fewest named, the rest left to the table (no sentence listing every group)
+    many = same + [_rec("0.5", 8, 41, 0.1, group=f"optimizer=adam, activation={a}", steps_interval=_iv(38, 45))
+                   for a in ("tanh", "relu")]
+    text = answer(many, runs=12, diverged=0, first_diverged=None)
+    assert text[0].startswith("Fewest steps to loss 0.5: 4 settings tie within the seeds' intervals, the fewest ")
+    assert "activation=" not in text[0] and text[0].endswith("the table compares them.")
     # intervals apart: a winner
     apart = [_rec("0.5", 8, 40, 0.1, steps_interval=_iv(38, 45)), _rec("0.5", 16, 90, 0.2, steps_interval=_iv(80, 99))]
     assert answer(apart, runs=6, diverged=0, first_diverged=None)[0] == "Fewest steps to loss 0.5: 40 at batch size 8, η = 0.1."
