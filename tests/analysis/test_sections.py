@@ -99,6 +99,8 @@ def test_the_answer_names_the_fewest_steps_and_examples_and_where_scaling_stops(
     assert text[1] == "Fewest examples: 800 at batch size 8, η = 0.1."
     assert text[2].startswith("Up to batch size 16,") and "batch size 64 needs 40 steps, 3.2× the examples" in text[2]
     assert text[3] == "4 of 90 runs diverged, none below η = 0.8." and len(text) <= 5
+    later = answer(recs[:3] + [_rec("0.1", 8, 0, 0.0, reached=False)], runs=9, diverged=0, first_diverged=None)
+    assert later[3] == "No setting reached loss 0.1 within the steps tried."
     t = table(recs, [])
     assert list(t["target loss"]) == ["0.5", "", "", "0.1", ""]
     assert list(t["steps"]) == ["100", "60", "40", "300", "not reached"] and t["best η"].iloc[-1] == "—"
