@@ -83,7 +83,8 @@ font-size:.8em}img{max-width:100%;height:auto}.na{color:#666;font-size:.9em}li{o
 figure{margin:1em 0}figcaption{font-weight:600}details{border:1px solid #ddd;border-radius:4px;margin:.5em 0;
 padding:.2em .8em}details>summary{cursor:pointer;font-weight:600;font-size:1.1em;padding:.3em 0}
 .lead{font-size:.9em;color:#555;margin:0 0 .4em}.terms{font-size:.85em;color:#444}.terms dt{font-weight:600;
-display:inline}.terms dd{display:inline;margin:0 .8em 0 .3em}nav{font-size:.9em}"""
+display:inline}.terms dd{display:inline;margin:0 .8em 0 .3em}nav{font-size:.9em}
+#recommendations{font-size:.8em}#recommendations td{white-space:nowrap}"""  # one line per row: more rows on the first screen
 
 MAX_BULLET = 300   # characters: a longer finding is split at its sentences, then at its clauses
 
