@@ -68,8 +68,9 @@ server: $(STAMP)
 	    --backend-store-uri $(SERVER_STORE) --artifacts-destination $(SERVER_ARTIFACTS) \
 	    --host $(SERVER_HOST) --port $(SERVER_PORT) --workers 1
 
+# `make report UI_URL=http://127.0.0.1:5000`: the reports link to their runs in the MLflow UI
 report: $(STAMP)
-	$(BIN)/bpresearch report --out reports
+	$(BIN)/bpresearch report --out reports $(if $(UI_URL),--ui-url $(UI_URL))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out reports/bench

@@ -24,6 +24,7 @@ from . import load
 from .groups import split_groups
 from .render import Figure, Report
 from .sections import curves, grid, intro, predicted, random_search, seed, steps
+from .sections import scaling_rule as rule
 from .sections.context import Context, RunSide, sfx
 from .summary import variant_summary
 
@@ -54,6 +55,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("divergence", always, grid.divergence),
     Section("learning-rate sensitivity", lambda c: c.n_lr >= 2, grid.sensitivity),
     Section("predicted versus measured", always, predicted.predicted),
+    Section("learning-rate scaling rule", lambda c: c.n_bs >= 3 and bool(c.targets), rule.scaling_rule),
+    Section("grid placement", lambda c: c.variant.placement is not None, rule.placement),
     Section("batch versus stochastic", lambda c: c.batch_and_stochastic, curves.batch_vs_stochastic),
     Section("random search", lambda c: c.random_search, random_search.random_search),
 )

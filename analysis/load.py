@@ -107,6 +107,7 @@ class Variant:
     resolved_toml: str | None = None
     resolved: dict | None = None
     base: bool = False           # the sweep of the file as written (no --set outside [sweep])
+    placement: dict | None = None  # learning_rate = "auto": its latest sweep's auto.json (spec.auto.Placement)
 
     @property
     def label(self) -> str:
@@ -309,8 +310,23 @@ def load_experiment(uri: str, name: str) -> ExperimentData:
         except tomllib.TOMLDecodeError:
             continue
     variants = split_variants(finished, sweeps, resolved)
+    for v in variants:
+        v.placement = _placement(uri, v.sweeps)
     return ExperimentData(name, exp.experiment_id, exp.description, uri, finished, sweeps,
                           {str(k): int(v) for k, v in unfinished.items()}, variants)
+
+
+def _placement(uri: str, sweeps: pd.DataFrame) -> dict | None:
+    """Where ``learning_rate = "auto"`` placed the grid: the latest of ``sweeps`` that logged ``auto.json``."""
+    import json
+
+    if sweeps.empty:
+        return None
+    for rid in sweeps.sort_values("start_time", ascending=False)["run_id"]:
+        text = store.artifact_text(uri, rid, R.AUTO_ARTIFACT)
+        if text:
+            return json.loads(text)
+    return None
 
 
 def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -> pd.DataFrame:

@@ -16,8 +16,8 @@ from .prose import bs_text, span
 from .shapes import noise_floor
 
 WHY = {V.UNSTABLE: "the full loss ended above its start or rose steadily, without passing the divergence limit",
-       V.COLLAPSED: "the full loss sits flat at chance, ln K for K classes, with a vanishing gradient: one constant "
-                    "prediction for every input"}
+       V.COLLAPSED: "the full loss sits flat at chance, ln K for K classes (at full batch with a vanishing gradient, "
+                    "with minibatches after it had fallen well below): one constant prediction for every input"}
 
 
 def findings_failed(table: pd.DataFrame, target: float, full: int | None) -> list[str]:

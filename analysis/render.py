@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -34,6 +35,15 @@ class Figure:
     reason: str = ""   # why there is no figure
 
 
+class Link(NamedTuple):
+    """A table cell that links elsewhere (a run in the MLflow UI: ``analysis.links``)."""
+    text: str
+    href: str
+
+    def __str__(self):
+        return self.text
+
+
 @dataclass
 class Report:
     """An experiment's report: a list of blocks, rendered to HTML and Markdown."""
@@ -42,6 +52,7 @@ class Report:
     summary: dict = field(default_factory=dict)  # this report's entry of summary.json (``analysis.summary``)
     fold_from: int | None = None  # blocks from here on: each h2 opens a collapsed section (HTML <details>)
     elsewhere: list = field(default_factory=list)  # (title, href): sections on another page, in the contents line
+    title_url: str = ""           # where the title links (the experiment in the MLflow UI); "" no link
 
     def h2(self, text): self.blocks.append(("h2", text))
     def h3(self, text): self.blocks.append(("h3", text))
@@ -136,14 +147,22 @@ def _html_table(df: pd.DataFrame, cls_name: str = "") -> str:
     text = [_is_text(df.iloc[:, i]) for i in range(df.shape[1])]
     cls = lambda t: " class='t'" if t else ""  # noqa: E731
     head = "".join(f"<th{cls(t)}>{html.escape(str(c))}</th>" for c, t in zip(df.columns, text))
-    body = "".join("<tr>" + "".join(f"<td{cls(t)}>{html.escape(_cell(v))}</td>" for v, t in zip(row, text)) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{cls(t)}>{_html_cell(v)}</td>" for v, t in zip(row, text)) + "</tr>"
                    for row in df.itertuples(index=False))
     idattr = f" id='{cls_name}'" if cls_name else ""
     return f"<div class='wide'><table{idattr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
+def _html_cell(v) -> str:
+    if isinstance(v, Link):
+        return f"<a href='{html.escape(v.href)}'>{html.escape(v.text)}</a>"
+    return html.escape(_cell(v))
+
+
 def _cell(v) -> str:
     """A table cell: ∞ is "not reached"; NaN, None and "nan" (a cell not run) are "—"."""
+    if isinstance(v, Link):
+        return v.text
     if v is None or v is pd.NA or (isinstance(v, str) and v.strip().lower() == "nan"):
         return "—"
     if isinstance(v, float):
@@ -160,7 +179,8 @@ def _md_table(df: pd.DataFrame) -> str:
     text = [_is_text(df.iloc[:, i]) for i in range(df.shape[1])]
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |",
              "|" + "".join(":---|" if t else "---:|" for t in text)]
-    lines += ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
+    md = lambda v: f"[{esc(v.text)}]({v.href})" if isinstance(v, Link) else esc(_cell(v))  # noqa: E731
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -207,6 +227,11 @@ def contents(folds: list[str], elsewhere: list[tuple[str, str]]) -> str:
                     f"<nav>On the details page: {there}</nav>" if there else ""])
 
 
+def _title(rep: Report) -> str:
+    name = html.escape(rep.name)
+    return f"<a href='{html.escape(rep.title_url)}'>{name}</a>" if rep.title_url else name
+
+
 def to_html(rep: Report) -> str:
     """The report as one self-contained HTML page (figures as base64 PNG data URIs).
 
@@ -216,7 +241,7 @@ def to_html(rep: Report) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
              f"content='width=device-width, initial-scale=1'><title>{html.escape(rep.name)} — convergence report"
              f"</title><style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(rep.name)}: how quickly does training converge?</h1>"]
+             f"<h1>{_title(rep)}: how quickly does training converge?</h1>"]
     folds, open_fold = _folds(rep), False
     for i, b in enumerate(rep.blocks):
         if i == rep.fold_from:
@@ -235,7 +260,8 @@ def to_html(rep: Report) -> str:
 
 def to_markdown(rep: Report) -> str:
     """The report as Markdown; figures are the PNG files written beside it."""
-    parts = [f"# {rep.name}: how quickly does training converge?"]
+    name = f"[{rep.name}]({rep.title_url})" if rep.title_url else rep.name
+    parts = [f"# {name}: how quickly does training converge?"]
     for b in rep.blocks:
         if isinstance(b, Figure):
             parts.append(f"**{b.title}**\n\n" + (f"> {b.reason}" if b.png is None else f"![{b.title}]({b.name}.png)"))

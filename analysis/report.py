@@ -18,7 +18,7 @@ from pathlib import Path
 from bpresearch import keys as R
 from bpresearch.store import reads
 
-from . import load, recommend, refinement
+from . import links, load, recommend, refinement
 from .build import build
 from .pages import write
 from .render import slug, write_index
@@ -137,7 +137,7 @@ def main(args, run_side: RunSide = RunSide()) -> int:
         curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
         t_load = time.perf_counter() - t1
         folder = out / slug(name)
-        reps = _write_pages(data, curves, variants, folder, run_side, targets)
+        reps = _write_pages(data, curves, variants, folder, run_side, targets, getattr(args, "ui_url", None))
         shown = sum(f.png is not None for rep in reps for f in rep.figures)
         summary = experiment_summary(name, [r.summary for r in reps])
         summary["written"] = time.strftime("%Y-%m-%d %H:%M")
@@ -157,8 +157,9 @@ def main(args, run_side: RunSide = RunSide()) -> int:
 
 
 def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide,
-                 targets=None) -> list:
-    """One page per variant: the first in ``folder``, the others in ``folder/variants/<slug>``; their reports."""
+                 targets=None, ui_url: str | None = None) -> list:
+    """One page per variant: the first in ``folder``, the others in ``folder/variants/<slug>``; their reports.
+    With ``ui_url`` (the MLflow UI's address) each page links into the UI (``links``)."""
     old = folder / VARIANTS_DIR
     if old.exists():
         shutil.rmtree(old)  # pages of variants an earlier build had
@@ -169,6 +170,8 @@ def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path
         others = [(o, _link(here, folder, o, main_v)) for o in data.variants if o is not v]
         reps.append(build(data, curves, v, others, run_side, targets))
         places.append(here)
+        if ui_url:
+            links.link_report(reps[-1], ui_url, data.experiment_id, v.runs if v else data.runs, v.facets if v else [])
     if len(reps) > 1:
         _side_by_side(reps[0], reps[1:], main_v.facets if main_v else [])
     for rep, here in zip(reps, places):

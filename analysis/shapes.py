@@ -31,9 +31,9 @@ def run_shapes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     Args:
         curves: tidy curves with ``full_train_loss`` (and ``grad_norm`` for collapse).
         runs: the runs frame (``run_id``, ``diverged``; ``full_batch`` and
-            ``params.loss.kind`` where known: a collapse is judged only for full-batch
-            cross-entropy runs, whose gradient norm is the full gradient's and whose chance
-            level is ln K).
+            ``params.loss.kind`` where known: a collapse is judged only for cross-entropy
+            runs, whose chance level is ln K; with the gradient norm at full batch, whose
+            gradient is the full gradient, by the loss alone with minibatches).
 
     Returns:
         ``run_id``, ``loss_0`` (the first evaluation), ``end_loss`` (``verdicts.end_level``),
@@ -49,9 +49,9 @@ def run_shapes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             continue
         diverged = bool(r.get("diverged", False))
         g = grad.get(r["run_id"])
-        judged = (not diverged and g is not None and bool(r.get("full_batch", False))
-                  and r.get("params.loss.kind") == "cross_entropy")
-        k = V.chance_collapse(v, g) if judged else 0
+        ce = not diverged and r.get("params.loss.kind") == "cross_entropy"
+        judged = ce and g is not None and bool(r.get("full_batch", False))   # the full gradient's norm
+        k = V.chance_collapse(v, g) if judged else V.chance_collapse(v) if ce and not r.get("full_batch") else 0
         rows.append({"run_id": r["run_id"], "loss_0": v[0], "end_loss": V.end_level(v),
                      "unstable": not diverged and V.unstable(v), "chance_k": k,
                      "grad_ratio": V.end_level(g) / g[0] if judged and g[0] > 0 else np.nan})

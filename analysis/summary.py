@@ -10,7 +10,7 @@ Schema (documented in docs/reports.md; the required keys are fixed, more may be 
                     "targets": {"<target loss>": {"best_learning_rate", "steps_median", "steps_min",
                                                   "steps_max", "examples_median", "seeds_reached", "seeds",
                                                   "best_at_grid_edge", "edge_of_grid", "steps_interval",
-                                                  "interval", "scaling"}}}],
+                                                  "interval", "scaling", "noise_floor"}}}],
          "fits": [{<facet>: value, …, "target", "s_min", "e_min", "b_crit", "eps_max", "b_noise",
                    "intervals", "reason", "inputs": [{"batch_size", "learning_rate", "steps", "examples"}]}],
          "predictions": [{<facet>: value, …, "stability_lr_at_init", "sharpness_at_init", "seeds",
@@ -29,8 +29,10 @@ import pandas as pd
 
 from bpresearch import keys as R
 
+from . import lr_rule
 from . import measures as M
 from . import uncertainty as U
+from .shapes import noise_floor
 
 
 def jsonable(v):
@@ -87,6 +89,18 @@ def _target_entry(best_row, lrs: list[float], random_search: bool, scaling=None)
     return out
 
 
+def _floors(g, t: float) -> dict:
+    """batch size -> the noise floor of its best runs where the target ``t`` lies in it
+    (``shapes.noise_floor``): ``{"learning_rate", "lo", "hi", "runs"}``; absent: not in the floor."""
+    best = g.bests.get(t)
+    if g.steps is None or g.curves.empty or best is None or best.empty or not np.isfinite(t):
+        return {}
+    table = g.steps.table
+    fl = noise_floor(g.curves, table[table["target"] == t], best)
+    return {int(r.batch_size): {"learning_rate": r.learning_rate, "lo": r.floor_lo, "hi": r.floor_hi, "runs": r.runs}
+            for r in fl.itertuples()}
+
+
 def steps_from(g, t: float) -> str:
     """Where a group's steps to ``t`` come from: "sweep" (the in-program count) or "curve" (the logged curve)."""
     return "curve" if g.steps is not None and t in g.steps.curve_targets else "sweep"
@@ -101,6 +115,7 @@ def variant_summary(variant, groups) -> dict:
     for g in groups:
         rs = g.runs["optimizer"].eq("random_search").all()
         bests = g.bests if not rs else {t: M.best_learning_rate(g.cell, t) for t in g.targets}
+        floors = {t: _floors(g, t) for t in g.targets} if not rs else {}
         for bs, rb in g.runs.groupby("batch_size", sort=True):
             lrs = sorted(rb["learning_rate"].unique())
             cell = {"batch_size": int(bs), **{f: v for f, v in g.values.items()},
@@ -116,6 +131,8 @@ def variant_summary(variant, groups) -> dict:
                     hit = pg[pg["batch_size"] == bs] if "batch_size" in pg else pg.iloc[:0]
                     sc = hit.iloc[0].to_dict() if not hit.empty else None
                 entry = _target_entry(row.iloc[0] if not row.empty else None, lrs, rs, sc)
+                # the target sits in the noise floor of the best runs: their last evaluations span it
+                entry["noise_floor"] = floors.get(t, {}).get(int(bs))
                 # "sweep": counted in the compiled program; "curve": a target asked afterwards, its steps
                 # from the logged full_train_loss curve, between two evaluations (analysis.crossings)
                 entry["steps_from"] = steps_from(g, t)
@@ -150,6 +167,8 @@ def variant_summary(variant, groups) -> dict:
             for t, (near, head, fits) in p.critical.items():
                 entry["b_simple"][R.target_key(t)] = head["b_simple"] if head is not None else None
             out["predictions"].append(entry)
+    out["scaling_rule"] = lr_rule.summary(groups, groups[0].targets if groups else [])
+    out["placement"] = getattr(variant, "placement", None)   # learning_rate = "auto": spec.auto.Placement
     return jsonable(out)
 
 

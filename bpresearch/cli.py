@@ -258,6 +258,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--targets", default=None, metavar="LOSSES",
                    help="loss targets such as 0.3,0.05 (default: those the runs were swept with); one the sweep "
                         "was not given is answered from the logged curves, nothing is retrained")
+    s.add_argument("--ui-url", default=None, metavar="UI_URL",
+                   help="the MLflow UI's address (e.g. http://127.0.0.1:5000, what `make ui` serves): the report's "
+                        "title and best-η cells link to the experiment's view and to each cell's runs (default: no links)")
     s.set_defaults(fn=cmd_report)
     return p
 

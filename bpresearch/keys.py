@@ -18,6 +18,7 @@ HASH_TAG = "bpresearch.config_hash"   # experiment.config_hash of a child run's 
 SWEEP, RUN = "sweep", "run"           # the values of KIND_TAG
 ROUND_TAG = "bpresearch.round"        # refining sweeps: 0 for the initial grid, k for the k-th round
 REFINE_ARTIFACT = "refine.json"       # refining sweeps: the parent's per-group record (rounds.RefineGroup)
+AUTO_ARTIFACT = "auto.json"           # learning_rate = "auto": where the grid was placed (spec.auto.Placement)
 
 # ---------------------------------------------------------------- metric names
 TRAIN_LOSS = "train_loss"              # curves: the minibatch loss and gradient norm at logged steps,

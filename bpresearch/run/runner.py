@@ -42,6 +42,11 @@ def source_tags(exp: expmod.Experiment) -> dict[str, str]:
     return tags
 
 
+def placement_artifact(exp: expmod.Experiment) -> dict[str, str]:
+    """``auto.json`` on the parent run where ``learning_rate = "auto"`` placed the grid: what the report states."""
+    return {} if exp.placement is None else {keys.AUTO_ARTIFACT: json.dumps(exp.placement.record(), indent=2)}
+
+
 def describe(exp: expmod.Experiment, stored: resume.Stored | None = None) -> str:
     """What a dry run prints: grid size and the compiled groups."""
     groups = exp.groups()
@@ -53,6 +58,11 @@ def describe(exp: expmod.Experiment, stored: resume.Stored | None = None) -> str
         lines.append(f"  {c['model']['kind']} · {c['optimizer']['kind']} · {rounds.label(c)} · "
                      f"{c['train']['steps']} steps: "
                      f"{len(runs)} runs ({len(lrs)} learning rates × {len(seeds)} seeds)")
+    if exp.placement is not None:
+        p = exp.placement
+        lines.append(f"  learning rates placed by \"auto\": {p.learning_rates[0]:g}–{p.learning_rates[-1]:g} "
+                     f"({len(p.learning_rates)}, ×2 apart) below the stability bound {p.factor:g}/λ_max = {p.bound:.3g} "
+                     f"(λ_max = {p.sharpness:.3g} at initialisation, the largest of {p.seeds} seed(s))")
     if exp.refine:
         r = exp.refine
         lines.append(f"  then refined per group for loss {', '.join(f'{t:g}' for t in r.targets)}: up to {r.max_rounds} "
@@ -171,7 +181,9 @@ def run_experiment(exp: expmod.Experiment, tracker, source_text: str, overrides=
     keep = Delivery(tracker, exp.name, exp.description, out)
     exp_id = keep.call(lambda: tracker.experiment(exp.name, exp.description), "opening the experiment")
     facets = [k for k, values in exp.axes.items() if len(values) > 1]
-    keep.call(lambda: tracker.write_view(exp_id, facets), "writing the experiment's view in the MLflow UI")
+    seeds = exp.axes.get(keys.SWEPT_INTO["seeds"], [])
+    keep.call(lambda: tracker.write_view(exp_id, facets, len(exp.runs), min(seeds) if len(seeds) > 1 else None),
+              "writing the experiment's view in the MLflow UI")
     kind = RefiningSweepRun if exp.refine else SweepRun
     with keep.hold(exp_id):
         return kind(exp, tracker, keep, exp_id, source_text, overrides, out, executor or LocalExecutor()).run()
@@ -279,7 +291,8 @@ class SweepRun:
                     "groups": str(len(self.groups)), "overrides": " ".join(self.overrides) or "none",
                     "executor": self.executor.name},
             tags=self.tags, artifacts={"experiment.toml": self.source_text, "resolved.toml": config.to_toml(exp),
-                                       **{f"code/{name}": text for name, text in exp.sources.items()}}),
+                                       **{f"code/{name}": text for name, text in exp.sources.items()},
+                                       **placement_artifact(exp)}),
             "starting the sweep run")
         self.summary.parent_id = self.parent
         self.bar = Progress(len(self.todo), exp.name, self.out)

@@ -118,7 +118,10 @@ positive = number(lo=0.0, lo_open=True)
 
 
 def learning_rates(v) -> list[float]:
-    """A list (or one number) of learning rates > 0, or a range ``{min, max, num, scale}``."""
+    """A list (or one number) of learning rates > 0, a range ``{min, max, num, scale}``, or ``"auto"``
+    (``["auto"]``: placed below the stability bound when the grid is expanded, ``spec.auto``)."""
+    if v == "auto":
+        return ["auto"]
     if not isinstance(v, dict):
         return list_of(positive, min_len=1)(v if isinstance(v, list) else [v])
     unknown = set(v) - {"min", "max", "num", "scale"}
@@ -139,7 +142,10 @@ def learning_rates(v) -> list[float]:
 
 
 def batch_sizes(v) -> list:
-    """A list (or one value) of batch sizes ≥ 1 and/or ``"full"``."""
+    """A list (or one value) of batch sizes ≥ 1 and/or ``"full"``, or ``"auto"`` (``["auto"]``: powers of
+    two up to the full batch, ``spec.auto``)."""
+    if v == "auto":
+        return ["auto"]
     vals = v if isinstance(v, list) else [v]
     if not vals:
         raise Invalid("must not be empty")

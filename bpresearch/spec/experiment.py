@@ -26,7 +26,7 @@ import numpy as np
 
 from bpresearch.core import data as datamod
 from bpresearch.keys import SWEPT_INTO
-from bpresearch.spec import config, usercode, workload
+from bpresearch.spec import auto, config, usercode, workload
 from bpresearch.spec import refine as refinemod
 from bpresearch.spec.config import ExperimentError
 from bpresearch.spec.resolve import normalize, resolve_defaults
@@ -90,6 +90,7 @@ class Experiment:
     datasets: dict[str, datamod.Dataset] = field(repr=False)  # data-config hash -> data
     refine: refinemod.Settings | None = None  # [sweep] refine: learning rates added per group
     sources: dict[str, str] = field(default_factory=dict)  # user code: its file (relative) -> its text
+    placement: auto.Placement | None = None  # where learning_rate = "auto" placed the grid
 
     def groups(self) -> dict[str, list[Run]]:
         """Runs grouped by what their compiled program depends on (shapes and statics)."""
@@ -273,6 +274,35 @@ def _check_user_runs(runs: list[Run], exp_datasets: dict, path: Path, err) -> di
     return sources
 
 
+def _auto_axes(parsed: config.Parsed, path: Path, datasets: dict, err) -> tuple[dict, auto.Placement | None]:
+    """The axes with ``"auto"`` learning rates and batch sizes made concrete (``spec.auto``), before any hash."""
+    axes = dict(parsed.axes)
+    lr_key, bs_key, seed_key = (SWEPT_INTO[k] for k in ("learning_rate", "batch_size", "seeds"))
+    lr_auto, bs_auto = axes[lr_key] == [auto.AUTO], axes[bs_key] == [auto.AUTO]
+    if not (lr_auto or bs_auto):
+        return axes, None
+    others = {k: v for k, v in axes.items() if k not in (lr_key, bs_key, seed_key)}
+    configs = []
+    for point in _combos(others):  # every configuration but its learning rate, batch size and seed
+        c = _with_values(parsed.config, {**point, lr_key: 1.0, bs_key: "full", seed_key: 0})
+        ds = _dataset(c, path, datasets, err)
+        configs.append((_set_grid_keys(c, ds.X_train.shape[0], axes, path, err), ds))
+    if bs_auto:
+        axes[bs_key] = auto.batch_sizes(min(ds.X_train.shape[0] for _, ds in configs))
+    if not lr_auto:
+        return axes, None
+    for c, _ in configs:
+        why = auto.no_bound(c["optimizer"]["kind"])
+        if why:
+            err("sweep", "learning_rate", f'"auto": {why}')
+    try:
+        placement = auto.place(configs, axes[seed_key])
+    except ValueError as e:
+        err("sweep", "learning_rate", f'"auto": {e}')
+    axes[lr_key] = list(placement.learning_rates)
+    return axes, placement
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     """Read, validate and expand an experiment file.
 
@@ -287,9 +317,13 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     parsed = config.read(path, overrides)
     err = config.reporter(path)
-    axes = parsed.axes
+    datasets: dict = {}
+    axes, placement = _auto_axes(parsed, path, datasets, err)
+    refine = parsed.refine
+    if placement is not None and refine is None and parsed.config["train"]["targets"]:
+        refine = refinemod.parse_settings({}, parsed.config["train"]["targets"])   # "auto" places, then refines
     base = normalize(resolve_defaults(copy.deepcopy(parsed.config)))
-    runs, datasets, seen = [], {}, set()
+    runs, seen = [], set()
     for point in _combos(axes):
         c = _with_values(parsed.config, point)
         ds = _dataset(c, path, datasets, err)
@@ -303,4 +337,4 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     if len({r.name for r in runs}) < len(runs):  # learning rates equal to 3 digits: say more
         runs = [dataclasses.replace(r, digits=6) for r in runs]
     sources = _check_user_runs(runs, datasets, path, err)
-    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, parsed.refine, sources)
+    return Experiment(path, parsed.name, parsed.description, base, axes, runs, datasets, refine, sources, placement)

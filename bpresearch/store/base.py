@@ -18,10 +18,19 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 
-from bpresearch.keys import DIVERGED, HASH_TAG, KIND_TAG, RUN, SWEEP, short_key, stored_key, stored_summary
+from bpresearch.keys import (
+    DIVERGED,
+    HASH_TAG,
+    KIND_TAG,
+    RUN,
+    SWEEP,
+    short_key,
+    stored_key,
+    stored_summary,
+)
 from bpresearch.store.lease import TAG as LEASE_TAG  # noqa: F401 - the experiment tag of who sweeps it now
 from bpresearch.store.record import RunRecord
-from bpresearch.store.views import varying_params, view_tags
+from bpresearch.store.views import first_seed, varying_params, view_tags
 
 # MLflow's own tags: the UI nests child runs under PARENT_TAG and shows NOTE_TAG as the note.
 PARENT_TAG = "mlflow.parentRunId"
@@ -109,20 +118,22 @@ class Store(ABC):
     def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
         """Write experiment tags (new ones added, existing ones replaced)."""
 
-    def write_view(self, exp_id: str, facets=()):
+    def write_view(self, exp_id: str, facets=(), runs: int = 0, first_seed=None):
         """The experiment's saved view in the MLflow UI (``views``): what ``tracking.runs_url`` opens.
 
         Args:
             facets: the dotted config keys the grid sweeps (``Experiment.axes`` with more than one value).
+            runs, first_seed: the child runs and the smallest seed where seeds vary; more runs
+                than the UI's first page: the view shows the first seed (``views.search_filter``).
         """
-        self.set_experiment_tags(exp_id, view_tags(facets))
+        self.set_experiment_tags(exp_id, view_tags(facets, runs=runs, first_seed=first_seed))
 
     def write_views(self) -> list[str]:
         """The view of every experiment with child runs, its facets read from the runs' params
         (stores swept before views existed: ``bpresearch sync``); the names of the experiments."""
         done = []
         for exp_id, name, params in self._child_params():
-            self.write_view(exp_id, varying_params(params))
+            self.write_view(exp_id, varying_params(params), len(params), first_seed(params))
             done.append(name)
         return done
 

@@ -23,9 +23,10 @@ from bpresearch.store.base import NOTE_TAG, PARENT_TAG
 from bpresearch.store.mlflow_backend import client, search_all
 from bpresearch.store.retry import schema_mismatch
 from bpresearch.store.uri import resolve_uri, sqlite_path
+from bpresearch.store.views import cell_url, experiment_url
 
 __all__ = ["POINT", "StoreError", "StoredExperiment", "StoredRun", "artifact_text", "attach_folder", "experiment",
-           "experiment_names", "metric_points", "resolve_uri", "runs"]
+           "experiment_names", "metric_points", "resolve_uri", "runs", "cell_url", "experiment_url"]
 
 SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
 POINT = ("run_id", "key", "step", "value", "timestamp")  # the fields of a curve point, in order

@@ -24,7 +24,7 @@ from bpresearch.store.base import Store
 from bpresearch.store.mlflow_backend import MlflowStore, client
 from bpresearch.store.sqlite_backend import SqliteStore
 from bpresearch.store.uri import resolve_uri, sqlite_path
-from bpresearch.store.views import VIEW_KEY, VIEW_TAG
+from bpresearch.store.views import MODE, VIEW_TAG, experiment_url
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -71,9 +71,9 @@ def runs_url(base: str, experiment_id: str, view: bool = True) -> str:
     Without it (a store swept before views): every child run listed flat, best final loss
     first (the UI nests child runs only when sorted by start time).
     """
-    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     if view:
-        return f"{url}&viewStateShareKey={VIEW_KEY}"
+        return experiment_url(base, experiment_id)
+    url = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODE}"
     order = quote(f"metrics.`{stored_summary(FINAL_LOSS)}`", safe="")
     return f"{url}&orderByKey={order}&orderByAsc=true"
 

@@ -21,11 +21,25 @@ and the like); which runs are hidden is not part of a view (MLflow drops it).
 ``ui_state`` builds the view bpresearch writes for each experiment (``VIEW_KEY``), from the
 facets the grid sweeps; ``view_tags`` is the experiment tag. The sweep writes it when it
 opens the experiment, ``bpresearch sync`` for stores written before.
+
+Paging: the UI fetches runs ``PAGE`` (100) at a time, a constant of its code, and groups and
+charts only the runs fetched. An experiment with more child runs than that and several seeds
+gets a view of its first seed: one run per cell (learning rate × batch size × facets), so
+the first page holds every cell and every batch size's curves; the other seeds are one edit
+of the filter away (docs/reports.md).
+
+Run pages: MLflow 3.17 and 3.18 decide a page's mode (*Model training* or GenAI) from the
+link's ``workflowType`` parameter, else from the browser's last choice (local storage
+``mlflow.workflowType_v1``), never from a tag of the store; the run table's links into runs
+carry no parameter. So every link bpresearch writes carries ``workflowType=machine_learning``
+(``experiment_url``, ``run_url``, ``compare_url``), and a browser that has never chosen opens
+a run clicked in the table in GenAI mode until *Model training* is chosen once.
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from bpresearch.keys import (
     BATCH_SIZE,
@@ -67,6 +81,8 @@ IMPLIED = {"train.full_batch"}
 LOSS_CURVES = (FULL_TRAIN_LOSS, TEST_LOSS, TRAIN_LOSS)     # first, log-scaled
 SUMMARY_CHARTS = (FIRST_TARGET_KEYS["steps"], FINAL_LOSS, MIN_LOSS, DIVERGED)
 BAR_RUNS = 20   # runs a summary bar chart shows (MLflow's default is 10)
+PAGE = 100      # runs the UI fetches at a time (its SEARCH_MAX_RESULTS; no view setting changes it)
+MODE = "workflowType=machine_learning"   # the link parameter that opens a page in Model training mode
 
 
 def facet_columns(facets) -> list[str]:
@@ -126,12 +142,28 @@ def charts() -> tuple[list[dict], list[dict]]:
     return out, sections
 
 
-def ui_state(facets=()) -> dict:
+def search_filter(runs: int = 0, first_seed=None) -> str:
+    """Child runs only; of the first seed alone when the runs are more than the UI's first page
+    (``PAGE``) and seeds vary (``first_seed`` not None): one run per cell, every cell on page one."""
+    only = f"tags.`{KIND_TAG}` = '{RUN}'"
+    if runs > PAGE and first_seed is not None:
+        only += f" AND params.`{SEED}` = '{first_seed}'"
+    return only
+
+
+def ui_state(facets=(), runs: int = 0, first_seed=None) -> dict:
     """The view: child runs only, fastest to the first target first (runs that never reached
-    it have no value and come last), the answer's columns, the curves grouped by batch size."""
+    it have no value and come last), the answer's columns, the curves grouped by batch size.
+
+    Args:
+        facets: the dotted config keys the grid sweeps.
+        runs: how many child runs the experiment has (or will have); over ``PAGE`` with
+            ``first_seed`` given, the view shows that seed only (``search_filter``).
+        first_seed: the smallest seed, where seeds are swept (None: one seed).
+    """
     chart_list, sections = charts()
     return {
-        "searchFilter": f"tags.`{KIND_TAG}` = '{RUN}'",
+        "searchFilter": search_filter(runs, first_seed),
         "orderByKey": f"metrics.`{STEPS_TO_TARGET}`", "orderByAsc": True,
         "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": columns(facets), "columnOrder": columns(facets),
@@ -154,8 +186,43 @@ def varying_params(params: list[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({p[k] for p in params if k in p}) > 1]
 
 
-def view_tags(facets=(), now_ms: int = 0) -> dict[str, str]:
-    """The experiment tag of bpresearch's view, as the UI's *Save as new view* writes it."""
+def first_seed(params: list[dict[str, str]]):
+    """The smallest ``seed`` param among the runs when it varies, else None."""
+    seeds = {int(p[SEED]) for p in params if p.get(SEED, "").lstrip("-").isdigit()}
+    return min(seeds) if len(seeds) > 1 else None
+
+
+def view_tags(facets=(), now_ms: int = 0, runs: int = 0, first_seed=None) -> dict[str, str]:
+    """The experiment tag of bpresearch's view, as the UI's *Save as new view* writes it
+    (``runs``, ``first_seed``: see ``ui_state``)."""
     envelope = {"name": VIEW_NAME, "createdAt": now_ms, "updatedAt": now_ms,
-                "state": json.dumps(ui_state(facets), separators=(",", ":"))}
+                "state": json.dumps(ui_state(facets, runs, first_seed), separators=(",", ":"))}
     return {VIEW_TAG: json.dumps(envelope, separators=(",", ":"))}
+
+
+# ---------------------------------------------------------------- links into the UI
+def _ui(base: str, route: str, query: str = "") -> str:
+    return f"{base.rstrip('/')}/#{route}?{MODE}{'&' + query if query else ''}"
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's run table through bpresearch's view, in Model training mode."""
+    return _ui(base, f"/experiments/{experiment_id}/runs", f"viewStateShareKey={VIEW_KEY}")
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in Model training mode (its metrics, params, dataset and source)."""
+    return _ui(base, f"/experiments/{experiment_id}/runs/{run_id}")
+
+
+def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
+    """MLflow's compare page of several runs (the seeds of one cell), in Model training mode."""
+    # ``runs`` must come first: the page reads it as the key "?runs" of the parsed query string
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="")
+    exps = quote(json.dumps([experiment_id], separators=(",", ":")), safe="")
+    return f"{base.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}&{MODE}"
+
+
+def cell_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
+    """Where a cell's runs are: one run's page, or the compare page of its seeds."""
+    return run_url(base, experiment_id, run_ids[0]) if len(run_ids) == 1 else compare_url(base, experiment_id, run_ids)

@@ -6,6 +6,7 @@ ln 10 or a target in the noise floor.
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,12 @@ import pytest
 from analysis import load
 from analysis import measures as M
 from analysis import sharpness as S
+from analysis.groups import split_groups
 from analysis.predictions import predict
 from analysis.prose_outcomes import findings_outcomes
 from analysis.prose_predicted import findings_boundary, findings_sharpness
 from analysis.shapes import noise_floor, run_shapes
+from analysis.summary import variant_summary
 from bpresearch import keys as R
 from bpresearch import verdicts as V
 from bpresearch.cli import main
@@ -156,6 +159,34 @@ def test_a_network_stuck_at_ln_k_with_no_gradient_is_collapsed_not_a_catapult():
         assert S.sharpness_regimes(curves, runs).iloc[0]["regime"] == V.CATAPULT
 
 
+def test_a_minibatch_run_that_learned_then_fell_back_to_ln_k_is_collapsed():
+    """Batch size 8: the full loss falls below the target 0.5, then jumps back to ln 10 and stays
+    just above it while the minibatch gradient stays large (the output bias keeps seeing each batch's
+    class mix). It counts at its first crossing, named "reached, then collapsed"; a run that
+    never left chance (too small a learning rate) is only not reached."""
+    ln10, step = math.log(10), np.arange(0, 301, 5)
+    jitter = ln10 + 0.004 + 0.03 * np.abs(np.sin(step))              # above chance only, as in digits-mlp at bs 8
+    learned = np.where(step < 100, 2.3 - 1.9 * step / 100, np.where(step < 150, 0.4, jitter))
+    stuck = np.full(step.size, ln10) - 1e-4 * step / 300            # hardly moves from its start at chance
+    runs = pd.DataFrame({"run_id": ["a", "b"], "optimizer": "sgd", "batch_size": 8, "learning_rate": [4.0, 1e-4],
+                         "seed": 0, "full_batch": False, "diverged": False, "steps": 300,
+                         "params.loss.kind": "cross_entropy", f"metrics.{R.FINAL_LOSS}": [ln10, stuck[-1]]})
+    grad = np.full(step.size, 0.8)                                   # a minibatch's: it never vanishes
+    curves = pd.DataFrame([(rid, k, s, v) for rid, loss in (("a", learned), ("b", stuck))
+                           for k, vals in ((R.FULL_TRAIN_LOSS, loss), (R.GRAD_NORM, grad)) for s, v in zip(step, vals)],
+                          columns=["run_id", "key", "step", "value"])
+    shapes = run_shapes(curves, runs).set_index("run_id")
+    assert shapes.loc["a", "chance_k"] == 10 and shapes.loc["b", "chance_k"] == 0
+    table = M.steps_to_targets(runs, curves, [0.5]).table.set_index("run_id")
+    assert table.loc["a", "outcome"] == V.COLLAPSED_AFTER and V.counts(table.loc["a", "outcome"])
+    assert table.loc["b", "outcome"] == V.NOT_REACHED
+    assert V.chance_collapse(learned) == 10 and V.chance_collapse(learned, grad) == 0   # full batch: needs grad → 0
+    # an evaluation better than chance at the end, a level well above it, or flat off chance: no collapse
+    assert V.chance_collapse(np.r_[learned[:-1], 2.25]) == 0
+    assert V.chance_collapse(np.where(step < 150, learned, 1.05 * ln10)) == 0
+    assert V.chance_collapse(np.where(step < 150, learned, 1.479)) == 0
+
+
 # ---------------------------------------------------------------- a target in the noise floor
 def test_one_noisy_evaluation_does_not_lose_a_target_in_the_noise_floor():
     """Target 0.047 at batch size 4: every seed crossed by step 113 and hovers at 0.0468 ± 0.0003;
@@ -181,6 +212,14 @@ def test_one_noisy_evaluation_does_not_lose_a_target_in_the_noise_floor():
     floor = noise_floor(curves, table, best).iloc[0]
     assert floor["floor_lo"] < 0.047 <= floor["floor_hi"] == pytest.approx(0.047092) and floor["runs"] == 4
     assert "sits in the noise floor" in " ".join(findings_outcomes(curves, table, best, 0.047, None))
+    # summary.json flags it too, with the numbers the page prints; a target clear of the floor is not flagged
+    runs["params.train.targets"] = "[0.047, 0.5]"
+    variant = SimpleNamespace(overrides={}, facets=[], label="base", slug="base", base=True, runs=runs)
+    cell = variant_summary(variant, split_groups(runs, curves, []))["cells"][0]
+    flag = cell["targets"]["0.047"]["noise_floor"]
+    assert flag == {"learning_rate": 0.04, "lo": pytest.approx(floor["floor_lo"]), "hi": pytest.approx(0.047092),
+                    "runs": 4}
+    assert cell["targets"]["0.5"]["noise_floor"] is None
     # lost when the last few evaluations are above, and a target well above the floor is not flagged
     curves.loc[curves["step"] >= 280, "value"] = 0.0475
     assert set(M.steps_to_targets(runs, curves, [0.047]).table["outcome"]) == {V.LOST}

@@ -369,3 +369,19 @@ def test_the_index_lists_reports_the_last_command_did_not_write(store, tmp_path)
     assert code == 0
     page = parse(tmp_path / "index.html")
     assert sorted(page.links) == ["all-diverged/index.html", "seed-graph/index.html"]
+
+
+def test_the_scaling_rule_is_in_summary_json_and_the_report(store):
+    """Three tuned batch sizes of linear regression: α with its interval, in summary.json and on the page."""
+    import json
+
+    _, out = store
+    v = json.loads((out / "linear-regression" / "summary.json").read_text())["variants"][0]
+    (rule,) = v["scaling_rule"]
+    assert rule["target"] == "0.06" and rule["batch_sizes"] == [1, 8, 256]
+    lo, hi = rule["interval"]
+    assert lo <= rule["alpha"] <= hi and rule["coverage"] == 0.9
+    assert rule["linear_inside"] == (lo <= 1 <= hi) and rule["square_root_inside"] == (lo <= 0.5 <= hi)
+    assert v["placement"] is None   # the grid was written out, not placed by "auto"
+    text = " ".join(visible(out / "linear-regression" / "index.html").items)
+    assert f"η* ∝ B^α with α = {rule['alpha']:.2f} ({lo:.2f}–{hi:.2f}" in text

@@ -29,7 +29,7 @@ from storeview import children, free_port  # noqa: E402
 from bpresearch.cli import main
 from bpresearch.store.tracking import runs_url
 from bpresearch.store.views import STEPS_TO_TARGET as STEPS
-from bpresearch.store.views import VIEW_NAME
+from bpresearch.store.views import VIEW_NAME, compare_url, run_url
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -196,25 +196,62 @@ def test_the_loss_curves_are_log_scaled_one_line_per_batch_size(ui):
         assert len(lines) == len(bands) == len(sizes), first
 
 
-def test_a_child_run_opened_from_the_table_shows_model_training_navigation(ui):
-    """MLflow 3.17 keeps a run page's mode in the browser (the link's workflowType does not
-    follow a click into a run): after the one choice of *Model training* the docs describe,
-    every run opened from the table shows the training pages, not Evaluations/Judges/Prompts."""
+GENAI_NAV = ("Evaluations", "Judges", "Prompts", "Evaluation runs")
+
+
+def _open_run_page(page, name: str) -> str:
+    """The run page's text once its heading and tabs are drawn."""
+    page.get_by_role("heading", name=name).wait_for()
+    page.get_by_role("tab").first.wait_for()
+    return page.inner_text("body")
+
+
+def test_the_links_bpresearch_writes_open_runs_in_model_training_mode(ui):
+    """A browser that never chose a mode (MLflow's default is GenAI): a run's link and the compare
+    link of a cell's seeds, as a report with ``--ui-url`` writes them, open in Model training mode."""
+    page, base, exp_id, client, shots = ui
+    kids = children(client, exp_id)
+    cell = [k for k in kids if (k.data.params["batch_size"], k.data.params["learning_rate"]) ==
+            (kids[0].data.params["batch_size"], kids[0].data.params["learning_rate"])]
+    assert len(cell) == 2   # the two seeds of one cell
+    with shot(page, shots, "run-link"):
+        page.goto(base)
+        page.evaluate("localStorage.clear()")   # no mode chosen in this browser
+        page.goto(run_url(base, exp_id, kids[0].info.run_id))
+        text = _open_run_page(page, kids[0].info.run_name)
+        page.get_by_role("tab", name="Model metrics").wait_for()
+        for genai in GENAI_NAV:
+            assert genai not in text, f"GenAI navigation on the run page: {genai}"
+    with shot(page, shots, "cell-link"):
+        page.goto(compare_url(base, exp_id, [k.info.run_id for k in cell]))
+        page.get_by_text("Comparing 2 Runs").wait_for()
+        text = page.inner_text("body")
+        assert all(k.info.run_name in text for k in cell)
+        assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") is None   # the link alone did it
+
+
+def test_a_child_run_opened_from_the_table_needs_model_training_chosen_once(ui):
+    """MLflow 3.17 (and 3.18) keeps a run page's mode in the browser: the table's links into runs
+    drop the link's workflowType, and no tag of the store decides it. A browser that never chose
+    opens such a run in GenAI mode (what docs/reports.md says); after the one choice of *Model
+    training* every run opened from the table shows the training pages. Should MLflow start
+    carrying the mode into runs, the first half fails: then the docs' caveat can go."""
     page, base, exp_id, client, shots = ui
     kid = children(client, exp_id)[0]
     with shot(page, shots, "run-from-table"):
         page.goto(runs_url(base, exp_id))
+        page.evaluate("localStorage.clear()")
+        page.goto(runs_url(base, exp_id))
         page.get_by_role("link", name=kid.info.run_name, exact=True).click()
-        page.get_by_role("heading", name=kid.info.run_name).wait_for()
-        if page.get_by_text("Judges", exact=True).count():   # a browser that never chose: MLflow's default
-            page.get_by_text("Model training", exact=True).first.click()
-            page.goto(runs_url(base, exp_id))
-            page.get_by_role("link", name=kid.info.run_name, exact=True).click()
-            page.get_by_role("heading", name=kid.info.run_name).wait_for()
+        text = _open_run_page(page, kid.info.run_name)
+        assert "Evaluations" in text, "a run opened from the table kept Model training mode: update docs/reports.md"
+        page.get_by_text("Model training", exact=True).first.click()
+        page.goto(runs_url(base, exp_id))
+        page.get_by_role("link", name=kid.info.run_name, exact=True).click()
         page.get_by_role("tab", name="Model metrics").wait_for()
-        nav = page.inner_text("body")
-        for genai in ("Evaluations", "Judges", "Prompts", "Evaluation runs"):
-            assert genai not in nav, f"GenAI navigation on the run page: {genai}"
+        text = _open_run_page(page, kid.info.run_name)
+        for genai in GENAI_NAV:
+            assert genai not in text, f"GenAI navigation on the run page: {genai}"
 
 
 def test_a_filter_on_a_swept_param_finds_child_runs(ui):

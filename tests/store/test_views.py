@@ -14,8 +14,13 @@ from bpresearch.store.views import (
     VIEW_KEY,
     VIEW_NAME,
     VIEW_TAG,
+    cell_url,
     columns,
+    compare_url,
+    experiment_url,
     facet_columns,
+    first_seed,
+    run_url,
     ui_state,
     varying_params,
     view_tags,
@@ -110,3 +115,31 @@ def test_sync_writes_the_view_into_an_older_store_without_retraining(tmp_path, b
     assert tags[VIEW_TAG] == view_tags(["optimizer.kind", "optimizer.learning_rate"])[VIEW_TAG]
     assert {r.info.run_id for r in client.search_runs([exp_id])} == runs_before   # nothing trained or logged
     assert dict(ui_links(uri, "http://h"))["older"] == runs_url("http://h", exp_id)
+
+
+def test_more_runs_than_the_uis_first_page_show_one_seed_so_every_cell_is_on_it():
+    """MLflow's UI fetches 100 runs at a time and charts only those: an experiment with more
+    child runs and several seeds gets a view of its first seed (one run per cell); one seed or
+    a page's worth of runs: every child run."""
+    child = f"tags.`{KIND_TAG}` = '{RUN}'"
+    assert ui_state([], runs=135, first_seed=0)["searchFilter"] == f"{child} AND params.`seed` = '0'"
+    assert ui_state([], runs=100, first_seed=0)["searchFilter"] == child
+    assert ui_state([], runs=400, first_seed=None)["searchFilter"] == child
+    params = [{"seed": str(s), "learning_rate": str(lr)} for s in (3, 1, 2) for lr in range(40)]
+    assert first_seed(params) == 1 and first_seed(params[:40]) is None
+
+
+def test_links_into_the_ui_open_in_model_training_mode():
+    """Every link bpresearch writes carries workflowType=machine_learning; the compare page reads
+    its runs as the query's first key (MLflow parses "?runs")."""
+    base = "http://h:5000/"
+    for url in (experiment_url(base, "7"), run_url(base, "7", "abc"), compare_url(base, "7", ["a", "b"])):
+        assert url.startswith("http://h:5000/#/") and "workflowType=machine_learning" in url
+    assert run_url(base, "7", "abc").startswith("http://h:5000/#/experiments/7/runs/abc?")
+    cmp = urlsplit(compare_url(base, "7", ["a", "b"])).fragment
+    assert cmp.startswith("/compare-runs?runs=")
+    q = parse_qs(cmp.split("?", 1)[1])
+    assert json.loads(q["runs"][0]) == ["a", "b"] and json.loads(q["experiments"][0]) == ["7"]
+    assert cell_url(base, "7", ["a"]) == run_url(base, "7", "a")
+    assert cell_url(base, "7", ["a", "b"]) == compare_url(base, "7", ["a", "b"])
+    assert experiment_url(base, "7") == runs_url(base, "7")
