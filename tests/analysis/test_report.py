@@ -383,5 +383,5 @@ def test_the_scaling_rule_is_in_summary_json_and_the_report(store):
     assert lo <= rule["alpha"] <= hi and rule["coverage"] == 0.9
     assert rule["linear_inside"] == (lo <= 1 <= hi) and rule["square_root_inside"] == (lo <= 0.5 <= hi)
     assert v["placement"] is None   # the grid was written out, not placed by "auto"
-    text = " ".join(visible(out / "linear-regression" / "index.html").items)
+    text = " ".join(visible(out / "linear-regression" / "details.html").items)   # the findings' page
     assert f"η* ∝ B^α with α = {rule['alpha']:.2f} ({lo:.2f}–{hi:.2f}" in text
