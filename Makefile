@@ -4,8 +4,9 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Extras installed into .venv: the tests need ray (the Ray executor) and db (PostgreSQL);
-# `make install EXTRAS=dev` gives a lighter environment (their tests then skip).
-EXTRAS  ?= dev,ray,db
+# `make bench` needs bench (Ray Tune and Optuna, its peers; a few small packages beside ray);
+# `make install EXTRAS=dev` gives a lighter environment (their tests then skip, the peers too).
+EXTRAS  ?= dev,ray,db,bench
 comma   := ,
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded sqlite store, as the code's default (DEFAULT_URI in bpresearch/store/uri.py);
@@ -91,6 +92,7 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --out reports/bench
+	$(BIN)/python -m bench.scale --out reports/bench
 
 # `make clean` removes what can be rebuilt (.venv, reports/, caches) and keeps the results:
 # the MLflow store (mlflow.db, mlartifacts/). `make clean-store` deletes the store instead.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from bpresearch.store import sqlstore
 
+from . import versus
+
 
 def plot(rows: list[dict], p: dict, path: Path):
     """Two panels: seconds against configurations (fixed steps) and against steps (fixed configurations)."""
@@ -334,5 +336,15 @@ def _scaling_md(res: dict) -> list[str]:
 def markdown(res: dict) -> str:
     """bench.md: the figures, whether the targets are met, and where the time goes."""
     sections = (_header, _methods_table, _targets_table, _before_after, _agreement, _write_path_md,
-                other_stores_md, _time_split, _scaling_md)
-    return "\n".join(line for section in sections for line in section(res))
+                other_stores_md, _time_split, _scaling_md) if "grid" in res else (_short_header,)
+    return "\n".join([*(line for section in sections for line in section(res)), *versus.markdown(res)])
+
+
+def _short_header(res: dict) -> list[str]:
+    """The title and machine of a run without the grid section (``--only``)."""
+    m = res["machine"]
+    return ["# Benchmark: bpresearch against the tools people use instead", "",
+            f"{m['date']} · {m['nproc']} cores, {m['cpu']} · commit {m.get('git.commit', '?')[:12]} · load average "
+            f"at start {', '.join(f'{x:.2f}' for x in m['load_avg_start'])}, at the end "
+            f"{', '.join(f'{x:.2f}' for x in m.get('load_avg_end', []))}"
+            + (" · **quick mode: a smoke test, not the benchmark**" if res["quick"] else ""), ""]

@@ -23,9 +23,13 @@ with the reason where PostgreSQL is missing). Then the harness and its bare prog
 the cheap measurements repeat after the scaling runs while the budget (about 10 minutes
 in all) allows. ``BENCH_BASELINE=<checkout of an earlier commit>`` adds that commit's
 harness beside this one (``harness_before``), at the grid and at 64 and 256 configurations.
+Then the tools people use instead, Ray Tune and Optuna, on the same grid (``bench.peers``),
+and the time each way takes to the answer rather than through a grid (``bench.time_to_answer``);
+both in ``bench.versus``, skipped with one line where the ``bench`` extra is not installed.
 Writes ``bench.json``, ``bench.md`` and ``scaling.png`` into ``--out``.
 
-Usage: ``python -m bench.run --out reports/bench [--quick]``
+Usage: ``python -m bench.run --out reports/bench [--quick] [--only grid,peers,time_to_answer]``
+(``--only`` also takes a peer alone: ``ray_tune``, ``optuna``, ``optuna_per_point``)
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import numpy as np
 from bpresearch.run.provenance import provenance
 from bpresearch.spec import experiment as expmod
 
-from . import measure
+from . import measure, versus
 from .render import markdown, plot
 
 # A vmapped program rounds differently from a single run (batched against plain matmuls);
@@ -63,6 +67,7 @@ METHODS = ("harness", "bare_jax", "careful", "naive_batched", "naive")
 BASELINE = os.environ.get("BENCH_BASELINE")  # a checkout of an earlier commit: its harness is measured too
 
 
+SECTIONS = ("grid",) + versus.SECTIONS   # what --only can pick
 Plan = dict  # what one benchmark runs: grid overrides, repeats, scaling points (written to bench.json)
 
 
@@ -253,11 +258,24 @@ def scaling_rows(samples: dict[tuple, list[dict]]) -> list[dict]:
     return rows
 
 
+def _sections(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in names if x not in SECTIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown section {bad[0] if bad else text!r} "
+                                         f"(expected some of: {', '.join(SECTIONS)})")
+    return names
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="reports/bench", help="output folder (default reports/bench)")
     ap.add_argument("--quick", action="store_true", help="a small grid and few steps: a smoke test (a few minutes)")
     ap.add_argument("--render", action="store_true", help="only rewrite bench.md and scaling.png from bench.json")
+    ap.add_argument("--only", default=",".join(SECTIONS), type=_sections,
+                    help=f"comma-separated sections to measure (default: all of {','.join(SECTIONS)})")
+    ap.add_argument("--peer-repeats", type=int, default=None,
+                    help="repeats of the peers and of the time to the answer (default 2; --quick 1)")
     return ap.parse_args(argv)
 
 
@@ -337,15 +355,13 @@ def headline_figures(res: dict, steps: int) -> dict:
 
 def write_report(out: Path, res: dict):
     """bench.md and scaling.png from ``res`` (what ``--render`` redoes from bench.json)."""
-    plot(res["scaling"], res["plan"], out / "scaling.png")
+    if "scaling" in res:
+        plot(res["scaling"], res["plan"], out / "scaling.png")
     (out / "bench.md").write_text(markdown(res))
 
 
-def bench(quick: bool) -> dict:
-    """Every measurement of ``make bench``, in order; returns what bench.json holds."""
-    t0 = time.perf_counter()
-    p = plan(quick)
-    res = {"quick": quick, "plan": dict(p), "machine": machine(), "baseline": BASELINE}
+def measure_grid(res: dict, p: Plan, t0: float):
+    """The grid section: the five ways of training, the write path, other stores, scaling, the cache."""
     exp = expmod.load(measure.GRID, p["grid"])
     samples: dict[str, list[dict]] = {m: [] for m in methods_of()}
     first = grid_repeat(exp, p, 0, samples)
@@ -358,6 +374,16 @@ def bench(quick: bool) -> dict:
         res["compile_cache"] = compile_cache(p)
     res["grid"] = summarize(exp, p, samples)
     res.update(headline_figures(res, scaling_points(p)[0][1]))
+
+
+def bench(quick: bool, only: tuple[str, ...] = SECTIONS, peer_repeats: int | None = None) -> dict:
+    """Every measurement of ``make bench`` (the ``only`` sections), in order; returns what bench.json holds."""
+    t0 = time.perf_counter()
+    p = plan(quick)
+    res = {"quick": quick, "plan": dict(p), "machine": machine(), "baseline": BASELINE, "sections": list(only)}
+    if "grid" in only:
+        measure_grid(res, p, t0)
+    versus.measure(res, p, only, peer_repeats)
     res["machine"]["load_avg_end"] = os.getloadavg()
     res["bench_wall_s"] = time.perf_counter() - t0
     return res
@@ -373,13 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         write_report(out, json.loads((out / "bench.json").read_text()))
         return 0
-    res = bench(args.quick)
+    res = bench(args.quick, args.only, args.peer_repeats)
     (out / "bench.json").write_text(json.dumps(res, indent=2, default=str))  # first: --render can redo the rest
     write_report(out, res)
     _log(f"wrote {out / 'bench.md'}, {out / 'bench.json'}, {out / 'scaling.png'} "
          f"in {res['bench_wall_s'] / 60:.1f} min")
     print(markdown(res))
-    return 0 if res["grid"]["agree"] else 1
+    return 0 if res.get("grid", {}).get("agree", True) and versus.agree(res) else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.patheffects as pe
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -14,7 +15,16 @@ from bpresearch import keys as R
 from .. import measures as M
 from ..groups import full_batch_size
 from ..prose import bs_label
-from .style import FULL_RED, STOCHASTIC_BLUE, NotApplicable, line_colors, pick_lines, plt
+from .style import (
+    FULL_RED,
+    MAX_LINES,
+    STOCHASTIC_BLUE,
+    NotApplicable,
+    line_colors,
+    lr_scale,
+    pick_lines,
+    plt,
+)
 
 
 def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAIN_LOSS,
@@ -28,6 +38,8 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAI
     tell neighbours apart. The y axis stops at 10× the starting loss: a diverged run's line
     ends there with ✕. ``best``: batch size -> (best η, the slowest best run's steps over the
     targets); the step axis of that panel is cut at 3× those steps (the whole budget without it).
+    Over ``MAX_LINES`` learning rates in all, every one is drawn instead, coloured on a log
+    scale with one colour bar (a legend of a hundred entries cannot be read), the best outlined.
     """
     gd = runs[runs["optimizer"] != "random_search"]
     c = curves[(curves["key"] == key) & (curves["value"] > 0)].merge(gd[M.RUN_COLS], on="run_id")
@@ -40,38 +52,54 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, key: str = R.FULL_TRAI
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 4.6 * nrow), squeeze=False, constrained_layout=True)
     b = M.band(c, ["batch_size", "optimizer", "learning_rate"], "step", "value")
     diverged = set(gd[gd["diverged"]].groupby(["batch_size", "learning_rate"]).size().index)
+    lrs = sorted(b["learning_rate"].unique())
+    scale = lr_scale(lrs) if len(lrs) > MAX_LINES else None   # too many for a legend: a colour bar
     for ax, bs in zip(axes.flat, panels):
-        _loss_panel(ax, b[b["batch_size"] == bs], bs, full, (best or {}).get(int(bs)), diverged, target)
+        _loss_panel(ax, b[b["batch_size"] == bs], bs, full, (best or {}).get(int(bs)), diverged, target, scale)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
+    if scale is not None:
+        fig.colorbar(scale, ax=axes.ravel().tolist(), label="learning rate η (log scale)", shrink=0.9)
     for ax in axes[:, 0]:
         ax.set_ylabel(key.replace("_", " "))
     seeds = runs["seed"].nunique()
-    band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 else ""
+    band_note = f"; band: min–max over {seeds} seeds" if seeds > 1 and scale is None else \
+        f" over {seeds} seeds" if seeds > 1 else ""
     tnote = f"; dotted: target {target:g}" if target is not None else ""
     fig.suptitle(f"{key.replace('_', ' ')} by learning rate η (median{band_note}{tnote}; ✕ diverged)", fontsize=11)
     return fig
 
 
-def _loss_panel(ax, b: pd.DataFrame, bs: int, full: int | None, best, diverged: set, target: float | None):
-    """One batch size's curves: at most ``MAX_LINES``, clipped at 10× the starting loss, step axis zoomed."""
+def _loss_panel(ax, b: pd.DataFrame, bs: int, full: int | None, best, diverged: set, target: float | None,
+                scale=None):
+    """One batch size's curves, clipped at 10× the starting loss, step axis zoomed: at most ``MAX_LINES``
+    with a legend; or, with ``scale`` (``style.lr_scale``), every learning rate in its colour on that scale."""
     lrs = sorted(b["learning_rate"].unique())
     keep = []
     if best is not None and best[0] in lrs:
         i = lrs.index(best[0])
         keep = lrs[max(i - 1, 0):i + 2]
     div = [lr for lr in lrs if (bs, lr) in diverged]
-    shown = pick_lines(lrs, keep + div[:1])
-    colors = line_colors(shown)
+    if scale is not None:
+        shown, keep = lrs, [best[0]] if keep else []   # every line; the best outlined
+        colors = {lr: scale.to_rgba(lr) for lr in lrs}
+    else:
+        shown = pick_lines(lrs, keep + div[:1])
+        colors = line_colors(shown)
     start = b[b["step"] == b["step"].min()]["median"]
     top = 10 * float(start.max()) if not start.empty else float(b["median"].max())
     for i, lr in enumerate(shown):
         g = b[b["learning_rate"] == lr].sort_values("step")
         y = g["median"].clip(upper=top)
-        ls = "-" if i % 2 == 0 else (0, (4, 1.5))
-        ax.plot(g["step"], y, color=colors[lr], lw=1.5, ls=ls, label=f"η={lr:.3g}" + (" ★" if keep and lr == best[0]
-                                                                                    else ""))
-        if g["n"].max() > 1:
+        if scale is not None:   # many lines: thin and solid, the best one thick and outlined
+            star = bool(keep) and lr == best[0]
+            ax.plot(g["step"], y, color=colors[lr], lw=2.4 if star else 0.9, zorder=3 if star else 2,
+                    path_effects=[pe.withStroke(linewidth=3.6, foreground="black")] if star else None)
+        else:
+            ls = "-" if i % 2 == 0 else (0, (4, 1.5))
+            ax.plot(g["step"], y, color=colors[lr], lw=1.5, ls=ls,
+                    label=f"η={lr:.3g}" + (" ★" if keep and lr == best[0] else ""))
+        if g["n"].max() > 1 and scale is None:
             ax.fill_between(g["step"], g["lo"].clip(upper=top), g["hi"].clip(upper=top), color=colors[lr],
                             alpha=0.15, lw=0)
         if (bs, lr) in diverged:
@@ -94,6 +122,11 @@ def _loss_panel(ax, b: pd.DataFrame, bs: int, full: int | None, best, diverged: 
         title += f"\n({len(shown)} of {len(lrs)} η drawn)"
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("step (updates)")
+    if scale is not None:
+        if keep:
+            ax.text(0.98, 0.98, f"outlined: best η = {best[0]:.3g}", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=8)
+        return
     ax.legend(fontsize=7.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
               title="★ best η for the first target" if keep else None, title_fontsize=7.5)
 

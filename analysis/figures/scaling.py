@@ -14,6 +14,8 @@ from .. import measures as M
 from ..prose import bs_label
 from .style import FULL_RED, MARK_STYLES, PREDICTED, LogNorm, NotApplicable, plt
 
+MAX_LABELLED_ROWS = 24   # learning rates a heatmap names each and writes in; more share its height
+
 
 def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
                   lr_mark: tuple[float, str] | None = None) -> plt.Figure:
@@ -23,7 +25,9 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     "n.r.": not reached within the budget; "k/n" below a number: only k of n seeds reached.
     ``lr_mark`` = (η, label): a predicted learning rate (2/λ_max), drawn across the grid at
     its place between the grid's rows (log-interpolated). With a ``group`` column (facet
-    values) holding several groups: one panel per group, on one colour scale.
+    values) holding several groups: one panel per group, on one colour scale. Over
+    ``MAX_LABELLED_ROWS`` learning rates the rows share the height of that many (colours and
+    hatching only, every k-th η named): 128 learning rates stay one screen tall.
     """
     c = cell[cell["target"] == target]
     c = c[c["optimizer"] != "random_search"]
@@ -34,7 +38,9 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     bss = sorted(c["batch_size"].unique())
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.25 * len(bss) + 2.2) + 1.6, nrow * max(3.2, 0.42 * len(lrs) + 1.6)),
+    dense = len(lrs) > MAX_LABELLED_ROWS   # rows too thin for text: colours only, every k-th η named
+    rows_in = min(0.42 * len(lrs), 0.42 * MAX_LABELLED_ROWS)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * (1.25 * len(bss) + 2.2) + 1.6, nrow * max(3.2, rows_in + 1.6)),
                              squeeze=False, constrained_layout=True)
     finite = c[np.isfinite(c["median_steps"])]["median_steps"]
     norm = LogNorm(max(1, finite.min()), max(2, finite.max())) if not finite.empty else None
@@ -47,25 +53,11 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
             i, j = lrs.index(r.learning_rate), bss.index(r.batch_size)
             if r.status == "reached":
                 grid[i, j] = max(r.median_steps, 1)
-                shade = norm(max(r.median_steps, 1)) if norm else 0.5
-                text = f"{r.median_steps:.0f}" + (f"\n{r.n_reached}/{r.n}" if r.n_reached < r.n else "")
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="white" if shade > 0.6 else "black")
-            elif r.status.startswith("reached, then"):
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#fde6c8", edgecolor="#e67e22",
-                                           hatch="..", lw=0))
-                ax.text(j, i, "↘↗ div." if r.status.endswith("diverged") else "↘↗ lost", ha="center",
-                        va="center", fontsize=8, color="#a04000", fontweight="bold")
-            elif r.status == "diverged":
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#f2d7d5", edgecolor=FULL_RED,
-                                           hatch="///", lw=0))
-                ax.text(j, i, "÷ div.", ha="center", va="center", fontsize=8, color=FULL_RED, fontweight="bold")
-            else:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#eeeeee", lw=0))
-                ax.text(j, i, "n.r.", ha="center", va="center", fontsize=8, color="#555555")
+            _cell(ax, r, i, j, norm, dense)
         im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto", origin="lower")
         ax.set_xticks(range(len(bss)), [bs_label(b, full) for b in bss])
-        ax.set_yticks(range(len(lrs)), [f"{lr:.3g}" for lr in lrs])
+        every = math.ceil(len(lrs) / MAX_LABELLED_ROWS)
+        ax.set_yticks(range(0, len(lrs), every), [f"{lr:.3g}" for lr in lrs[::every]])
         ax.set_xlim(-0.5, len(bss) - 0.5)
         ax.set_ylim(-0.5, len(lrs) - 0.5)
         ax.grid(False)
@@ -84,9 +76,33 @@ def steps_heatmap(cell: pd.DataFrame, target: float, full: int | None = None,
     if norm is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), label=f"median steps to loss {target:g}")
     mark = "; dashed: predicted boundary" if lr_mark is not None else ""
+    mark += f"; {len(lrs)} learning rates: colours only" if dense else ""
     fig.suptitle(f"steps to full training loss < {target:g}\n(÷ div.: diverged; n.r.: not reached in budget; "
                  f"↘↗: reached, then diverged or lost{mark})", fontsize=10)
     return fig
+
+
+def _cell(ax, r, i, j, norm, dense: bool):
+    """One cell of the heatmap ``r`` (a row of the cell table) at row ``i``, column ``j``: its hatching
+    and, unless ``dense``, its text."""
+    if r.status == "reached":
+        shade = norm(max(r.median_steps, 1)) if norm else 0.5
+        text = f"{r.median_steps:.0f}" + (f"\n{r.n_reached}/{r.n}" if r.n_reached < r.n else "")
+        if not dense:
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if shade > 0.6 else "black")
+    elif r.status.startswith("reached, then"):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#fde6c8", edgecolor="#e67e22", hatch="..", lw=0))
+        if not dense:
+            ax.text(j, i, "↘↗ div." if r.status.endswith("diverged") else "↘↗ lost", ha="center",
+                    va="center", fontsize=8, color="#a04000", fontweight="bold")
+    elif r.status == "diverged":
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#f2d7d5", edgecolor=FULL_RED, hatch="///", lw=0))
+        if not dense:
+            ax.text(j, i, "÷ div.", ha="center", va="center", fontsize=8, color=FULL_RED, fontweight="bold")
+    else:
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#eeeeee", lw=0))
+        if not dense:
+            ax.text(j, i, "n.r.", ha="center", va="center", fontsize=8, color="#555555")
 
 
 def _grid_position(value: float, grid: list[float]) -> tuple[float, str]:

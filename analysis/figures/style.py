@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only: reports are built without a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -35,6 +36,13 @@ def lr_colors(lrs) -> dict:
     cmap = plt.get_cmap("viridis")
     norm = LogNorm(min(lrs), max(lrs)) if len(lrs) > 1 and min(lrs) > 0 else None
     return {lr: cmap(0.9 * norm(lr)) if norm else cmap(0.3) for lr in lrs}
+
+
+def lr_scale(lrs):
+    """A colour scale of learning rates (viridis, log): ``to_rgba(lr)`` colours a line, ``fig.colorbar`` draws it."""
+    lo, hi = min(lrs), max(lrs)
+    norm = LogNorm(lo, hi if hi > lo else lo * 10) if lo > 0 else None
+    return ScalarMappable(norm=norm, cmap="viridis")
 
 
 MAX_LINES = 8   # lines per panel: more cannot be told apart

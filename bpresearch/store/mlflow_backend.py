@@ -79,6 +79,18 @@ def search_all(c, exp_ids: list[str], filter_string: str = "") -> list:
             return out
 
 
+def count_runs(c, exp_ids: list[str], filter_string: str) -> int:
+    """How many runs of ``exp_ids`` match ``filter_string``: MLflow's API has no count, so its
+    pages are counted and dropped (memory: one page, never every run)."""
+    n, token = 0, None
+    while True:
+        page = c.search_runs(exp_ids, filter_string=filter_string, max_results=PAGE, page_token=token)
+        n += len(page)
+        token = page.token
+        if not token:
+            return n
+
+
 def param_value_limit() -> int:
     """MLflow's limit on the length of a param value (6,000 characters in MLflow 3)."""
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
@@ -151,13 +163,13 @@ class MlflowStore(Store):
             self.client.set_experiment_tag(exp_id, key, value)
 
     def experiments(self) -> list[tuple[str, str, int, int]]:
+        """Counted by filtered searches, a page at a time (``count_runs``); a sqlite store counts in SQL."""
         out = []
         for exp in self.client.search_experiments():
-            runs = search_all(self.client, [exp.experiment_id])
-            kids = [r for r in runs if r.data.tags.get(KIND_TAG) == RUN and r.info.status == "FINISHED"]
-            sweeps = [r for r in runs if r.data.tags.get(KIND_TAG) == SWEEP]
+            kids = count_runs(self.client, [exp.experiment_id], f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'")
+            sweeps = count_runs(self.client, [exp.experiment_id], f"tags.{KIND_TAG} = '{SWEEP}'")
             if kids or sweeps:
-                out.append((exp.name, exp.tags.get(NOTE_TAG, ""), len(kids), len(sweeps)))
+                out.append((exp.name, exp.tags.get(NOTE_TAG, ""), kids, sweeps))
         return out
 
     def _child_params(self):

@@ -5,7 +5,8 @@ Python values back (``StoredRun``, tuples of curve points). The store a report r
 ``resolve_uri``'s; a report's files go back as artifacts of a sweep run (``attach_folder``). Runs come from
 ``search_runs``, one page at a time. Curves are metric histories, which ``search_runs``
 does not return: from a sqlite store they are read with one SQL query per 500 runs
-straight from its ``metrics`` table, read only; any other store falls back to
+straight from its ``metrics`` table through its run-id index, read only, and handed
+over a chunk at a time (``metric_point_chunks``); any other store falls back to
 ``get_metric_history`` per run and metric, one request each and therefore slow for
 hundreds of runs. Reading never creates, migrates or writes to a store.
 """
@@ -26,7 +27,8 @@ from bpresearch.store.uri import resolve_uri, sqlite_path
 from bpresearch.store.views import cell_url, experiment_url
 
 __all__ = ["POINT", "StoreError", "StoredExperiment", "StoredRun", "artifact_text", "attach_folder", "experiment",
-           "experiment_names", "metric_points", "resolve_uri", "runs", "cell_url", "experiment_url"]
+           "experiment_names", "metric_point_chunks", "metric_points", "resolve_uri", "runs", "cell_url",
+           "experiment_url"]
 
 SQL_CHUNK = 500  # run ids per IN (...) list: far below sqlite's limit of bound variables
 POINT = ("run_id", "key", "step", "value", "timestamp")  # the fields of a curve point, in order
@@ -124,20 +126,38 @@ def attach_folder(uri: str, run_id: str, folder: Path, artifact_path: str):
     client(uri).log_artifacts(run_id, str(folder), artifact_path)
 
 
-def _points_sqlite(db, run_ids: list[str], keys: list[str]) -> list[tuple]:
+RUN_INDEX = "index_metrics_run_uuid_key_step"   # MLflow's index of metrics by (run, key, step)
+
+
+def points_query(n_runs: int, n_keys: int, run_index: bool = True) -> str:
+    """The curve query for ``n_runs`` run ids and ``n_keys`` keys.
+
+    ``run_index``: read through ``RUN_INDEX``. A store without statistics (``sqlite_stat1``)
+    leaves sqlite to guess, and it picks the primary key, whose first column is the metric's
+    key: every chunk of runs then reads every point of the store under those keys (quadratic
+    in the store's size). Named, the index reads only the chunk's runs.
+    """
+    return (f"SELECT run_uuid, key, step, value, timestamp FROM metrics"
+            f"{f' INDEXED BY {RUN_INDEX}' if run_index else ''} "
+            f"WHERE run_uuid IN ({','.join('?' * n_runs)}) AND key IN ({','.join('?' * n_keys)}) AND is_nan = 0")
+
+
+def iter_points_sqlite(db, run_ids: list[str], keys: list[str]):
+    """``_points_sqlite``'s rows, one chunk of ``SQL_CHUNK`` runs at a time (a list of tuples each)."""
     # Read only: a report must never write to (or migrate) the store it reads.
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = []
-        kq = ",".join("?" * len(keys))
+        indexed = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                              (RUN_INDEX,)).fetchone() is not None   # an older MLflow's store may lack it
         for i in range(0, len(run_ids), SQL_CHUNK):
             ids = run_ids[i:i + SQL_CHUNK]
-            q = (f"SELECT run_uuid, key, step, value, timestamp FROM metrics "
-                 f"WHERE run_uuid IN ({','.join('?' * len(ids))}) AND key IN ({kq}) AND is_nan = 0")
-            rows += con.execute(q, [*ids, *keys]).fetchall()
+            yield con.execute(points_query(len(ids), len(keys), indexed), [*ids, *keys]).fetchall()
     finally:
         con.close()
-    return rows
+
+
+def _points_sqlite(db, run_ids: list[str], keys: list[str]) -> list[tuple]:
+    return [row for rows in iter_points_sqlite(db, run_ids, keys) for row in rows]
 
 
 def _points_client(uri: str, run_ids: list[str], keys: list[str]) -> list[tuple]:
@@ -150,6 +170,29 @@ def _points_client(uri: str, run_ids: list[str], keys: list[str]) -> list[tuple]
     jobs = [(r, k) for r in run_ids for k in keys]
     with ThreadPoolExecutor(8) as pool:  # requests wait on I/O; threads overlap them
         return [row for part in pool.map(one, jobs) for row in part]
+
+
+def metric_point_chunks(uri: str, run_ids, keys, sql: bool | None = None):
+    """``metric_points``, a chunk of runs at a time: each chunk a list of ``POINT`` tuples holding
+    every point of its runs (a run is never split between chunks), so a reader can reduce
+    each chunk before the next one is read.
+
+    Args: as ``metric_points``.
+    """
+    run_ids, keys = list(run_ids), list(keys)
+    if not run_ids or not keys:
+        return
+    db = sqlite_path(uri)
+    if sql is None:
+        sql = db is not None
+    names = list(dict.fromkeys(n for k in keys for n in stored_names(k)))
+    if sql:
+        chunks = iter_points_sqlite(db, run_ids, names)
+    else:
+        chunks = (_points_client(uri, run_ids[i:i + SQL_CHUNK], names) for i in range(0, len(run_ids), SQL_CHUNK))
+    short = {n: short_key(n) for n in names}
+    for rows in chunks:
+        yield [(r, short[k], *rest) for r, k, *rest in rows]
 
 
 def metric_points(uri: str, run_ids, keys, sql: bool | None = None) -> list[tuple]:
@@ -167,12 +210,4 @@ def metric_points(uri: str, run_ids, keys, sql: bool | None = None) -> list[tupl
         ``(run_id, key, step, value, timestamp)`` tuples (``POINT``) with ``key`` as given,
         in no particular order; a point logged twice appears twice.
     """
-    run_ids, keys = list(run_ids), list(keys)
-    if not run_ids or not keys:
-        return []
-    db = sqlite_path(uri)
-    if sql is None:
-        sql = db is not None
-    names = list(dict.fromkeys(n for k in keys for n in stored_names(k)))
-    rows = _points_sqlite(db, run_ids, names) if sql else _points_client(uri, run_ids, names)
-    return [(r, short_key(k), *rest) for r, k, *rest in rows]
+    return [row for rows in metric_point_chunks(uri, run_ids, keys, sql) for row in rows]

@@ -18,12 +18,26 @@ import threading
 import time
 from contextlib import contextmanager
 
-from bpresearch.keys import HASH_TAG, KIND_TAG, RUN
+from bpresearch.keys import HASH_TAG, KIND_TAG, RUN, SWEEP
 from bpresearch.store import sqlstore
-from bpresearch.store.base import RUN_NAME_TAG, Child, Store, child_tags, experiment_tags, fit_param, stored_metrics
+from bpresearch.store.base import (
+    NOTE_TAG,
+    RUN_NAME_TAG,
+    Child,
+    Store,
+    child_tags,
+    experiment_tags,
+    fit_param,
+    stored_metrics,
+)
 from bpresearch.store.mlflow_backend import MlflowStore
 from bpresearch.store.record import RunRecord
-from bpresearch.store.uri import is_local, local_path, new_artifact_location, sqlite_path
+from bpresearch.store.uri import (
+    is_local,
+    local_path,
+    new_artifact_location,
+    sqlite_path,
+)
 
 
 def _artifact_uri(location: str, run_id: str) -> str:
@@ -95,10 +109,15 @@ class SqliteStore(Store):
         return self.mlflow.experiment(name, description)   # a deleted experiment: MLflow says why not
 
     def experiments(self) -> list[tuple[str, str, int, int]]:
-        return self.mlflow.experiments()
+        """Counted in SQL (``sqlstore.experiment_counts``): no run is read."""
+        with self._con() as con:
+            counts = sqlstore.experiment_counts(con, KIND_TAG, RUN, SWEEP)
+            return [(name, sqlstore.experiment_tag(con, exp_id, NOTE_TAG) or "", kids, sweeps)
+                    for exp_id, name, kids, sweeps in counts if kids or sweeps]
 
     def _child_params(self):
-        return self.mlflow._child_params()
+        with self._con() as con:
+            return list(sqlstore.child_params(con, KIND_TAG, RUN))
 
     def set_experiment_tags(self, exp_id: str, tags: dict[str, str]):
         with self._con() as con:
@@ -134,9 +153,12 @@ class SqliteStore(Store):
         return run_id
 
     def end_sweep(self, run_id: str, summary: dict, status: str = "FINISHED"):
+        """The parent run's summary and status, then fresh query statistics (``sqlstore.analyze``):
+        MLflow's UI and searches plan their queries by them."""
         with self._con() as con:
             sqlstore.log_values(con, run_id, summary)
             sqlstore.terminate(con, [run_id], status)
+            sqlstore.analyze(con)
 
     def _log_text(self, run_id: str, text: str, fname: str):
         with self._con() as con:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
+import secrets
 import sqlite3
 import sys
 import time
@@ -64,6 +65,7 @@ SCHEMA_REVISIONS = {"dc11669786a5": "3.17", "f4a9b2c7d1e6": "3.18"}
 PARAM_LIMIT = 6000   # MLflow's MAX_PARAM_VAL_LENGTH at every one of SCHEMA_REVISIONS (tests compare)
 CACHE_KIB = 256 * 1024
 BUSY_MS = 60_000
+ANALYSIS_LIMIT = 50_000   # rows ANALYZE reads per index: its cost stays flat as the store grows
 MAX_POINTS = 200_000   # points per transaction at most: another writer waits ≤ about 2 s
 FLOAT_MAX = sys.float_info.max   # MLflow stores ±inf as ±max float, NaN as 0 with is_nan = 1
 
@@ -88,7 +90,14 @@ CONTEXT_TAG, CONTEXT = "mlflow.data.context", "train"   # what the UI shows besi
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex  # as MLflow's SqlAlchemyStore.create_run
+    """A run id as MLflow's (32 hex digits), ordered by time: milliseconds, then 80 random bits.
+
+    Two indexes of ``metrics`` (and those of runs, tags, params) are keyed on the run id.
+    MLflow's random ``uuid4`` puts each new run's points at a random place in them, so a
+    transaction dirties (and journals) pages all over an index that outgrows the cache, and
+    the write rate falls as the store grows; ids that grow with time append at the end.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -196,6 +205,54 @@ def transactions(runs: list[NewRun], max_points: int = MAX_POINTS) -> list[list[
         out[-1].append(r)
         size += n
     return [t for t in out if t]
+
+
+def analyze(con: sqlite3.Connection):
+    """Refresh the query planner's statistics (``sqlite_stat1``), as a sweep or a sync ends.
+
+    Without them sqlite guesses that every index is as selective as any other and plans
+    MLflow's own queries (a sorted search, a run's metric history) through the ``key``
+    index of ``metrics``, which holds every point of the store for one key: each query
+    then reads the whole store. ``analysis_limit`` samples each index instead of reading
+    it whole (sqlite's advice for ``PRAGMA optimize``), so the cost does not grow with
+    the store; the sample still tells a run id (hundreds of rows) from a key (the store).
+    """
+    con.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+    con.execute("ANALYZE")
+
+
+def experiment_counts(con: sqlite3.Connection, kind_tag: str, run: str, sweep: str) -> list[tuple[int, str, int, int]]:
+    """(experiment id, name, FINISHED runs tagged ``kind_tag = run``, runs tagged ``kind_tag = sweep``)
+    of every active experiment: counted in SQL, no run read."""
+    return con.execute(
+        "SELECT e.experiment_id, e.name, "
+        "COALESCE(SUM(t.value = ? AND r.status = 'FINISHED'), 0), COALESCE(SUM(t.value = ?), 0) "
+        "FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id AND r.lifecycle_stage = 'active' "
+        "LEFT JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? "
+        "WHERE e.lifecycle_stage = 'active' AND e.workspace = 'default' GROUP BY e.experiment_id "
+        "ORDER BY e.creation_time DESC, e.experiment_id",   # as MLflow's search_experiments
+        (run, sweep, kind_tag)).fetchall()
+
+
+def child_params(con: sqlite3.Connection, kind_tag: str, run: str):
+    """(experiment id, name, [params of each FINISHED run tagged ``kind_tag = run``]) of every active
+    experiment with some: the params alone, read in SQL (MLflow's search would load every run in full)."""
+    for exp_id, name in con.execute("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
+                                    "AND workspace = 'default' ORDER BY creation_time DESC, experiment_id").fetchall():
+        params: dict[str, dict[str, str]] = {}
+        for rid, key, value in con.execute(
+                "SELECT p.run_uuid, p.key, p.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? "
+                "JOIN params p ON p.run_uuid = r.run_uuid WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' "
+                "AND r.status = 'FINISHED' AND t.value = ?", (kind_tag, exp_id, run)):
+            params.setdefault(rid, {})[key] = value
+        if params:
+            yield str(exp_id), name, list(params.values())
+
+
+def experiment_tag(con: sqlite3.Connection, experiment_id: int, key: str) -> str | None:
+    row = con.execute("SELECT value FROM experiment_tags WHERE experiment_id = ? AND key = ?",
+                      (experiment_id, key)).fetchone()
+    return None if row is None else row[0]
 
 
 # ------------------------------------------------------------------ the rest of a sweep's writes
@@ -334,7 +391,8 @@ def child_runs(con: sqlite3.Connection, experiment_id: int, kind_tag: str, kind:
     rows = con.execute(
         "SELECT r.run_uuid, r.status, h.value FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = ? "
         "LEFT JOIN tags h ON h.run_uuid = r.run_uuid AND h.key = ? "
-        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ?",
+        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND k.value = ? "
+        "ORDER BY r.start_time DESC, r.run_uuid",   # search_runs' order, whatever plan the statistics choose
         (kind_tag, hash_tag, experiment_id, kind)).fetchall()
     metrics: dict[str, dict[str, float]] = {r[0]: {} for r in rows}
     for rid, key, value, is_nan in con.execute(

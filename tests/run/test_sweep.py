@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,8 @@ from bpresearch.cli import main
 from bpresearch.keys import HASH_TAG, KIND_TAG
 from bpresearch.run import records, sweep
 from bpresearch.spec import experiment
+from bpresearch.store import reads, sqlstore
+from bpresearch.store.uri import sqlite_path
 
 SMALL = ["--set", "train.steps=30", "--set", "train.eval_every=5", "--set", "sweep.seeds=2",
          "--set", "sweep.learning_rate=[0.03, 0.3, 3.0]", "--set", 'sweep.batch_size=[1, 8, "full"]']
@@ -291,3 +294,89 @@ def test_a_group_is_written_chunk_by_chunk_while_it_trains(linear_example, tmp_p
                 assert got == list(zip(steps.tolist(), values.tolist())), (rec.run.name, key)
             assert {key: k.data.metrics[keys.stored_summary(key)] for key in rec.summary} == \
                 pytest.approx(rec.summary, nan_ok=True)
+
+
+# ---------------------------------------------------------------- what keeps a big store fast (bench/scale.py times it)
+def _stat_tables(db) -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        return {t for (t,) in con.execute("SELECT tbl FROM sqlite_stat1")}
+    finally:
+        con.close()
+
+
+def test_a_finished_sweep_leaves_the_store_analysed(swept):
+    """The planner's statistics cover the tables MLflow's searches and histories read."""
+    uri = swept[1]
+    assert {"metrics", "latest_metrics", "runs", "tags"} <= _stat_tables(sqlite_path(uri))
+
+
+def _plan(db, query: str, n_runs: int) -> str:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute(f"EXPLAIN QUERY PLAN {query}", ["x"] * n_runs + ["curves/full_train_loss"]).fetchall()
+    finally:
+        con.close()
+    return " ".join(r[-1] for r in rows)
+
+
+def test_the_curve_query_reads_through_the_run_index(swept, tmp_path):
+    """Without statistics sqlite plans the curve query through the primary key (every point of
+    a key in the store, for every chunk); the harness's query names the run-id index."""
+    uri = swept[1]
+    db = tmp_path / "copy.db"
+    shutil.copy(sqlite_path(uri), db)
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE sqlite_stat1")   # a store no sweep of this version has analysed
+    con.commit()
+    con.close()
+    assert reads.RUN_INDEX in _plan(db, reads.points_query(3, 1), 3)
+    assert reads.RUN_INDEX not in _plan(db, reads.points_query(3, 1, run_index=False), 3)   # the planner's guess
+
+
+def test_list_counts_without_reading_runs(swept, monkeypatch, capsys):
+    """`list` asks one count per store (and a note per experiment), whatever the number of runs:
+    no statement reads a run, a metric or a param."""
+    uri = swept[1]
+    statements = []
+    connect = sqlstore.connect
+
+    def traced(path):
+        con = connect(path)
+        con.set_trace_callback(statements.append)
+        return con
+
+    monkeypatch.setattr(sqlstore, "connect", traced)
+    assert main(["list", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "linear-regression" in out and " 18 " in out   # 3 learning rates × 3 batch sizes × 2 seeds
+    reads_ = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert reads_ and len(reads_) <= 2   # the counts, then the experiment's note
+    assert not any(t in s for s in reads_ for t in ("FROM metrics", "FROM params", "FROM latest_metrics"))
+
+
+def test_curves_read_chunk_by_chunk_equal_the_points(swept, monkeypatch):
+    """Chunked reading (a few runs a chunk here) gives every point, each run's in one chunk."""
+    uri = swept[1]
+    from analysis import load
+
+    exp = reads.experiment(uri, "linear-regression")
+    ids = [r.run_id for r in reads.runs(uri, exp.experiment_id) if r.parent_id]
+    whole = load.load_curves(uri, ids)
+    monkeypatch.setattr(reads, "SQL_CHUNK", 7)
+    chunks = list(reads.metric_point_chunks(uri, sorted(ids), ["full_train_loss"]))
+    assert len(chunks) == 3   # 18 runs, 7 a chunk
+    assert all(not ({r for r, *_ in a} & {r for r, *_ in b}) for a in chunks for b in chunks if a is not b)
+    assert load.load_curves(uri, ids).equals(whole)
+    assert len(whole) == len(reads.metric_points(uri, ids, load.R.CURVE_KEYS))
+
+
+def test_counts_and_params_in_sql_equal_mlflows(swept):
+    """The sqlite store's counts and child params (read in SQL) are what MLflow's searches give."""
+    from bpresearch.store.tracking import open_store
+
+    uri = swept[1]
+    direct, client = open_store(uri), open_store(uri, bulk=False)
+    assert direct.experiments() == client.experiments()
+    assert [(i, n, sorted(map(sorted, (p.items() for p in ps)))) for i, n, ps in direct._child_params()] == \
+        [(i, n, sorted(map(sorted, (p.items() for p in ps)))) for i, n, ps in client._child_params()]
