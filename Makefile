@@ -26,7 +26,7 @@ SERVER_ARTIFACTS ?= mlartifacts-server
 UI_HOST     ?= 127.0.0.1
 SERVER_HOST ?= 127.0.0.1
 
-.PHONY: install test test-fast test-ui sweep ui server report bench clean clean-store
+.PHONY: install test test-fast test-ui test-latest sweep ui server report bench clean clean-store
 
 install: $(STAMP)
 
@@ -48,6 +48,23 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
+
+# The newest releases of everything, without constraints.txt, in a venv of their own
+# (.venv-latest, made anew each time), and the fast tests there: drift is seen before users
+# see it. JAX 0.11 and later need Python >= 3.12: PY_LATEST is the newest Python 3.12+ on
+# PATH or installed by pyenv, else $(PY).
+PY_LATEST ?= $(shell for p in python3.14 python3.13 python3.12 \
+                 $$(ls -d $$(pyenv root 2>/dev/null || echo /none)/versions/3.1[2-9]*/bin/python3 2>/dev/null \
+                    | sort -rV) $(PY); do $$p -c 'import venv' >/dev/null 2>&1 && { echo $$p; break; }; done)
+test-latest:
+	rm -rf .venv-latest
+	$(PY_LATEST) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q --upgrade -e '.[$(EXTRAS)]'
+	@.venv-latest/bin/python -c 'import sys; from importlib.metadata import version as v; \
+	  print("test-latest: Python " + sys.version.split()[0], *(f"{p} {v(p)}" for p in \
+	  ("jax", "jaxlib", "optax", "mlflow", "mlflow-skinny", "numpy", "pandas")), sep=", ")'
+	.venv-latest/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" -p no:cacheprovider
 
 # The MLflow UI in headless Chromium (Debian's `chromium`; skipped without it, except in CI).
 test-ui: $(STAMP)
@@ -80,7 +97,7 @@ bench: $(STAMP)
 # `make clean` removes what can be rebuilt (.venv, reports/, caches) and keeps the results:
 # the MLflow store (mlflow.db, mlartifacts/). `make clean-store` deletes the store instead.
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis reports
+	rm -rf $(VENV) .venv-latest .pytest_cache .hypothesis reports
 	@echo "Removed .venv, reports/ and test caches; kept the MLflow store (mlflow.db, mlartifacts/)."
 	@echo "To delete the store and every logged run: make clean-store"
 

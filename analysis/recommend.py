@@ -197,8 +197,22 @@ def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
     if not tied:
         return f"{head}: {_steps(best[key])} at {_where(best)}."
     names = [f"{_where(r)} ({_steps(r[key])})" for r in [best] + sorted(tied, key=lambda r: r[key])]
-    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-    return f"{head}: a tie within the seeds' intervals between {'; '.join(names[:3])}{more}."
+    if len(names) > 2:   # a comparison of many settings is a table (the groups compared), not a sentence
+        return (f"{head}: {len(names)} settings tie within the seeds' intervals, the fewest {names[0]}; "
+                f"the table compares them.")
+    return f"{head}: a tie within the seeds' intervals between {'; '.join(names)}."
+
+
+def _n_steps(v) -> str:
+    return f"{_steps(v)} step" + ("" if v == 1 else "s")
+
+
+def _unreached(recs: list[dict]) -> str:
+    """The later targets that no row reached: the table says so row by row, the answer once."""
+    first = recs[0]["target"]
+    missed = [t for t in dict.fromkeys(r["target"] for r in recs)
+              if t != first and not any(r["reached"] for r in recs if r["target"] == t)]
+    return (f"No setting reached loss {' or '.join(missed)} within the steps tried." if missed else "")
 
 
 def _scaling(rows: list[dict]) -> str:
@@ -212,18 +226,19 @@ def _scaling(rows: list[dict]) -> str:
     grp = f" ({b0['group']})" if b0.get("group") else ""
     if last is b0:   # already the next batch size needs more than twice the examples
         return (f"Larger batches{grp} help less than in proportion from the start: {_bs_text(big)} needs "
-                f"{_steps(big['steps'])} steps against {_steps(b0['steps'])} at {_bs_text(b0)}, "
+                f"{_n_steps(big['steps'])} against {_steps(b0['steps'])} at {_bs_text(b0)}, "
                 f"{big['examples'] / e0:.2g}× the examples.")
     s = (f"Up to {_bs_text(last)}, larger batches{grp} cut the steps nearly in proportion "
          f"({_steps(b0['steps'])} → {_steps(last['steps'])} steps, {last['examples'] / e0:.2g}× the examples)")
     if big is not last:
-        s += (f"; beyond, they help less: {_bs_text(big)} needs {_steps(big['steps'])} steps, "
+        s += (f"; beyond, they help less: {_bs_text(big)} needs {_n_steps(big['steps'])}, "
               f"{big['examples'] / e0:.2g}× the examples")
     return s + "."
 
 
 def answer(recs: list[dict], runs: int, diverged: int, first_diverged: float | None) -> list[str]:
-    """At most five plain sentences: fewest steps, fewest examples, how far larger batches help, divergence, tuning."""
+    """At most five plain sentences: fewest steps, fewest examples, how far larger batches help, the later targets
+    nothing reached, divergence, tuning."""
     if not recs:
         return []
     t = recs[0]["target"]
@@ -238,6 +253,7 @@ def answer(recs: list[dict], runs: int, diverged: int, first_diverged: float | N
         out.append(_fewest(ok, "Fewest examples", "examples", None))
         fastest_group = f.get("group", "")
         out.append(_scaling([r for r in first if r.get("group", "") == fastest_group]))
+    out.append(_unreached(recs))
     if diverged and diverged == runs:
         out.append(f"Every one of the {runs} runs diverged: no learning rate in this grid trains stably.")
     elif diverged:

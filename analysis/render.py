@@ -1,8 +1,9 @@
 """A report as a list of blocks, and how it is written: one HTML page, Markdown, PNGs.
 
 For each experiment: ``DIR/<experiment>/index.html`` (one self-contained file, figures
-embedded as base64 PNG, no scripts, no external files), ``DIR/<experiment>/report.md``
-with the PNGs beside it, and ``DIR/index.html`` linking them all.
+embedded as base64 PNG, no scripts, no external files), ``details.html`` and ``report.md``
+with the PNGs beside them (``analysis.pages`` decides which block goes on which page), and
+``DIR/index.html`` linking them all.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Report:
     blocks: list = field(default_factory=list)   # ("h2"|"h3"|"p"|"pre"|"ul", payload) | Figure | ("table", title, df)
     summary: dict = field(default_factory=dict)  # this report's entry of summary.json (``analysis.summary``)
     fold_from: int | None = None  # blocks from here on: each h2 opens a collapsed section (HTML <details>)
+    elsewhere: list = field(default_factory=list)  # (title, href): sections on another page, in the contents line
     title_url: str = ""           # where the title links (the experiment in the MLflow UI); "" no link
 
     def h2(self, text): self.blocks.append(("h2", text))
@@ -92,7 +94,8 @@ font-size:.8em}img{max-width:100%;height:auto}.na{color:#666;font-size:.9em}li{o
 figure{margin:1em 0}figcaption{font-weight:600}details{border:1px solid #ddd;border-radius:4px;margin:.5em 0;
 padding:.2em .8em}details>summary{cursor:pointer;font-weight:600;font-size:1.1em;padding:.3em 0}
 .lead{font-size:.9em;color:#555;margin:0 0 .4em}.terms{font-size:.85em;color:#444}.terms dt{font-weight:600;
-display:inline}.terms dd{display:inline;margin:0 .8em 0 .3em}nav{font-size:.9em}"""
+display:inline}.terms dd{display:inline;margin:0 .8em 0 .3em}nav{font-size:.9em}
+#recommendations{font-size:.8em}#recommendations td{white-space:nowrap}"""  # one line per row: more rows on the first screen
 
 MAX_BULLET = 300   # characters: a longer finding is split at its sentences, then at its clauses
 
@@ -216,6 +219,14 @@ def _html_block(b) -> str:
     return ""
 
 
+def contents(folds: list[str], elsewhere: list[tuple[str, str]]) -> str:
+    """The contents line under the answer: the folded sections here, then those on another page."""
+    here = " · ".join(f"<a href='#{anchor(t)}'>{html.escape(t)}</a>" for t in folds)
+    there = " · ".join(f"<a href='{html.escape(h)}'>{html.escape(t)}</a>" for t, h in elsewhere)
+    return "".join([f"<nav>Figures (click to open): {here}</nav>" if here else "",
+                    f"<nav>On the details page: {there}</nav>" if there else ""])
+
+
 def _title(rep: Report) -> str:
     name = html.escape(rep.name)
     return f"<a href='{html.escape(rep.title_url)}'>{name}</a>" if rep.title_url else name
@@ -233,9 +244,8 @@ def to_html(rep: Report) -> str:
              f"<h1>{_title(rep)}: how quickly does training converge?</h1>"]
     folds, open_fold = _folds(rep), False
     for i, b in enumerate(rep.blocks):
-        if i == rep.fold_from and folds:
-            parts.append("<nav>Details (click to open): " + " · ".join(
-                f"<a href='#{anchor(t)}'>{html.escape(t)}</a>" for t in folds) + "</nav>")
+        if i == rep.fold_from:
+            parts.append(contents(folds, rep.elsewhere))
         if rep.fold_from is not None and i >= rep.fold_from and not isinstance(b, Figure) and b[0] == "h2":
             parts.append(("</details>" if open_fold else "") +
                          f"<details id='{anchor(b[1])}'><summary>{html.escape(b[1])}</summary>")
@@ -275,21 +285,6 @@ def to_markdown(rep: Report) -> str:
 def slug(name: str) -> str:
     """A folder name for an experiment name: one safe path component (``bpresearch.keys``)."""
     return safe_name(name)
-
-
-def write(rep: Report, folder: Path) -> list[Path]:
-    """Write index.html, report.md and the PNGs of one report; return the files written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):  # figures of an earlier build that no longer apply
-        old.unlink()
-    files = []
-    for f in rep.figures:
-        if f.png is not None:
-            (folder / f"{f.name}.png").write_bytes(f.png)
-            files.append(folder / f"{f.name}.png")
-    (folder / "index.html").write_text(to_html(rep), encoding="utf-8")
-    (folder / "report.md").write_text(to_markdown(rep), encoding="utf-8")
-    return files + [folder / "index.html", folder / "report.md"]
 
 
 def _entry(folder: Path) -> dict | None:

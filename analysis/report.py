@@ -20,7 +20,8 @@ from bpresearch.store import reads
 
 from . import links, load, recommend, refinement
 from .build import build
-from .render import slug, write, write_index
+from .pages import write
+from .render import slug, write_index
 from .sections.context import RunSide
 from .summary import experiment_summary
 from .trajectories import param_keys

@@ -89,6 +89,14 @@ def _where_next(uri: str, experiment_ids: list[str]) -> str:
 
 
 def cmd_sweep(args) -> int:
+    from bpresearch.store.sqlstore import NewerSchema
+    from bpresearch.store.tracking import check_not_newer
+    from bpresearch.store.uri import resolve_uri
+
+    try:   # before the experiment files load JAX: a store a later MLflow upgraded fails at once
+        check_not_newer(args.tracking_uri)
+    except NewerSchema as e:
+        return _fail(f"connecting to the MLflow store {resolve_uri(args.tracking_uri)}: {e}", EXIT_STORE)
     from bpresearch.spec import experiment as expmod
     from bpresearch.spec.config import ExperimentError
 

@@ -38,6 +38,10 @@ def answer(ctx: Context):
     seeds = int(ctx.runs["seed"].nunique()) if not ctx.runs.empty else 0
     ctx.rep.blocks.append(("html", f"<p class='lead'>{html.escape(lead)}{len(ctx.runs):,} finished runs, "
                                    f"{seeds} seed(s) per cell.</p>"))
+    if ctx.others:   # every page links the others, so that no run goes unlisted
+        ctx.rep.blocks.append(("html", "<p class='lead'>Other variants of this experiment: " + "; ".join(
+            (f"<a href='{html.escape(link)}'>{html.escape(v.label)}</a>" if link else html.escape(v.label))
+            + f" ({len(v.runs)} runs)" for v, link in ctx.others) + ".</p>"))
     show_answer(ctx.rep, ctx.rep.summary, ctx.facets)
     ctx.summary_at = len(ctx.rep.blocks)
     ctx.rep.fold_from = len(ctx.rep.blocks)

@@ -19,6 +19,7 @@ from .. import measures as M
 from .. import refinement
 from ..figures import scaling as FG
 from ..groups import Group, combined
+from ..pages import GROUPS_COMPARED
 from ..prose import (
     findings_best_short,
     findings_lost,
@@ -135,7 +136,7 @@ def compare(ctx: Context, tg: Target):
     if tg.first:
         ctx.headlines.extend(findings_compare(tg.best, tg.t, ctx.full)[:1])
     ctx.rep.table(f"Groups compared: median steps to loss {tg.t:g} (best η) per batch size",
-                  compare_table(tg.best, ctx.full))
+                  compare_table(tg.best, ctx.full), f"{GROUPS_COMPARED}{R.target_key(tg.t)}")
 
 
 def compare_table(best: pd.DataFrame, full: int | None) -> pd.DataFrame:

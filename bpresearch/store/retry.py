@@ -91,24 +91,20 @@ def schema_mismatch(exc: BaseException) -> str | None:
     """One line for MLflow's refusal of a store at another schema revision ("Detected
     out-of-date database schema", said also of a newer one): which revision, what to do.
     None for any other error."""
-    from importlib.metadata import PackageNotFoundError, version
+    from bpresearch.store import sqlstore
 
-    from bpresearch.store.sqlstore import known_revisions
-
-    m = next((m for e in _chain(exc) if (m := _SCHEMA.search(str(e)))), None)
+    chain = _chain(exc)
+    newer = next((e for e in chain if isinstance(e, sqlstore.NewerSchema)), None)
+    if newer is not None:
+        return str(newer)
+    m = next((m for e in chain if (m := _SCHEMA.search(str(e)))), None)
     if m is None:
         return None
     found, expected = m.groups()
-    try:
-        mlflow = f"MLflow {version('mlflow')}"
-    except PackageNotFoundError:
-        mlflow = "the installed MLflow"
-    if found in known_revisions():
-        return (f"the store is at schema revision {found}, older than {expected} that {mlflow} expects: "
-                f"back it up, then migrate it with `mlflow db upgrade <tracking URI>`")
-    return (f"the store is at schema revision {found}, newer than {mlflow} knows (it expects {expected}): "
-            f"a later MLflow upgraded it; install that MLflow (pip install -U mlflow) or use another "
-            f"store (--tracking-uri)")
+    if found in sqlstore.known_revisions():
+        return (f"the store is at schema revision {found}, older than {expected} that {sqlstore.mlflow_version()} "
+                f"expects: back it up, then migrate it with `mlflow db upgrade <tracking URI>`")
+    return sqlstore.newer_schema(found, expected)
 
 
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
@@ -120,11 +116,14 @@ def is_transient(exc: BaseException) -> bool:
 
     A database error decides by its own message (``database is locked`` is transient; a full
     disk or a read-only database is not), whatever MLflow wrapped it in. A store at another
-    schema revision (``schema_mismatch``) is not, though MLflow reports it as INTERNAL_ERROR.
+    schema revision (``schema_mismatch``) is not, though MLflow reports it as INTERNAL_ERROR,
+    nor is one newer than the installed MLflow knows (``sqlstore.NewerSchema``).
     """
+    from bpresearch.store.sqlstore import NewerSchema
+
     chain = _chain(exc)
-    if any(_SCHEMA.search(str(e)) for e in chain):
-        return False
+    if any(isinstance(e, NewerSchema) or _SCHEMA.search(str(e)) for e in chain):
+        return False   # decided before MLflow is imported: a newer store fails in well under a second
     sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")   # not imported: no sqlalchemy error to look for
     database = (sqlite3.OperationalError,) + ((sqlalchemy_exc.OperationalError,) if sqlalchemy_exc else ())
     for e in chain:

@@ -52,7 +52,7 @@ def _write_texts(folder, texts: dict[str, str]):
 
 
 class SqliteStore(Store):
-    """A sqlite store at ``sqlstore.SCHEMA_REVISION`` (``sqlstore.writable``), written without MLflow.
+    """A sqlite store at one of ``sqlstore.SCHEMA_REVISIONS`` (``sqlstore.writable``), written without MLflow.
 
     Args:
         uri: a ``sqlite:///`` tracking URI.

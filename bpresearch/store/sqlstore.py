@@ -34,9 +34,11 @@ The rest of what a sweep does to an existing store (its experiment and experimen
 the parent run, reading which runs are finished, marking stale copies KILLED) is here
 too, as MLflow's own ``SqlAlchemyStore`` writes it: importing MLflow and checking its
 schema costs about 2.5 s, more than most sweeps spend on tracking. These statements are
-written for one schema, ``SCHEMA_REVISION`` (MLflow 3.17's); ``writable`` says whether a
-store has it and the installed MLflow expects no other. When not (a new store, an older
-one MLflow must migrate, another MLflow), ``tracking.open_store`` goes through MLflow.
+written for the schemas in ``SCHEMA_REVISIONS`` (MLflow 3.17's and 3.18's); ``writable``
+says whether a store has the one the installed MLflow expects, and ``why_not_direct`` why
+not. When not (a new store, an older one MLflow must migrate, an MLflow release not listed),
+``tracking.open_store`` goes through MLflow. A store at a revision the installed MLflow has
+never heard of (a later MLflow upgraded it) is refused at once (``check_not_newer``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_REVISION = "dc11669786a5"   # MLflow 3.17's alembic head: the schema these statements write
-PARAM_LIMIT = 6000   # MLflow's MAX_PARAM_VAL_LENGTH at SCHEMA_REVISION (tests compare)
+# The schemas these statements write: MLflow's alembic head → the release whose head it is.
+# 3.18's migrations (e7d1f4b2a9c6 skill registry tables; 8b6ad64cb8f5 columns of `issues` and
+# a table `issue_categories`; f4a9b2c7d1e6 MCP version collations, on MySQL and SQL Server
+# only) touch none of the tables written here; tests compare with the installed client.
+SCHEMA_REVISIONS = {"dc11669786a5": "3.17", "f4a9b2c7d1e6": "3.18"}
+PARAM_LIMIT = 6000   # MLflow's MAX_PARAM_VAL_LENGTH at every one of SCHEMA_REVISIONS (tests compare)
 CACHE_KIB = 256 * 1024
 BUSY_MS = 60_000
 ANALYSIS_LIMIT = 50_000   # rows ANALYZE reads per index: its cost stays flat as the store grows
@@ -282,20 +288,76 @@ def known_revisions() -> frozenset[str]:
     return _migrations()[0]
 
 
-def writable(path: str | Path) -> bool:
-    """True when the sqlite store at ``path`` exists with ``SCHEMA_REVISION``, the schema the
-    installed MLflow expects too; False sends every call through MLflow (which creates or
-    migrates the store, or says why it cannot)."""
-    if installed_head() != SCHEMA_REVISION or not Path(path).is_file():
-        return False
+def store_revision(path: str | Path) -> str | None:
+    """The schema revision of the sqlite store at ``path``; None if there is none or it cannot be read."""
+    if not Path(path).is_file():
+        return None
     try:
         con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
         try:
-            return con.execute("SELECT version_num FROM alembic_version").fetchall() == [(SCHEMA_REVISION,)]
+            rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
         finally:
             con.close()
     except sqlite3.Error:
-        return False
+        return None
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def mlflow_version() -> str:
+    """"MLflow 3.17.2": the installed MLflow, for messages (read without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("mlflow", "mlflow-skinny"):
+        try:
+            return f"MLflow {version(dist)}"
+        except PackageNotFoundError:
+            pass
+    return "the installed MLflow"
+
+
+def why_not_direct(path: str | Path) -> str | None:
+    """Why the sqlite store at ``path`` cannot be written directly, in a few words; None when
+    it can: it has the schema the installed MLflow expects, one of ``SCHEMA_REVISIONS``."""
+    head = installed_head()
+    if head is None:
+        return "the installed MLflow's schema revision could not be read (no single head in its migration scripts)"
+    if head not in SCHEMA_REVISIONS:
+        known = ", ".join(f"{r} (MLflow {v})" for r, v in SCHEMA_REVISIONS.items())
+        return (f"store schema {head} ({mlflow_version()}'s) is not one the direct path knows ({known}); "
+                f"a later bpresearch may know it")
+    found = store_revision(path)
+    if found != head:
+        return f"the store's schema revision is {found}, not {head} that {mlflow_version()} expects"
+    return None
+
+
+def writable(path: str | Path) -> bool:
+    """True when the sqlite store at ``path`` can be written directly (``why_not_direct``); False
+    sends every call through MLflow (which creates or migrates the store, or says why it cannot)."""
+    return why_not_direct(path) is None
+
+
+class NewerSchema(RuntimeError):
+    """A store at a schema revision the installed MLflow does not know: a later MLflow upgraded it."""
+
+
+def newer_schema(found: str, expected: str | None) -> str:
+    """One line for a store at ``found``, a revision the installed MLflow (expecting ``expected``)
+    does not know: which revision, which MLflow wrote it where this module knows, what to do."""
+    release = SCHEMA_REVISIONS.get(found)
+    by, fix = ((f"written by MLflow {release}", f"pip install 'mlflow>={release}'") if release else
+               ("written by a later MLflow", "pip install -U mlflow"))
+    return (f"the store is at schema revision {found}, {by}, newer than {mlflow_version()} knows "
+            f"(it expects {expected or 'another'}): update bpresearch and MLflow ({fix}), "
+            f"or use another store (--tracking-uri)")
+
+
+def check_not_newer(path: str | Path):
+    """Raise ``NewerSchema`` when the sqlite store at ``path`` is at a revision no installed
+    migration script names, without importing MLflow (MLflow would take seconds to refuse it)."""
+    found, revisions = store_revision(path), known_revisions()
+    if found is not None and revisions and found not in revisions:
+        raise NewerSchema(newer_schema(found, installed_head()))
 
 
 def now_ms() -> int:

@@ -4,7 +4,9 @@
   ``SqliteStore``, written directly without importing MLflow;
 - a sqlite store MLflow has to create first: MLflow creates it (under a file lock), then
   ``SqliteStore`` writes it; one at a schema revision ``sqlstore`` does not know: MLflow
-  migrates it, or refuses it and says why;
+  writes it, and one line on stderr says why the direct path is off; one MLflow must
+  migrate: it refuses it and says why; one at a revision newer than the installed MLflow
+  knows: refused at once, in one line (``sqlstore.check_not_newer``);
 - anything else (a server, another SQL database) and ``bulk=False``: ``MlflowStore``,
   through MLflow's client.
 
@@ -16,6 +18,7 @@ Also here: the resume check of a dry run (``stored_runs``) and the MLflow UI's l
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import quote
 
 from bpresearch.keys import FINAL_LOSS, stored_summary
@@ -41,10 +44,24 @@ def open_store(uri: str | None = None, bulk: bool = True) -> Store:
     db = sqlite_path(uri) if bulk else None
     if db is not None and sqlstore.writable(db):
         return SqliteStore(uri)
+    if db is not None:
+        sqlstore.check_not_newer(db)                # before MLflow takes seconds to refuse it
     mlflow = MlflowStore(uri, bulk, client(uri))   # creates or migrates a sqlite store
-    if db is not None and sqlstore.writable(db):
+    if db is None:
+        return mlflow
+    why = sqlstore.why_not_direct(db)
+    if why is None:
         return SqliteStore(uri, mlflow)             # a store MLflow has just created
+    print(f"bpresearch: tracking through MLflow's client, not the direct path: {why}", file=sys.stderr)
     return mlflow
+
+
+def check_not_newer(uri: str | None = None):
+    """Raise ``sqlstore.NewerSchema`` when ``uri`` is a sqlite store at a schema revision newer
+    than the installed MLflow knows; imports neither MLflow nor JAX, creates nothing."""
+    db = sqlite_path(resolve_uri(uri))
+    if db is not None:
+        sqlstore.check_not_newer(db)
 
 
 def stored_runs(uri: str, experiment: str, param: str) -> tuple[set[str], set[str], set[str]]:

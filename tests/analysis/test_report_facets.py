@@ -178,9 +178,10 @@ def test_variants_are_kept_apart_and_listed(reports):
     assert [sum(c["runs"] for c in v["cells"]) for v in summary["variants"]] == [12, 8]
     main = (out / "variants" / "index.html").read_text()
     page = out / "variants" / "variants" / noisy.slug / "index.html"
-    assert page.exists() and f"variants/{noisy.slug}/index.html" in main and "data.noise=0.3 (8 runs" in main
-    other = page.read_text()
-    assert "data.noise=0.3 — 8 finished runs" in other and "../../index.html" in other
+    assert page.exists() and f"variants/{noisy.slug}/index.html" in main
+    assert "data.noise=0.3 (8 runs" in (out / "variants" / "details.html").read_text()
+    other = page.read_text() + (page.parent / "details.html").read_text()
+    assert "data.noise=0.3 — 8 finished runs" in other and "../../index.html" in page.read_text()
 
 
 def test_report_picks_one_variant(reports, tmp_path, capsys):
@@ -189,7 +190,7 @@ def test_report_picks_one_variant(reports, tmp_path, capsys):
     assert report_main(ns("data.noise=0.3")) == 0
     summary = json.loads((tmp_path / "variants" / "summary.json").read_text())
     assert [v["overrides"] for v in summary["variants"]] == [{"data.noise": "0.3"}]
-    assert "data.noise=0.3 — 8 finished runs" in (tmp_path / "variants" / "index.html").read_text()
+    assert "data.noise=0.3 — 8 finished runs" in (tmp_path / "variants" / "details.html").read_text()
     capsys.readouterr()
     assert report_main(ns("data.noise=9")) == 2
     err = capsys.readouterr().err.strip().splitlines()

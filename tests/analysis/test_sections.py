@@ -99,6 +99,8 @@ def test_the_answer_names_the_fewest_steps_and_examples_and_where_scaling_stops(
     assert text[1] == "Fewest examples: 800 at batch size 8, η = 0.1."
     assert text[2].startswith("Up to batch size 16,") and "batch size 64 needs 40 steps, 3.2× the examples" in text[2]
     assert text[3] == "4 of 90 runs diverged, none below η = 0.8." and len(text) <= 5
+    later = answer(recs[:3] + [_rec("0.1", 8, 0, 0.0, reached=False)], runs=9, diverged=0, first_diverged=None)
+    assert later[3] == "No setting reached loss 0.1 within the steps tried."
     t = table(recs, [])
     assert list(t["target loss"]) == ["0.5", "", "", "0.1", ""]
     assert list(t["steps"]) == ["100", "60", "40", "300", "not reached"] and t["best η"].iloc[-1] == "—"
@@ -117,6 +119,12 @@ def test_the_answer_names_no_winner_inside_the_seeds_intervals():
     text = answer(same, runs=6, diverged=0, first_diverged=None)
     assert text[0].startswith("Fewest steps to loss 0.5: a tie within the seeds' intervals between")
     assert "optimizer=sgd" in text[0] and "optimizer=momentum" in text[0]
+    # more than two tied: counted, the fewest named, the rest left to the table (no sentence listing every group)
+    many = same + [_rec("0.5", 8, 41, 0.1, group=f"optimizer=adam, activation={a}", steps_interval=_iv(38, 45))
+                   for a in ("tanh", "relu")]
+    text = answer(many, runs=12, diverged=0, first_diverged=None)
+    assert text[0].startswith("Fewest steps to loss 0.5: 4 settings tie within the seeds' intervals, the fewest ")
+    assert "activation=" not in text[0] and text[0].endswith("the table compares them.")
     # intervals apart: a winner
     apart = [_rec("0.5", 8, 40, 0.1, steps_interval=_iv(38, 45)), _rec("0.5", 16, 90, 0.2, steps_interval=_iv(80, 99))]
     assert answer(apart, runs=6, diverged=0, first_diverged=None)[0] == "Fewest steps to loss 0.5: 40 at batch size 8, η = 0.1."
@@ -145,3 +153,42 @@ def test_at_most_eight_lines_keep_the_best_and_both_ends():
     assert len(shown) == 8 and set(lrs[5:8]) <= set(shown) and {lrs[0], lrs[-1]} <= set(shown)
     colors = line_colors(shown)
     assert all(colors[a] != colors[b] for a, b in zip(shown, shown[1:]))
+
+
+def test_the_main_page_keeps_the_answer_and_the_figures_and_the_details_page_the_words(tmp_path):
+    from analysis.figures.style import plt
+    from analysis.pages import DETAILS, main_page, write
+    from analysis.render import Report, to_html
+
+    rep = Report("x")
+    rep.table("", pd.DataFrame({"batch size": [8]}), "recommendations")
+    rep.fold_from = len(rep.blocks)
+    rep.h2("What was run")
+    rep.ul(["provenance"])
+    rep.pre("[train]\nsteps = 100")
+    rep.h2("Steps to loss 0.1")
+    rep.h3("optimizer=sgd")
+    rep.figure("heatmap", "Steps over η × batch size", plt.figure)
+    rep.ul(["a finding"])
+    rep.table("Outcomes", pd.DataFrame({"steps": [1.0]}))
+    main = to_html(main_page(rep))
+    assert "recommendations" in main and "optimizer=sgd" in main and "data:image/png" in main
+    assert "a finding" not in main and "provenance" not in main and "steps = 100" not in main
+    assert f"href='{DETAILS}#what-was-run'" in main and f"href='{DETAILS}#steps-to-loss-0-1'" in main
+    assert main.count("<details") == 1   # only the section with a figure is folded here
+    files = {p.name for p in write(rep, tmp_path)}
+    assert files == {"heatmap.png", "index.html", DETAILS, "report.md"}
+    details = (tmp_path / DETAILS).read_text()
+    assert "a finding" in details and "provenance" in details and "src='heatmap.png'" in details
+    assert "id='what-was-run'" in details and "id='steps-to-loss-0-1'" in details
+
+
+def test_findings_about_facet_groups_go_under_one_heading_per_group():
+    from analysis.pages import by_group
+
+    found = ["optimizer.kind=adam, model.hidden=[32, 16]: at batch size 8 the best η was 0.1.", "Its continuation.",
+             "optimizer.kind=sgd, model.hidden=[32, 16]: at batch size 8 the best η was 1."]
+    assert by_group(found) == [("optimizer.kind=adam, model.hidden=[32, 16]",
+                                ["At batch size 8 the best η was 0.1.", "Its continuation."]),
+                               ("optimizer.kind=sgd, model.hidden=[32, 16]", ["At batch size 8 the best η was 1."])]
+    assert by_group(["At batch size 8: 40 steps.", "x"]) == [("", ["At batch size 8: 40 steps.", "x"])]

@@ -6,7 +6,8 @@ report`` writes the first experiment only. Debian's Chromium, driven by Playwrig
 the files and checks what a person sees at 1280×800: the recommendation table on the first
 screen, every image loaded, nothing wider than the window, the folded sections closed and
 opening on a click, the variant set beside the base, and an index that lists every report
-in the folder, also the one the last command did not write.
+in the folder, also the one the last command did not write. The details page (findings,
+tables, configuration) loads from the main page's links, its images too, and fits the window.
 
 Nothing is downloaded: the browser is the system's (see ``test_ui``). Without it the tests
 skip locally and fail under CI.
@@ -79,7 +80,9 @@ def test_the_recommendation_table_is_on_the_first_screen(pages):
 
 def test_every_image_loads_and_nothing_overflows(pages):
     page, out, _ = pages
-    for html in sorted(out.rglob("index.html")):
+    pages = sorted(out.rglob("*.html"))
+    assert {p.name for p in pages} == {"index.html", "details.html"}
+    for html in pages:
         _open(page, html)
         for d in page.locator("details").all():   # folded figures count too
             d.evaluate("e => e.open = true")
@@ -105,8 +108,36 @@ def test_folded_sections_are_closed_and_open_on_a_click(pages):
     assert first.evaluate("d => d.open") and inside.is_visible()
     # the contents line links every folded section by its id
     ids = page.evaluate("[...document.querySelectorAll('details')].map(d => d.id)")
-    hrefs = page.evaluate("[...document.querySelectorAll('nav a')].map(a => a.getAttribute('href').slice(1))")
-    assert ids == hrefs
+    hrefs = page.evaluate("[...document.querySelectorAll('nav a')].map(a => a.getAttribute('href'))")
+    assert ids == [h[1:] for h in hrefs if h.startswith("#")]
+    # folded: figures only; the findings and tables are on the details page
+    assert page.locator("details ul, details table, details pre").count() == 0
+    assert page.locator("details img").count() >= 1
+
+
+def test_the_main_page_links_every_section_of_the_details_page(pages):
+    page, out, _ = pages
+    main = out / "linear-regression" / "index.html"
+    _open(page, main)
+    links = page.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))"
+                          ".filter(h => h.startsWith('details.html'))")
+    assert "details.html" in links   # at the top
+    sections = {h.split("#")[1] for h in links if "#" in h}
+    page.locator("a[href='details.html']").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/linear-regression/details.html")
+    ids = set(page.evaluate("[...document.querySelectorAll('h2[id]')].map(h => h.id)"))
+    assert sections and sections <= ids, sections - ids
+    # every section of the details page is reached from the main page: folded there with its figures, or linked
+    assert ids == sections
+    assert page.locator("ul li").count() >= 5 and page.locator("table").count() >= 3 and page.locator("pre").count()
+    _open(page, main)
+    fold = page.locator("details").first
+    fold.locator("summary").click()
+    fold.locator("a[href^='details.html#']").click()   # the fold's own link to its words
+    page.wait_for_load_state("load")
+    target = page.url.split("#")[1]
+    assert page.locator(f"h2#{target}").is_visible()
 
 
 def test_the_variant_is_set_beside_the_base(pages):

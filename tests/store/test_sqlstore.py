@@ -163,7 +163,8 @@ def test_direct_writes_need_the_schema_they_were_written_for(tmp_path):
     from mlflow.store.db.utils import _get_latest_schema_revision
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-    assert sqlstore.installed_head() == _get_latest_schema_revision() == sqlstore.SCHEMA_REVISION
+    head = sqlstore.installed_head()
+    assert head == _get_latest_schema_revision() in sqlstore.SCHEMA_REVISIONS
     assert sqlstore.PARAM_LIMIT == MAX_PARAM_VAL_LENGTH
     db = tmp_path / "m.db"
     assert not sqlstore.writable(db) and isinstance(open_store(f"sqlite:///{db}"), SqliteStore)   # created by MLflow, then direct
@@ -171,10 +172,14 @@ def test_direct_writes_need_the_schema_they_were_written_for(tmp_path):
     old = tmp_path / "old.db"   # another file: MLflow keeps one store object per uri in a process
     old.write_bytes(db.read_bytes())
     with sqlite3.connect(old) as con:
-        con.execute("UPDATE alembic_version SET version_num = 'abc'")
+        con.execute("UPDATE alembic_version SET version_num = ?", (min(sqlstore.known_revisions() - {head}),))
     assert not sqlstore.writable(old)
-    with pytest.raises(Exception, match="out-of-date database schema"):
+    with pytest.raises(Exception, match="out-of-date database schema"):   # an older one: MLflow refuses it
         open_store(f"sqlite:///{old}")
+    with sqlite3.connect(old) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'abc'")
+    with pytest.raises(sqlstore.NewerSchema, match="revision abc, written by a later MLflow"):
+        open_store(f"sqlite:///{old}")   # one no installed script names: refused before MLflow
 
 
 def test_a_sweep_into_an_existing_store_imports_neither_mlflow_nor_pandas(tmp_path, linear_example):
