@@ -1,5 +1,10 @@
 """What a store holds for one experiment, in a form two stores can be compared by (tests only)."""
 
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+
 from mlflow.tracking import MlflowClient
 
 from bpresearch.keys import HASH_TAG, KIND_TAG
@@ -29,3 +34,15 @@ def snapshot(uri: str, name: str) -> dict:
 
 # ---------------------------------------------------------------- servers the tests start
 from bench.servers import free_port, mlflow_server, postgres_missing, postgres_server  # noqa: E402,F401
+
+
+@contextlib.contextmanager
+def short_tmp(prefix: str):
+    """A temporary folder with a short path, removed afterwards: Ray's sockets live under its
+    temp folder and a Unix socket path may not exceed 107 bytes, which pytest's own temporary
+    folders (deeper still under pytest-xdist) can pass."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 
-from storeview import snapshot  # noqa: E402
+from storeview import short_tmp, snapshot  # noqa: E402
 
 from bpresearch.cli import main  # noqa: E402
 from bpresearch.run.ray_executor import RayExecutor  # noqa: E402
@@ -29,8 +29,12 @@ ARGS = [a for s in SETS for a in ("--set", s)]
 
 
 @pytest.fixture(scope="module")
-def ray_instance(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray")
+def ray_instance():
+    with short_tmp("ray") as tmp:
+        yield from _ray_instance(tmp)
+
+
+def _ray_instance(tmp):
     home = os.environ.get("HOME")
     os.environ["HOME"] = str(tmp)  # Ray writes ~/.ray (its auth token)
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp / "r"), _node_ip_address="127.0.0.1",

@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -
 
 from ray._private import ray_constants  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from storeview import snapshot  # noqa: E402
+from storeview import short_tmp, snapshot  # noqa: E402
 
 from bpresearch.cli import main  # noqa: E402
 from bpresearch.keys import KIND_TAG  # noqa: E402
@@ -59,8 +59,12 @@ def node_env(tmp: Path, i: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+def cluster():
+    with short_tmp("ray") as tmp:
+        yield from _cluster(tmp)
+
+
+def _cluster(tmp):
     (tmp / "ray").mkdir()
     (tmp / "hide").mkdir()
     (tmp / "hide" / "sitecustomize.py").write_text(HIDE)
