@@ -317,15 +317,24 @@ def load_experiment(uri: str, name: str) -> ExperimentData:
 
 
 def _placement(uri: str, sweeps: pd.DataFrame) -> dict | None:
-    """Where ``learning_rate = "auto"`` placed the grid: the latest of ``sweeps`` that logged ``auto.json``."""
+    """Where ``learning_rate = "auto"`` placed the grid: the latest of ``sweeps`` that logged ``auto.json``.
+
+    Only sweeps whose ``placement`` param says ``auto`` are read (one artifact each); an
+    unreadable ``auto.json`` counts as no placement.
+    """
     import json
 
-    if sweeps.empty:
+    if sweeps.empty or "params.placement" not in sweeps:
         return None
-    for rid in sweeps.sort_values("start_time", ascending=False)["run_id"]:
+    placed = sweeps[sweeps["params.placement"] == "auto"]
+    for rid in placed.sort_values("start_time", ascending=False)["run_id"]:
         text = store.artifact_text(uri, rid, R.AUTO_ARTIFACT)
-        if text:
+        if not text:
+            continue
+        try:
             return json.loads(text)
+        except ValueError:
+            return None
     return None
 
 

@@ -13,6 +13,7 @@ hundreds of runs. Reading never creates, migrates or writes to a store.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +113,8 @@ def runs(uri: str, experiment_id: str) -> list[StoredRun]:
 
 def artifact_text(uri: str, run_id: str, name: str) -> str | None:
     """The text of one artifact of a run, or None when it is missing or unreadable."""
+    bar = os.environ.get(NO_BAR)
+    os.environ[NO_BAR] = "false"   # MLflow's download progress bar would print to stderr for every file
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client(uri).download_artifacts(run_id, name, tmp)
@@ -119,6 +122,14 @@ def artifact_text(uri: str, run_id: str, name: str) -> str | None:
                 return fh.read()
     except Exception:  # noqa: BLE001 - a missing artifact is reported as "not available", never fatal
         return None
+    finally:
+        if bar is None:
+            os.environ.pop(NO_BAR, None)
+        else:
+            os.environ[NO_BAR] = bar
+
+
+NO_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def attach_folder(uri: str, run_id: str, folder: Path, artifact_path: str):

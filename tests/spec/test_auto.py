@@ -75,3 +75,17 @@ def test_batch_size_auto_takes_powers_of_two_up_to_the_full_batch(tmp_path):
     assert exp.axes["train.batch_size"] == [1, 2, 4, 8, 16, 32, 64, "full"]
     assert sorted({r.config["train"]["batch_size"] for r in exp.runs}) == [1, 2, 4, 8, 16, 32, 64, 100]
     assert exp.placement is None
+
+
+def test_the_report_states_the_placement_the_sweep_logged(tmp_path):
+    """Sweep → store → report: the placement reaches ``summary.json`` through the store, read
+    only from the sweep whose ``placement`` param says so."""
+    import json
+
+    from bpresearch.cli import main
+
+    path, uri = write(tmp_path, 'learning_rate = "auto"\nbatch_size = ["full"]\nseeds = 1'), f"sqlite:///{tmp_path}/s.db"
+    assert main(["sweep", str(path), "--tracking-uri", uri]) == 0
+    assert main(["report", "quad", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
+    placed = json.loads((tmp_path / "r" / "quad" / "summary.json").read_text())["variants"][0]["placement"]
+    assert placed["sharpness"] == pytest.approx(4.0, rel=1e-4) and placed["bound"] == pytest.approx(0.5, rel=1e-4)
