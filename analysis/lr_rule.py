@@ -92,13 +92,14 @@ def alpha_interval(table: pd.DataFrame, batch_sizes, point: float, n_boot: int =
     by = ["batch_size"]
     c = U._cells(table, by)
     rng = np.random.default_rng(seed)
-    best, _ = U._best(c, U._medians(c, rng, n_boot))          # (R, G) cell index of each group's best
+    best, steps = U._best(c, U._medians(c, rng, n_boot))      # (R, G) cell index of each group's best
     G = c.groups["batch_size"].to_numpy(int)
     F = np.flatnonzero(np.isin(G, list(batch_sizes)))
     n = c.n[np.isin(c.group, F)]   # distinct trajectories per cell: 1 where every seed ran the same one
     lo, hi = _half_steps(c.keys, c.group)
     j = best[:, F]
     log_lr = np.log(c.keys["learning_rate"].to_numpy(float))[j] + rng.uniform(-lo[j], hi[j])
+    log_lr[~np.isfinite(steps[:, F])] = np.nan   # a resample where a batch size reached nothing: a failed replicate
     iv = U.interval(point, _slopes(np.log(G[F].astype(float)), log_lr))
     seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
     how = f"bootstrap over {seeds} distinct seeds per cell and within the grid's steps"

@@ -17,8 +17,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .boundary import bound_labels, compare_boundary, divergence_bracket, stability_at_init, unstable_fraction
-from .noise_scales import critical_fits, headline_noise_scale, noise_scale_at_loss, noise_scale_near_target
+from .boundary import (
+    bound_labels,
+    compare_boundary,
+    divergence_bracket,
+    stability_at_init,
+    unstable_fraction,
+)
+from .noise_scales import (
+    critical_fits,
+    headline_noise_scale,
+    noise_scale_at_loss,
+    noise_scale_near_target,
+)
 from .shapes import run_shapes
 from .sharpness import edge_of_stability
 

@@ -48,10 +48,11 @@ def _timed(cmd: list[str], cwd: Path) -> dict:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
         _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here: Popen must not wait for it again
         seconds = time.perf_counter() - t0
         out.seek(0)
         text = out.read().decode(errors="replace")
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {code}: {text[-2000:]}")
     return {"seconds": seconds, "max_rss_mb": usage.ru_maxrss / 1024, "output": text}

@@ -113,6 +113,8 @@ def cmd_sweep(args) -> int:
             exps.append((expmod.load(f, args.set), Path(f).read_text()))
         except ExperimentError as e:
             return _fail(str(e))
+    if args.executor == "ray" and (refused := _user_code_on_ray(exps)):
+        return _fail(refused)
     if args.dry_run:
         from bpresearch.run.runner import dry_run
 
@@ -130,6 +132,10 @@ def cmd_sweep(args) -> int:
         executor = make_executor(args.executor, args.address, args.actors, args.ray_pip)
     except MissingRay as e:
         return _fail(str(e))
+    except Exception as e:  # noqa: BLE001 - Ray could not start or reach its cluster: one line, no traceback
+        where = f" at {args.address}" if args.address else ""
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return _fail(f"--executor ray: could not start or reach Ray{where}: {first}", 1)
     if args.executor == "ray":
         print(f"Ray: {len(executor.actors)} actors", file=sys.stderr)
     summaries = []
@@ -161,6 +167,15 @@ def cmd_sweep(args) -> int:
     print("\n".join(table(summaries)))
     print(_where_next(uri, [s.experiment_id for s in summaries if s.experiment_id]))
     return 0
+
+
+def _user_code_on_ray(exps) -> str | None:
+    """Why ``--executor ray`` cannot sweep one of ``exps``: its own model or loss file."""
+    for exp, _ in exps:
+        if exp.sources:
+            return (f"{exp.path}: names its own code ({', '.join(sorted(exp.sources))}), which Ray's workers "
+                    "cannot load yet: sweep it with --executor local")
+    return None
 
 
 def _command_line() -> str:

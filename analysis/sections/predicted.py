@@ -13,7 +13,11 @@ from ..boundary import bound_labels
 from ..figures import diagnostics as FD
 from ..groups import Group
 from ..noise_scales import noise_path_average
-from ..prose_predicted import findings_boundary, findings_critical_paths, findings_sharpness
+from ..prose_predicted import (
+    findings_boundary,
+    findings_critical_paths,
+    findings_sharpness,
+)
 from ..render import Report
 from ..tables import critical_table, predicted_table
 from .context import Context, of, sfx

@@ -17,7 +17,12 @@ from ..figures import seed as FS
 from ..figures.style import NotApplicable
 from ..groups import Group
 from ..prose import findings_seed_graph
-from ..prose_seed import findings_ball, findings_grad_tol, findings_small_vs_best, worked_update
+from ..prose_seed import (
+    findings_ball,
+    findings_grad_tol,
+    findings_small_vs_best,
+    worked_update,
+)
 from ..trajectories import grad_tol_table, param_names, paths, pick_runs
 from .context import Context, of, sfx
 

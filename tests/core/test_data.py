@@ -5,7 +5,15 @@ import hashlib
 import numpy as np
 import pytest
 
-from bpresearch.core.data import DataError, Dataset, digits, file_sha256, load_file, seed_point, teacher
+from bpresearch.core.data import (
+    DataError,
+    Dataset,
+    digits,
+    file_sha256,
+    load_file,
+    seed_point,
+    teacher,
+)
 
 # --- built-in datasets ------------------------------------------------------------------
 

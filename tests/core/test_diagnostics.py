@@ -16,7 +16,13 @@ from jax.flatten_util import ravel_pytree
 from analysis.critical import fit_lr_scaling, fit_steps_examples
 from bpresearch.core import losses, models, optim, train
 from bpresearch.core.data import Dataset
-from bpresearch.core.diagnostics import NoiseScale, hvp, noise_scale_streamed, sharpness, stability_lr
+from bpresearch.core.diagnostics import (
+    NoiseScale,
+    hvp,
+    noise_scale_streamed,
+    sharpness,
+    stability_lr,
+)
 
 # --- oracles for the noise scale -------------------------------------------------------
 

@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpresearch.core.seed import format_seed_example, seed_example, seed_loss_hessian, symmetric_eigenvalues
+from bpresearch.core.seed import (
+    format_seed_example,
+    seed_example,
+    seed_loss_hessian,
+    symmetric_eigenvalues,
+)
 
 # --- the seed's worked example (docs/seed.md §4-5) ---------------------------------------
 

@@ -176,3 +176,12 @@ def test_set_reaches_a_user_sections_arguments_and_still_catches_typos(tmp_path)
     assert {r.spec.model.options["width"] for r in exp.runs} == {5}
     with pytest.raises(config.ExperimentError, match="trian"):
         experiment.load(path, ["trian.steps=5"])
+
+
+def test_the_ray_executor_refuses_user_code_in_one_line(tmp_path, capsys):
+    path = write(tmp_path)
+    db = tmp_path / "s.db"
+    assert main(["sweep", str(path), "--executor", "ray", "--tracking-uri", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--executor local" in err[0] and "models.py" in err[0], err
+    assert not db.exists()   # refused before anything was logged

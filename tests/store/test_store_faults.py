@@ -322,7 +322,12 @@ def test_sweeps_opening_a_new_experiment_at_once_both_go_on(tmp_path, bulk):
     Each round starts both writers at one barrier, on a fresh experiment."""
     import threading
 
-    from bpresearch.store.base import KIND_EXPERIMENT_TAG, LEASE_TAG, NOTE_TAG, TRAINING_KIND
+    from bpresearch.store.base import (
+        KIND_EXPERIMENT_TAG,
+        LEASE_TAG,
+        NOTE_TAG,
+        TRAINING_KIND,
+    )
     from bpresearch.store.tracking import open_store
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -3,8 +3,8 @@ tags only (no curves), as the release at commit 4a2693c logs them.
 
 It must run against THAT release's code, not this one's, or the store would prove nothing:
 
-    git worktree add /tmp/bp-4a2693c 4a2693c
-    PYTHONPATH=/tmp/bp-4a2693c python tests/store/data/make_old_store.py /tmp/bp-4a2693c/experiments OUT.db
+    git worktree add OLD 4a2693c     # OLD: any folder outside this checkout
+    PYTHONPATH=OLD python tests/store/data/make_old_store.py OLD/experiments OUT.db
     sqlite3 OUT.db VACUUM && xz -9e -c OUT.db > tests/store/data/store-4a2693c.db.xz
 
 Nothing trains: each run is logged FINISHED with the params and hash tag that release gives its
