@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import lr_rule as LR
+from .. import refinement
 from ..prose import bs_text
 from .context import Context
 
@@ -69,7 +70,8 @@ def placement(ctx: Context):
               f'(the largest of {p["seeds"]} seed(s); {p["iters"]} Lanczos iterations on {p["examples"]:,} '
               f'training examples), and placed the first grid below the stability bound of {p["optimizer"]}, '
               f'{p["factor"]:g}/λ_max = {p["bound"]:.3g}: {len(lrs)} learning rates {lrs[0]:g}–{lrs[-1]:g}, '
-              f'×{p["spacing"]:g} apart. The refinement then tuned it per batch size.')
+              f'×{p["spacing"]:g} apart.'
+              + (" The refinement then tuned it per batch size." if refinement.settings(ctx.variant.resolved) else ""))
     rows = []
     for g in ctx.gd_groups:
         for t in ctx.targets:

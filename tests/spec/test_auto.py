@@ -89,3 +89,4 @@ def test_the_report_states_the_placement_the_sweep_logged(tmp_path):
     assert main(["report", "quad", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
     placed = json.loads((tmp_path / "r" / "quad" / "summary.json").read_text())["variants"][0]["placement"]
     assert placed["sharpness"] == pytest.approx(4.0, rel=1e-4) and placed["bound"] == pytest.approx(0.5, rel=1e-4)
+    assert "The refinement then tuned it per batch size." in (tmp_path / "r" / "quad" / "details.html").read_text()
