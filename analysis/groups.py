@@ -29,6 +29,7 @@ class Group:
     frac: pd.DataFrame | None = None
     sens: pd.DataFrame | None = None
     bests: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)   # (target, n_boot) -> lr_rule.rule: one bootstrap for summary and page
     pred: Predicted | None = None
     distinct: pd.DataFrame | None = None        # distinct trajectories per cell (uncertainty.distinct_counts)
     distinct_table: pd.DataFrame | None = None  # the steps table, identical trajectories counted once

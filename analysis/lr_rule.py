@@ -118,7 +118,16 @@ def _stops_at(fit: pd.DataFrame, cell: pd.DataFrame) -> int | None:
 
 
 def rule(group, target: float, n_boot: int = U.N_BOOT) -> Rule | None:
-    """The scaling rule of one report group (``groups.Group``) at ``target``; None with too few batch sizes."""
+    """The scaling rule of one report group (``groups.Group``) at ``target``; None with too few batch sizes.
+
+    Computed once per group and target (kept in ``group.rules``): ``summary.json`` and the page read the same.
+    """
+    if (target, n_boot) not in group.rules:
+        group.rules[target, n_boot] = _rule(group, target, n_boot)
+    return group.rules[target, n_boot]
+
+
+def _rule(group, target: float, n_boot: int) -> Rule | None:
     best = group.bests.get(target)
     if best is None or best.empty or best["optimizer"].nunique() != 1:
         return None

@@ -46,3 +46,16 @@ def short_tmp(prefix: str):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def local_linear_sweep(tmp: Path, args: list[str]):
+    """linear-regression swept with the local executor into ``tmp`` (its file and data copied
+    there): the experiment file's path and the store's ``snapshot``, to compare other executors with."""
+    from bpresearch.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "experiments" / "linear.npz", tmp)
+    shutil.copy(root / "experiments" / "linear-regression.toml", tmp)
+    path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/local.db"
+    assert main(["sweep", str(path), "--tracking-uri", uri, *args]) == 0
+    return path, snapshot(uri, "linear-regression")

@@ -68,27 +68,26 @@ def client(uri: str | None = None):
     return c
 
 
-def search_all(c, exp_ids: list[str], filter_string: str = "") -> list:
-    """Every run of ``exp_ids`` matching ``filter_string``, one ``search_runs`` page at a time."""
-    out, token = [], None
+def pages(c, exp_ids: list[str], filter_string: str = ""):
+    """The runs of ``exp_ids`` matching ``filter_string``, one ``search_runs`` page at a time."""
+    token = None
     while True:
         page = c.search_runs(exp_ids, filter_string=filter_string, max_results=PAGE, page_token=token)
-        out += list(page)
+        yield page
         token = page.token
         if not token:
-            return out
+            return
+
+
+def search_all(c, exp_ids: list[str], filter_string: str = "") -> list:
+    """Every run of ``exp_ids`` matching ``filter_string``."""
+    return [r for page in pages(c, exp_ids, filter_string) for r in page]
 
 
 def count_runs(c, exp_ids: list[str], filter_string: str) -> int:
     """How many runs of ``exp_ids`` match ``filter_string``: MLflow's API has no count, so its
     pages are counted and dropped (memory: one page, never every run)."""
-    n, token = 0, None
-    while True:
-        page = c.search_runs(exp_ids, filter_string=filter_string, max_results=PAGE, page_token=token)
-        n += len(page)
-        token = page.token
-        if not token:
-            return n
+    return sum(len(page) for page in pages(c, exp_ids, filter_string))
 
 
 def param_value_limit() -> int:

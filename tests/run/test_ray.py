@@ -5,15 +5,13 @@ session folder and the ``~/.ray`` it writes inside the test's temporary folder.
 """
 
 import os
-import shutil
 import signal
-from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 
-from storeview import short_tmp, snapshot  # noqa: E402
+from storeview import local_linear_sweep, short_tmp, snapshot  # noqa: E402
 
 from bpresearch.cli import main  # noqa: E402
 from bpresearch.run.ray_executor import RayExecutor  # noqa: E402
@@ -21,7 +19,6 @@ from bpresearch.run.runner import run_experiment  # noqa: E402
 from bpresearch.spec import experiment  # noqa: E402
 from bpresearch.store.tracking import open_store  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 # 6 compiled groups (one per batch size) of 4 runs each, different sizes of work, in chunks of 2.
 SETS = ["train.steps=40", "train.eval_every=5", "train.chunk=2", "sweep.seeds=2", "sweep.learning_rate=[0.03, 0.3]",
         "sweep.batch_size=[1, 2, 3, 4, 8, \"full\"]"]
@@ -49,12 +46,7 @@ def _ray_instance(tmp):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("local")
-    shutil.copy(ROOT / "experiments" / "linear.npz", tmp)
-    shutil.copy(ROOT / "experiments" / "linear-regression.toml", tmp)
-    path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/local.db"
-    assert main(["sweep", str(path), "--tracking-uri", uri, *ARGS]) == 0
-    return path, snapshot(uri, "linear-regression")
+    return local_linear_sweep(tmp_path_factory.mktemp("local"), ARGS)
 
 
 @pytest.mark.slow

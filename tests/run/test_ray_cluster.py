@@ -16,7 +16,6 @@ compilation cache folder: the sweep ships the package in the actors' ``runtime_e
 import os
 import re
 import resource
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -30,7 +29,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -
 
 from ray._private import ray_constants  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from storeview import short_tmp, snapshot  # noqa: E402
+from storeview import local_linear_sweep, short_tmp, snapshot  # noqa: E402
 
 from bpresearch.cli import main  # noqa: E402
 from bpresearch.keys import KIND_TAG  # noqa: E402
@@ -87,12 +86,7 @@ def _cluster(tmp):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("local")
-    shutil.copy(ROOT / "experiments" / "linear.npz", tmp)
-    shutil.copy(ROOT / "experiments" / "linear-regression.toml", tmp)
-    path, uri = tmp / "linear-regression.toml", f"sqlite:///{tmp}/local.db"
-    assert main(["sweep", str(path), "--tracking-uri", uri, *ARGS]) == 0
-    return path, snapshot(uri, "linear-regression")
+    return local_linear_sweep(tmp_path_factory.mktemp("local"), ARGS)
 
 
 def finished_on(db: Path, node_id: str | None = None) -> int:
