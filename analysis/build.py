@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 
 import pandas as pd
 
-from . import load
+from . import curvestore, load
 from .groups import split_groups
 from .render import Figure, Report
 from .sections import curves, grid, intro, predicted, random_search, seed, steps
@@ -64,14 +64,15 @@ SECTIONS: tuple[Section, ...] = (
 MAX_HEADLINES = 5
 
 
-def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant | None = None,
+def build(data: load.ExperimentData, curves, variant: load.Variant | None = None,
           others: list[tuple[load.Variant, str | None]] = (), run_side: RunSide = RunSide(),
           targets=None) -> Report:
     """Measures, figures, tables and findings of one variant of an experiment.
 
     Args:
         data: the experiment as ``load.load_experiment`` read it.
-        curves: its runs' curves (``load.load_curves``; may hold other variants' runs too).
+        curves: its runs' curves: a frame (``load.load_curves``; may hold other variants' runs too)
+            or a ``curvestore.Spill``, from which each group reads its own when a section asks.
         variant: which variant (default: the first, the base sweep).
         others: the experiment's other variants and the relative link to each one's page.
         run_side: what the run side computes for the seed's pictures (``sections.context.RunSide``);
@@ -87,6 +88,7 @@ def build(data: load.ExperimentData, curves: pd.DataFrame, variant: load.Variant
         variant = data.variants[0] if data.variants else load.Variant("base", {}, {}, [], data.runs, data.sweeps)
     title = data.name if variant.base or len(data.variants) <= 1 else f"{data.name} — {variant.label}"
     runs = variant.runs
+    curves = curvestore.source(curves)
     groups = split_groups(runs, curves, variant.facets, targets) if not runs.empty else []
     ctx = Context(Report(title), data, variant, list(others), curves, groups, run_side)
     ctx.rep.summary = variant_summary(variant, groups)

@@ -72,7 +72,7 @@ def curve_crossings(curves: pd.DataFrame, targets, key: str = R.FULL_TRAIN_LOSS)
         below = c[c["value"] < t]
         for run_id, step in below.groupby("run_id")["step"].min().items():
             first[(run_id, t)] = int(step)
-        f = c["run_id"].map({k[0]: v for k, v in first.items() if k[1] == t})
+        f = c["run_id"].map({k[0]: v for k, v in first.items() if k[1] == t}).astype(float)  # run ids may be categorical
         before = c[f.notna() & (c["step"] < f)]
         for run_id, step in before.groupby("run_id")["step"].max().items():
             above[(run_id, t)] = int(step)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import load
+from . import curvestore, load
 from . import measures as M
 from . import uncertainty as U
 from .predictions import Predicted, predict
@@ -20,7 +20,7 @@ class Group:
     """The runs of one combination of facet values, and every measure computed on them alone."""
     values: dict                 # facet -> value ({} when the variant sweeps no other key)
     runs: pd.DataFrame
-    curves: pd.DataFrame
+    source: curvestore.Frame | curvestore.Spill   # where its curves are read from, when asked (``curves``)
     label: str = ""              # "optimizer.kind=adam, model.activation=relu" ("" without facets)
     key: str = ""                # suffix for figure names ("" without facets)
     targets: list = field(default_factory=list)
@@ -39,6 +39,12 @@ class Group:
     full: int | None = None
     budget: int = 0
     eval_every: int = 1
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        """Its runs' curves (``load.load_curves``' columns), read from ``source`` on each use: a report
+        holds one group's points at a time, so keep them no longer than a section needs them."""
+        return self.source.frame(self.runs["run_id"])
 
     @property
     def gd(self) -> bool:
@@ -73,35 +79,40 @@ def full_batch_size(runs: pd.DataFrame) -> int | None:
     return None
 
 
-def split_groups(runs: pd.DataFrame, curves: pd.DataFrame, facets: list[str], targets=None) -> list[Group]:
+def parts(runs: pd.DataFrame, facets: list[str]) -> list[tuple[dict, pd.DataFrame]]:
+    """(facet values, runs) of each group, in the order of ``split_groups``."""
+    if not facets:
+        return [({}, runs)]
+    return [(dict(zip(facets, k if isinstance(k, tuple) else (k,))), g.reset_index(drop=True))
+            for k, g in runs.groupby(facets, sort=True)]
+
+
+def split_groups(runs: pd.DataFrame, curves, facets: list[str], targets=None) -> list[Group]:
     """One ``Group`` per combination of facet values, measures computed within it.
 
-    ``targets``: the loss targets to measure (default: those the runs were swept with,
-    ``measures.targets_of``); any other is answered from the logged curves (``analysis.crossings``).
+    ``curves``: the runs' curves, a frame (``load.load_curves``) or a ``curvestore.Spill``;
+    each group reads its own when asked. ``targets``: the loss targets to measure (default:
+    those the runs were swept with, ``measures.targets_of``); any other is answered from the
+    logged curves (``analysis.crossings``).
     """
-    if not facets:
-        parts = [({}, runs)]
-    else:
-        parts = [(dict(zip(facets, k if isinstance(k, tuple) else (k,))), g.reset_index(drop=True))
-                 for k, g in runs.groupby(facets, sort=True)]
+    src = curvestore.source(curves)
     groups = []
-    for values, g in parts:
+    for values, g in parts(runs, facets):
         label = facet_label(values)
         key = "_".join(value_text(v) for v in values.values())
-        c = curves[curves["run_id"].isin(g["run_id"])] if not curves.empty else curves
-        groups.append(_measure(Group(values, g, c, label, load.slug_text(key) if key else ""), targets))
+        groups.append(_measure(Group(values, g, src, label, load.slug_text(key) if key else ""), targets))
     return groups
 
 
 def _measure(g: Group, targets=None) -> Group:
-    runs = g.runs
+    runs, curves = g.runs, g.curves
     g.targets = [float(t) for t in targets] if targets is not None else M.targets_of(runs)
     g.full = full_batch_size(runs)
     g.budget = int(runs["steps"].max())
     g.eval_every = int(runs["params.train.eval_every"].iloc[0]) if "params.train.eval_every" in runs else 1
-    g.steps = M.steps_to_targets(runs, g.curves, g.targets)
+    g.steps = M.steps_to_targets(runs, curves, g.targets)
     table = g.steps.table
-    fp = U.fingerprints(runs, g.curves)
+    fp = U.fingerprints(runs, curves)
     g.distinct = U.distinct_counts(runs, fp, M.TUNED_OVER)
     g.resolution = M.resolution_of(table)
     g.distinct_table = U.keep_distinct(table, fp)
@@ -112,7 +123,7 @@ def _measure(g: Group, targets=None) -> Group:
     dt = g.distinct_table
     g.bests = {t: U.with_intervals(M.best_learning_rate(gd_cell, t), dt[dt["target"] == t], g.distinct)
                for t in g.targets}
-    g.pred = predict(runs, g.curves, table, g.bests, g.full)
+    g.pred = predict(runs, curves, table, g.bests, g.full)
     if runs[runs["optimizer"] != "random_search"]["batch_size"].nunique() >= 2:
         for t in g.targets:
             c = dt[(dt["target"] == t) & (dt["optimizer"] != "random_search")]

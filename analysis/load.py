@@ -19,6 +19,8 @@ from bpresearch import keys as R
 from bpresearch.store import reads as store
 from bpresearch.store.reads import StoreError, experiment_names  # noqa: F401 - part of this module's API
 
+from . import curvestore
+
 
 @dataclass
 class ExperimentData:
@@ -339,11 +341,12 @@ def _placement(uri: str, sweeps: pd.DataFrame) -> dict | None:
 
 
 def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -> pd.DataFrame:
-    """Metric histories of many runs as one tidy frame.
+    """Metric histories of many runs as one tidy, compact frame (``curvestore.compact``).
 
     Read a chunk of runs at a time (``reads.metric_point_chunks``), each chunk reduced to
-    its frame before the next one is read: the store's rows as Python tuples (about 0.3 KB
-    a point) never pile up; the frame holds about 75 bytes a point.
+    codes before the next one is read: the store's rows as Python tuples (about 0.3 KB a
+    point) never pile up; the frame holds about 17 bytes a point. A report reads its curves
+    group by group instead (``curvestore.spill``).
 
     Args:
         uri: MLflow tracking URI.
@@ -352,30 +355,21 @@ def load_curves(uri: str, run_ids, keys=R.CURVE_KEYS, sql: bool | None = None) -
         sql: how to read them (``reads.metric_points``; None: the fastest way).
 
     Returns:
-        Columns ``run_id, key, step, value``, one row per point, sorted by run, key and
-        step; a point logged twice keeps its latest value; non-finite values are dropped.
+        Columns ``run_id, key`` (categoricals), ``step`` (int32), ``value`` (float64), one row
+        per point, sorted by run, key and step; a point logged twice keeps its latest value;
+        non-finite values are dropped.
     """
-    ids = sorted(set(run_ids))   # chunks in run order: their frames, one after the other, stay sorted
-    parts = [_curve_part(rows) for rows in store.metric_point_chunks(uri, ids, list(keys), sql=sql)]
-    parts = [p for p in parts if not p.empty]
-    if not parts:
-        return pd.DataFrame({"run_id": pd.Series(dtype=str), "key": pd.Series(dtype=str),
-                             "step": pd.Series(dtype=int), "value": pd.Series(dtype=float)})
-    return pd.concat(parts, ignore_index=True)
-
-
-def _curve_part(rows: list[tuple]) -> pd.DataFrame:
-    """One chunk's points (every point of its runs) as ``load_curves``' frame: finite values, sorted,
-    the latest of a repeated point."""
-    df = pd.DataFrame(rows, columns=list(store.POINT))
-    del rows
-    df["value"] = df["value"].astype(float)
-    df = df[np.isfinite(df["value"])]
-    df = (df.sort_values(["run_id", "key", "step", "timestamp"])
-            .drop_duplicates(["run_id", "key", "step"], keep="last")
-            .drop(columns="timestamp").reset_index(drop=True))
-    df["step"] = df["step"].astype(int)
-    return df
+    ids = pd.Index(sorted(set(run_ids)), dtype=str)  # chunks in run order: one after the other, they stay sorted
+    names = curvestore.key_index(keys)
+    parts = []
+    for rows in store.metric_point_chunks(uri, list(ids), list(names), sql=sql):
+        c = curvestore.reduce_chunk(rows)
+        parts.append((curvestore.codes(c["run_id"], ids, "run"), curvestore.codes(c["key"], names, "key"),
+                      curvestore.steps(c["step"]), c["value"].to_numpy(np.float64)))
+    if not any(len(p[0]) for p in parts):
+        return curvestore.empty_frame()
+    run, key, step, value = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return curvestore.compact(run, key, step, value, ids, names)
 
 
 def run_config(uri: str, run_id: str) -> dict | None:

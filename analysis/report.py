@@ -1,6 +1,7 @@
 """Convergence reports from MLflow: ``bpresearch report`` and ``make report``.
 
-For each experiment it loads the runs and curves (``load``), builds the report
+For each experiment it loads the runs (``load``) and spills their curves to a temporary
+folder, read from the store once and read back one group at a time (``curvestore``), builds the report
 (``build``: the sections of ``analysis.sections``, from measures, figures, tables and the
 findings in ``prose``) and writes it (``render``); the report files are also attached to the experiment's latest sweep run
 (artifact folder ``report/``), through ``bpresearch.store.reads``.
@@ -12,13 +13,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from bpresearch import keys as R
 from bpresearch.store import reads
 
-from . import links, load, recommend, refinement
+from . import curvestore, groups, links, load, recommend, refinement
 from .build import build
 from .pages import write
 from .render import slug, write_index
@@ -133,17 +135,17 @@ def main(args, run_side: RunSide = RunSide()) -> int:
                 known_v = "; ".join(f"{x.slug} ({x.label}, {len(x.runs)} runs)" for x in variants) or "none"
                 return _fail(f"report: {name}: no variant {selector!r}; known: {known_v}")
             variants = [v]
-        keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS + param_keys(data.runs)
-        curves = load.load_curves(uri, data.runs["run_id"], keys) if not data.runs.empty else load.load_curves(uri, [])
-        t_load = time.perf_counter() - t1
         folder = out / slug(name)
-        reps = _write_pages(data, curves, variants, folder, run_side, targets, getattr(args, "ui_url", None))
+        with tempfile.TemporaryDirectory(prefix="bpresearch-curves-") as tmp:
+            curves = spill_curves(uri, data, variants, Path(tmp))
+            t_load = time.perf_counter() - t1
+            reps = _write_pages(data, curves, variants, folder, run_side, targets, getattr(args, "ui_url", None))
         shown = sum(f.png is not None for rep in reps for f in rep.figures)
         summary = experiment_summary(name, [r.summary for r in reps])
         summary["written"] = time.strftime("%Y-%m-%d %H:%M")
         (folder / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False), encoding="utf-8")
         problem = _attach(uri, data, folder)
-        print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {len(curves):,} curve "
+        print(f"report: {name}: {len(data.runs)} runs in {len(data.variants)} variant(s), {curves.points:,} curve "
               f"points loaded in {t_load:.1f}s; {shown} figures; {time.perf_counter() - t1:.1f}s → "
               f"{folder / 'index.html'}", file=sys.stderr)
         if problem:
@@ -154,6 +156,15 @@ def main(args, run_side: RunSide = RunSide()) -> int:
     print(f"Reports: {(out / 'index.html').resolve()} ({len(names)} experiment(s) written, {len(listed)} listed, "
           f"{time.perf_counter() - t0:.1f}s)")
     return 0
+
+
+def spill_curves(uri: str, data: load.ExperimentData, variants: list, folder: Path) -> curvestore.Spill:
+    """The curves of ``variants``, read from the store in one pass and spilled to ``folder`` one part
+    per group (``groups.parts``, the groups ``build`` makes), so that a report holds one group's points
+    at a time."""
+    keys = R.CURVE_KEYS + R.DIAGNOSTIC_KEYS + param_keys(data.runs)
+    parts = [g["run_id"].tolist() for v in variants if not v.runs.empty for _, g in groups.parts(v.runs, v.facets)]
+    return curvestore.spill(uri, parts, keys, folder)
 
 
 def _write_pages(data: load.ExperimentData, curves, variants: list, folder: Path, run_side: RunSide,

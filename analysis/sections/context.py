@@ -23,6 +23,7 @@ from bpresearch import keys as R
 
 from .. import load
 from .. import measures as M
+from ..curvestore import Frame, Spill
 from ..groups import Group, full_batch_size
 from ..render import Report
 from ..trajectories import param_names
@@ -47,7 +48,7 @@ class Context:
     data: load.ExperimentData
     variant: load.Variant
     others: list                   # (other variant, relative link to its page or None)
-    curves: pd.DataFrame
+    curves: Frame | Spill          # the runs' curves: ``curves.frame(run_ids)``, or each group's ``g.curves``
     groups: list[Group]
     run_side: RunSide = RunSide()
     headlines: list[str] = field(default_factory=list)   # shared with the summary's list block

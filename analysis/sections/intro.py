@@ -201,8 +201,8 @@ def nothing_to_analyse(ctx: Context):
 
 def data_checks(ctx: Context):
     """What the data lacks (curves, targets) or says (every run diverged), before any section uses it."""
-    runs, curves = ctx.runs, ctx.curves
-    if curves.empty or curves[curves["run_id"].isin(runs["run_id"])].empty:
+    runs = ctx.runs
+    if not ctx.curves.count(runs["run_id"]):
         ctx.notes.append("No curves (metric histories) were found for these runs: the loss-curve figures are "
                          "missing; steps to target come from the logged summaries.")
     if runs["diverged"].all():

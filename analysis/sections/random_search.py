@@ -22,7 +22,7 @@ def random_search(ctx: Context):
         [(dict(zip(others, k if isinstance(k, tuple) else (k,))), g) for k, g in runs.groupby(others)]
     for values, sub in parts:
         label = facet_label(values)
-        bsf = M.best_so_far(ctx.curves[ctx.curves["run_id"].isin(sub["run_id"])], sub)
+        bsf = M.best_so_far(ctx.curves.frame(sub["run_id"]), sub)
         if targets and not bsf.empty:
             table = pd.concat([g.steps.table for g in ctx.groups if g.runs["run_id"].isin(sub["run_id"]).any()])
             lines = [f"{label}: {s}" if label else s for s in findings_random(bsf, table, targets[0])]
