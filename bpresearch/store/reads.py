@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from sys import intern
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpresearch.keys import KIND_TAG, RUN, short_key, stored_names
 from bpresearch.store.base import NOTE_TAG, PARENT_TAG
-from bpresearch.store.mlflow_backend import client, search_all
+from bpresearch.store.mlflow_backend import client, pages
 from bpresearch.store.retry import schema_mismatch
 from bpresearch.store.uri import resolve_uri, sqlite_path
 from bpresearch.store.views import cell_url, experiment_url
@@ -60,10 +61,17 @@ class StoredExperiment:
 
 
 def _stored(r) -> StoredRun:
-    """A run as analysis reads it: metrics under their short names (``keys.short_key``)."""
-    metrics = {short_key(k): v for k, v in r.data.metrics.items()}
+    """A run as analysis reads it: metrics under their short names (``keys.short_key``). Names and
+    values are interned: thousands of runs share a few dozen names and mostly equal values."""
+    metrics = {intern(short_key(k)): v for k, v in r.data.metrics.items()}
+    params = {intern(k): _intern(v) for k, v in r.data.params.items()}
+    tags = {intern(k): _intern(v) for k, v in r.data.tags.items()}
     return StoredRun(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
-                     r.data.tags.get(PARENT_TAG), dict(r.data.params), metrics, dict(r.data.tags))
+                     r.data.tags.get(PARENT_TAG), params, metrics, tags)
+
+
+def _intern(v):
+    return intern(v) if type(v) is str else v
 
 
 def _existing_client(uri: str):
@@ -107,8 +115,9 @@ def experiment(uri: str, name: str) -> StoredExperiment:
 
 
 def runs(uri: str, experiment_id: str) -> list[StoredRun]:
-    """Every run of one experiment (sweeps and child runs, any status)."""
-    return [_stored(r) for r in search_all(client(uri), [experiment_id])]
+    """Every run of one experiment (sweeps and child runs, any status), read a search page at a
+    time: MLflow's run objects (tens of KB a run) never pile up, only the ``StoredRun``s."""
+    return [_stored(r) for page in pages(client(uri), [experiment_id]) for r in page]
 
 
 def artifact_text(uri: str, run_id: str, name: str) -> str | None:
