@@ -60,20 +60,39 @@ def fingerprints(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.S
     out = {}
     traj = curves[curves["key"].isin(("train_loss", "grad_norm", "full_train_loss", "test_loss"))] \
         if curves is not None and not curves.empty else None
-    by_run = {} if traj is None or traj.empty else {
-        rid: g for rid, g in traj.sort_values(["run_id", "key", "step"]).groupby("run_id", sort=False)}
+    by_run = {} if traj is None or traj.empty else _trajectory_bytes(traj.sort_values(["run_id", "key", "step"]))
     metric_cols = sorted(c for c in runs.columns if c.startswith("metrics."))
     for r in runs.to_dict("records"):
         h = hashlib.sha1()
         g = by_run.get(r["run_id"])
         if g is not None:
-            h.update(g["key"].str.cat().encode())
-            h.update(np.ascontiguousarray(g[["step"]].to_numpy(np.int64)).tobytes())
-            h.update(np.ascontiguousarray(g["value"].to_numpy(np.float64)).tobytes())
+            for part in g:
+                h.update(part)
         else:
             h.update(repr([r.get(c) for c in metric_cols]).encode())
         out[r["run_id"]] = h.hexdigest()
     return pd.Series(out, name="fingerprint", dtype=object)
+
+
+def _trajectory_bytes(t: pd.DataFrame) -> dict:
+    """Run id -> (its keys as one text, its steps as int64, its values as float64) of curves sorted by run,
+    key and step: what ``fingerprints`` hashes, from the frame's arrays (no frame per run)."""
+    run, ids = pd.factorize(t["run_id"])
+    key, names = pd.factorize(t["key"])
+    names = [str(k) for k in names]
+    n = len(t)
+    steps, values = t["step"].to_numpy(np.int64), t["value"].to_numpy(np.float64)
+    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    ends = np.r_[starts[1:], n]
+    seg = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])   # one per run and key
+    seg_len, seg_key, seg_run = np.diff(np.r_[seg, n]), key[seg], run[seg]
+    seg_of = np.searchsorted(seg_run, np.arange(len(starts) + 1))   # each run's first segment
+    out = {}
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        text = "".join(names[k] * int(m) for k, m in zip(seg_key[seg_of[i]:seg_of[i + 1]],
+                                                         seg_len[seg_of[i]:seg_of[i + 1]]))
+        out[str(ids[run[a]])] = (text.encode(), steps[a:b].tobytes(), values[a:b].tobytes())
+    return out
 
 
 def distinct_counts(runs: pd.DataFrame, fp: pd.Series, by: list[str]) -> pd.DataFrame:
@@ -289,12 +308,23 @@ def _cells(table: pd.DataFrame, by: list[str]) -> _Cells:
     return _Cells(keys, steps, np.array([len(r) for r in rows]), gidx, groups)
 
 
+BOOT_BLOCK = 1 << 21   # resampled seeds drawn at once (R × C × K is O(runs × replicates): drawn in blocks)
+
+
 def _medians(c: _Cells, rng: np.random.Generator, R: int) -> np.ndarray:
-    """(R, C) median steps per cell (``verdicts.medians``) of the seeds resampled within each cell."""
+    """(R, C) median steps per cell (``verdicts.medians``) of the seeds resampled within each cell.
+
+    Drawn a block of replicates at a time: the generator's stream, so every number, is the
+    same as in one draw, and memory stays bounded however many runs a cell has."""
     C, K = c.steps.shape
-    idx = np.floor(rng.random((R, C, K)) * c.n[None, :, None]).astype(int)  # a seed per slot, within its cell
-    s = np.take_along_axis(np.broadcast_to(c.steps, (R, C, K)), idx, 2)
-    return V.medians(np.where(np.arange(K)[None, None, :] < c.n[None, :, None], s, np.nan))
+    per = max(1, BOOT_BLOCK // max(1, C * K))
+    out = []
+    for r in range(0, R, per):
+        n = min(per, R - r)
+        idx = np.floor(rng.random((n, C, K)) * c.n[None, :, None]).astype(int)  # a seed per slot, within its cell
+        s = np.take_along_axis(np.broadcast_to(c.steps, (n, C, K)), idx, 2)
+        out.append(V.medians(np.where(np.arange(K)[None, None, :] < c.n[None, :, None], s, np.nan)))
+    return np.concatenate(out) if out else np.zeros((0, C))
 
 
 def _best(c: _Cells, med: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
