@@ -114,6 +114,8 @@ def measure_size(configs: int, root: Path, server: bool = True) -> dict:
         row = {"configs": configs, "points": int(points.group(1).replace(",", "")) if points else None,
                "store_mb": size / 1e6, "sweep_s": sweep["seconds"], "sweep_max_rss_mb": sweep["max_rss_mb"],
                "tracking_s": float(tracking.group(1)) if tracking else None,
+               "tracking_points_per_s": (int(points.group(1).replace(",", "")) / float(tracking.group(1))
+                                         if points and tracking else None),
                "report_s": report["seconds"], "report_max_rss_mb": report["max_rss_mb"],
                "report_curves_s": float(loaded.group(1)) if loaded else None,
                "list_s": listed["seconds"], "list_max_rss_mb": listed["max_rss_mb"]}
@@ -160,14 +162,15 @@ def markdown(scale: dict) -> str:
     head = "| | " + " | ".join(f"{r['configs']:,}" for r in rows) + " | exponents |"
     lines = ["## Scale: " + scale["workload"], "", head, "|---|" + "---:|" * (len(rows) + 1)]
     labels = {"points": "points written", "store_mb": "store (MB)", "sweep_s": "sweep (s)",
-              "tracking_s": "sweep's tracking (s)", "report_s": "report (s)", "report_curves_s": "report's curves (s)",
+              "tracking_s": "sweep's tracking (s)", "tracking_points_per_s": "sweep's write rate (points/s)",
+              "sweep_max_rss_mb": "sweep max RSS (MB)", "report_s": "report (s)", "report_curves_s": "report's curves (s)",
               "report_max_rss_mb": "report max RSS (MB)", "list_s": "list (s)",
               "server_sorted_search_s": "server sorted search (s)", "server_history_s": "server history, 10 runs (s)"}
     for k, label in labels.items():
         if all(r.get(k) is None for r in rows):
             continue
         ex = ", ".join(f"{e[k]:.2f}" for e in scale["exponents"] if k in e)
-        cells = " | ".join("—" if r.get(k) is None else f"{r[k]:,.0f}" if k == "points" else f"{r[k]:,.2f}"
+        cells = " | ".join("—" if r.get(k) is None else f"{r[k]:,.0f}" if k in ("points", "tracking_points_per_s") else f"{r[k]:,.2f}"
                            for r in rows)
         lines.append(f"| {label} | {cells} | {ex} |")
     return "\n".join(lines) + "\n"
