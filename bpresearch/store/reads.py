@@ -2,8 +2,8 @@
 
 Analysis never imports mlflow nor reads MLflow's tables: it asks here, and gets plain
 Python values back (``StoredRun``, tuples of curve points). The store a report reads is
-``resolve_uri``'s; a report's files go back as artifacts of a sweep run (``attach_folder``). Runs come from
-``search_runs``, one page at a time. Curves are metric histories, which ``search_runs``
+``resolve_uri``'s; a report's files go back as artifacts of a sweep run (``attach_folder``). Runs come
+from a sqlite store's tables, read only (``runs``), else from ``search_runs``, one page at a time. Curves are metric histories, which ``search_runs``
 does not return: from a sqlite store they are read with one SQL query per 500 runs
 straight from its ``metrics`` table through its run-id index, read only, and handed
 over a chunk at a time (``metric_point_chunks``); any other store falls back to
@@ -114,10 +114,56 @@ def experiment(uri: str, name: str) -> StoredExperiment:
     return StoredExperiment(exp.experiment_id, exp.name, exp.tags.get(NOTE_TAG, ""))
 
 
-def runs(uri: str, experiment_id: str) -> list[StoredRun]:
-    """Every run of one experiment (sweeps and child runs, any status), read a search page at a
-    time: MLflow's run objects (tens of KB a run) never pile up, only the ``StoredRun``s."""
+def runs(uri: str, experiment_id: str, sql: bool | None = None) -> list[StoredRun]:
+    """Every run of one experiment (sweeps and child runs, any status; not deleted runs), in
+    MLflow's search order (latest start first).
+
+    ``sql``: read a sqlite store's tables directly, read only, ``SQL_CHUNK`` runs a query (None:
+    whenever the store is sqlite): MLflow's client builds tens of KB of objects a run; its
+    search is read a page at a time otherwise.
+    """
+    db = sqlite_path(uri)
+    if sql is None:
+        sql = db is not None and db.exists()
+    if sql:
+        return _runs_sqlite(db, experiment_id)
     return [_stored(r) for page in pages(client(uri), [experiment_id]) for r in page]
+
+
+RUN_TABLES = (("params", "value"), ("tags", "value"), ("latest_metrics", "CASE WHEN is_nan THEN NULL ELSE value END"))
+
+
+def _runs_sqlite(db, experiment_id: str) -> list[StoredRun]:
+    """``runs`` from a sqlite store's ``runs``, ``params``, ``tags`` and ``latest_metrics`` tables (as
+    MLflow's search reads them: active runs, ordered by start time descending, then run id)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        head = con.execute("SELECT run_uuid, name, status, start_time FROM runs WHERE experiment_id = ? AND "
+                           "lifecycle_stage = 'active' ORDER BY start_time DESC, run_uuid",
+                           (int(experiment_id),)).fetchall()
+        ids = [r[0] for r in head]
+        found = {t: {i: {} for i in ids} for t, _ in RUN_TABLES}
+        for i in range(0, len(ids), SQL_CHUNK):
+            chunk = ids[i:i + SQL_CHUNK]
+            for table, value in RUN_TABLES:
+                into = found[table]
+                for rid, key, v in con.execute(f"SELECT run_uuid, key, {value} FROM {table} WHERE run_uuid IN "
+                                               f"({','.join('?' * len(chunk))}) ORDER BY run_uuid, rowid", chunk):
+                    if table == "latest_metrics":
+                        into[rid][intern(short_key(key))] = float("nan") if v is None else float(v)
+                    else:
+                        into[rid][intern(key)] = _intern(v)
+    finally:
+        con.close()
+    out = []
+    for rid, name, status, start in head:
+        tags = found["tags"][rid]
+        out.append(StoredRun(rid, name or tags.get(RUN_NAME_TAG), status, start, tags.get(PARENT_TAG),
+                             found["params"][rid], found["latest_metrics"][rid], tags))
+    return out
+
+
+RUN_NAME_TAG = "mlflow.runName"
 
 
 def artifact_text(uri: str, run_id: str, name: str) -> str | None:

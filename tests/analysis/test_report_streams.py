@@ -131,3 +131,19 @@ def test_curves_are_held_in_a_compact_frame(store):
     assert c.memory_usage(deep=True).sum() / len(c) < 20   # text ids and keys: about 75 bytes a point
     order = c.assign(run_id=c["run_id"].astype(str), key=c["key"].astype(str))
     assert order.equals(order.sort_values(["run_id", "key", "step"]))
+
+
+def test_runs_read_from_sqlite_tables_equal_mlflow_s_search(store):
+    """Read straight from the tables (a few KB a run), the runs are MLflow's search's, in its order."""
+    from bpresearch.store import reads
+
+    uri, _ = store
+    for name in GROUPS:
+        exp = reads.experiment(uri, name)
+        direct, searched = reads.runs(uri, exp.experiment_id, sql=True), reads.runs(uri, exp.experiment_id, sql=False)
+        assert [r.run_id for r in direct] == [r.run_id for r in searched] and len(direct) == GROUPS[name] * 2 + 1
+        for a, b in zip(direct, searched):
+            assert (a.name, a.status, a.start_time, a.parent_id) == (b.name, b.status, b.start_time, b.parent_id)
+            assert list(a.params.items()) == list(b.params.items()) and list(a.tags.items()) == list(b.tags.items())
+            assert list(a.metrics) == list(b.metrics)
+            assert np.array_equal(list(a.metrics.values()), list(b.metrics.values()), equal_nan=True)
