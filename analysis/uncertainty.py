@@ -60,23 +60,20 @@ def fingerprints(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.S
     out = {}
     traj = curves[curves["key"].isin(("train_loss", "grad_norm", "full_train_loss", "test_loss"))] \
         if curves is not None and not curves.empty else None
-    by_run = {} if traj is None or traj.empty else _trajectory_bytes(traj.sort_values(["run_id", "key", "step"]))
+    by_run = {} if traj is None or traj.empty else _trajectory_hashes(traj.sort_values(["run_id", "key", "step"]))
     metric_cols = sorted(c for c in runs.columns if c.startswith("metrics."))
     for r in runs.to_dict("records"):
-        h = hashlib.sha1()
-        g = by_run.get(r["run_id"])
-        if g is not None:
-            for part in g:
-                h.update(part)
-        else:
+        h = by_run.get(r["run_id"])
+        if h is None:
+            h = hashlib.sha1()
             h.update(repr([r.get(c) for c in metric_cols]).encode())
         out[r["run_id"]] = h.hexdigest()
     return pd.Series(out, name="fingerprint", dtype=object)
 
 
-def _trajectory_bytes(t: pd.DataFrame) -> dict:
-    """Run id -> (its keys as one text, its steps as int64, its values as float64) of curves sorted by run,
-    key and step: what ``fingerprints`` hashes, from the frame's arrays (no frame per run)."""
+def _trajectory_hashes(t: pd.DataFrame) -> dict:
+    """Run id -> the hash of its keys as one text, its steps as int64 and its values as float64, of curves
+    sorted by run, key and step: ``fingerprints``' hash, from the frame's arrays (no frame per run)."""
     run, ids = pd.factorize(t["run_id"])
     key, names = pd.factorize(t["key"])
     names = [str(k) for k in names]
@@ -91,7 +88,10 @@ def _trajectory_bytes(t: pd.DataFrame) -> dict:
     for i, (a, b) in enumerate(zip(starts, ends)):
         text = "".join(names[k] * int(m) for k, m in zip(seg_key[seg_of[i]:seg_of[i + 1]],
                                                          seg_len[seg_of[i]:seg_of[i + 1]]))
-        out[str(ids[run[a]])] = (text.encode(), steps[a:b].tobytes(), values[a:b].tobytes())
+        h = hashlib.sha1(text.encode())
+        h.update(steps[a:b].tobytes())
+        h.update(values[a:b].tobytes())
+        out[str(ids[run[a]])] = h
     return out
 
 
