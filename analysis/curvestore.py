@@ -16,6 +16,7 @@ step) and ``count(run_ids)``; ``Frame`` wraps a frame already in memory (``load.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from pathlib import Path
 
@@ -80,6 +81,40 @@ def empty_frame() -> pd.DataFrame:
 def key_index(keys) -> pd.Index:
     """The keys a read asks for, sorted (a frame sorted by key sorts them as text)."""
     return pd.Index(sorted(set(keys)), dtype=str)
+
+
+def is_sorted(c: pd.DataFrame) -> bool:
+    """Whether curves are already sorted by run, key and step (``load.load_curves``' frames are)."""
+    cols = [c[k].cat.codes.to_numpy(np.int64) if isinstance(c[k].dtype, pd.CategoricalDtype) and
+            c[k].cat.categories.is_monotonic_increasing else None for k in ("run_id", "key")]
+    if any(x is None for x in cols):
+        return False
+    r, k, s = np.diff(cols[0]), np.diff(cols[1]), np.diff(c["step"].to_numpy(np.int64))
+    return bool(np.all((r > 0) | ((r == 0) & ((k > 0) | ((k == 0) & (s > 0))))))
+
+
+def trajectory_hashes(t: pd.DataFrame) -> dict:
+    """Run id -> the hash of its keys as one text, its steps as int64 and its values as float64, of curves
+    sorted by run, key and step: ``uncertainty.fingerprints``' hash, from the frame's arrays (no frame per run)."""
+    run, ids = pd.factorize(t["run_id"])
+    key, names = pd.factorize(t["key"])
+    names = [str(k) for k in names]
+    n = len(t)
+    steps, values = t["step"].to_numpy(np.int64), t["value"].to_numpy(np.float64)
+    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    ends = np.r_[starts[1:], n]
+    seg = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])   # one per run and key
+    seg_len, seg_key, seg_run = np.diff(np.r_[seg, n]), key[seg], run[seg]
+    seg_of = np.searchsorted(seg_run, np.arange(len(starts) + 1))   # each run's first segment
+    out = {}
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        text = "".join(names[k] * int(m) for k, m in zip(seg_key[seg_of[i]:seg_of[i + 1]],
+                                                         seg_len[seg_of[i]:seg_of[i + 1]]))
+        h = hashlib.sha1(text.encode())
+        h.update(steps[a:b].tobytes())
+        h.update(values[a:b].tobytes())
+        out[str(ids[run[a]])] = h
+    return out
 
 
 class Frame:

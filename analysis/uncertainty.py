@@ -38,6 +38,7 @@ import pandas as pd
 from bpresearch import verdicts as V
 
 from . import critical as CR
+from . import curvestore
 from . import measures as M
 from .critical import DEGENERATE_FACTOR
 
@@ -58,9 +59,12 @@ def fingerprints(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.S
     randomness (Lanczos start vectors) on an identical trajectory. Index: ``run_id``.
     """
     out = {}
-    traj = curves[curves["key"].isin(("train_loss", "grad_norm", "full_train_loss", "test_loss"))] \
-        if curves is not None and not curves.empty else None
-    by_run = {} if traj is None or traj.empty else _trajectory_hashes(traj.sort_values(["run_id", "key", "step"]))
+    traj = None
+    if curves is not None and not curves.empty:
+        keep = curves["key"].isin(("train_loss", "grad_norm", "full_train_loss", "test_loss")).to_numpy()
+        traj = curves if keep.all() else curves[keep]   # no copy of a group's every point when all are kept
+    by_run = {} if traj is None or traj.empty else curvestore.trajectory_hashes(
+        traj if curvestore.is_sorted(traj) else traj.sort_values(["run_id", "key", "step"]))
     metric_cols = sorted(c for c in runs.columns if c.startswith("metrics."))
     for r in runs.to_dict("records"):
         h = by_run.get(r["run_id"])
@@ -69,30 +73,6 @@ def fingerprints(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.S
             h.update(repr([r.get(c) for c in metric_cols]).encode())
         out[r["run_id"]] = h.hexdigest()
     return pd.Series(out, name="fingerprint", dtype=object)
-
-
-def _trajectory_hashes(t: pd.DataFrame) -> dict:
-    """Run id -> the hash of its keys as one text, its steps as int64 and its values as float64, of curves
-    sorted by run, key and step: ``fingerprints``' hash, from the frame's arrays (no frame per run)."""
-    run, ids = pd.factorize(t["run_id"])
-    key, names = pd.factorize(t["key"])
-    names = [str(k) for k in names]
-    n = len(t)
-    steps, values = t["step"].to_numpy(np.int64), t["value"].to_numpy(np.float64)
-    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
-    ends = np.r_[starts[1:], n]
-    seg = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])   # one per run and key
-    seg_len, seg_key, seg_run = np.diff(np.r_[seg, n]), key[seg], run[seg]
-    seg_of = np.searchsorted(seg_run, np.arange(len(starts) + 1))   # each run's first segment
-    out = {}
-    for i, (a, b) in enumerate(zip(starts, ends)):
-        text = "".join(names[k] * int(m) for k, m in zip(seg_key[seg_of[i]:seg_of[i + 1]],
-                                                         seg_len[seg_of[i]:seg_of[i + 1]]))
-        h = hashlib.sha1(text.encode())
-        h.update(steps[a:b].tobytes())
-        h.update(values[a:b].tobytes())
-        out[str(ids[run[a]])] = h
-    return out
 
 
 def distinct_counts(runs: pd.DataFrame, fp: pd.Series, by: list[str]) -> pd.DataFrame:
