@@ -83,14 +83,20 @@ def key_index(keys) -> pd.Index:
     return pd.Index(sorted(set(keys)), dtype=str)
 
 
-def is_sorted(c: pd.DataFrame) -> bool:
-    """Whether curves are already sorted by run, key and step (``load.load_curves``' frames are)."""
-    cols = [c[k].cat.codes.to_numpy(np.int64) if isinstance(c[k].dtype, pd.CategoricalDtype) and
+def is_sorted(c: pd.DataFrame, block: int = 1 << 20) -> bool:
+    """Whether curves are already sorted by run, key and step (``load.load_curves``' frames are);
+    checked a block of rows at a time, so it holds a few bytes a row of a block, not of the frame."""
+    cols = [c[k].cat.codes.to_numpy() if isinstance(c[k].dtype, pd.CategoricalDtype) and
             c[k].cat.categories.is_monotonic_increasing else None for k in ("run_id", "key")]
     if any(x is None for x in cols):
         return False
-    r, k, s = np.diff(cols[0]), np.diff(cols[1]), np.diff(c["step"].to_numpy(np.int64))
-    return bool(np.all((r > 0) | ((r == 0) & ((k > 0) | ((k == 0) & (s > 0))))))
+    run, key, step = cols[0], cols[1], c["step"].to_numpy()
+    for i in range(0, max(len(c) - 1, 0), block):
+        j = slice(i, min(i + block + 1, len(c)))
+        r, k, s = (np.diff(x[j].astype(np.int64)) for x in (run, key, step))
+        if not np.all((r > 0) | ((r == 0) & ((k > 0) | ((k == 0) & (s > 0))))):
+            return False
+    return True
 
 
 def trajectory_hashes(t: pd.DataFrame) -> dict:
