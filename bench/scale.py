@@ -2,7 +2,7 @@
 
 One cheap workload (``bench/scale.toml``: least squares on teacher data, 200 steps, batch
 sizes 32 and full, 64 learning rates × seeds) is swept into a fresh sqlite store at each
-size, then read back the ways a researcher reads it: ``bpresearch report``, ``bpresearch
+size, swept again (every configuration found finished: the rerun), then read back the ways a researcher reads it: ``bpresearch report``, ``bpresearch
 list``, and an ``mlflow server`` over the store answering the run table's sorted search
 (the link ``make ui`` prints: child runs by ``summary/final_full_train_loss``) and one
 chart's ``get-history-bulk-interval``. Each command runs as its own process, timed with
@@ -38,7 +38,8 @@ WORKLOAD = Path(__file__).with_name("scale.toml")
 LRS, BATCH_SIZES = 64, 2      # configurations = 64 learning rates × 2 batch sizes × seeds
 CONFIGS = (1024, 4096, 16384)
 SORT_KEY = "summary/final_full_train_loss"
-STAGES = ("sweep_s", "tracking_s", "report_s", "report_curves_s", "list_s", "server_sorted_search_s", "server_history_s")
+STAGES = ("sweep_s", "tracking_s", "rerun_s", "report_s", "report_curves_s", "list_s",
+          "server_sorted_search_s", "server_history_s")
 
 
 def _timed(cmd: list[str], cwd: Path) -> dict:
@@ -105,6 +106,8 @@ def measure_size(configs: int, root: Path, server: bool = True) -> dict:
     try:
         sweep = _timed([*cli, "sweep", str(WORKLOAD), "--set", f"sweep.seeds={configs // (LRS * BATCH_SIZES)}",
                         "--tracking-uri", uri], folder)
+        rerun = _timed([*cli, "sweep", str(WORKLOAD), "--set", f"sweep.seeds={configs // (LRS * BATCH_SIZES)}",
+                        "--tracking-uri", uri], folder)   # everything finished: nothing to train
         points = re.search(r"([\d,]+) metric points logged", sweep["output"])
         tracking = re.search(r"tracking took ([\d.]+)s", sweep["output"])
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -113,7 +116,10 @@ def measure_size(configs: int, root: Path, server: bool = True) -> dict:
         listed = _timed([*cli, "list", "--tracking-uri", uri], folder)
         row = {"configs": configs, "points": int(points.group(1).replace(",", "")) if points else None,
                "store_mb": size / 1e6, "sweep_s": sweep["seconds"], "sweep_max_rss_mb": sweep["max_rss_mb"],
+               "rerun_s": rerun["seconds"],
                "tracking_s": float(tracking.group(1)) if tracking else None,
+               "tracking_points_per_s": (int(points.group(1).replace(",", "")) / float(tracking.group(1))
+                                         if points and tracking else None),
                "report_s": report["seconds"], "report_max_rss_mb": report["max_rss_mb"],
                "report_curves_s": float(loaded.group(1)) if loaded else None,
                "list_s": listed["seconds"], "list_max_rss_mb": listed["max_rss_mb"]}
@@ -160,14 +166,16 @@ def markdown(scale: dict) -> str:
     head = "| | " + " | ".join(f"{r['configs']:,}" for r in rows) + " | exponents |"
     lines = ["## Scale: " + scale["workload"], "", head, "|---|" + "---:|" * (len(rows) + 1)]
     labels = {"points": "points written", "store_mb": "store (MB)", "sweep_s": "sweep (s)",
-              "tracking_s": "sweep's tracking (s)", "report_s": "report (s)", "report_curves_s": "report's curves (s)",
+              "tracking_s": "sweep's tracking (s)", "tracking_points_per_s": "sweep's write rate (points/s)",
+              "sweep_max_rss_mb": "sweep max RSS (MB)", "rerun_s": "rerun, nothing to train (s)",
+              "report_s": "report (s)", "report_curves_s": "report's curves (s)",
               "report_max_rss_mb": "report max RSS (MB)", "list_s": "list (s)",
               "server_sorted_search_s": "server sorted search (s)", "server_history_s": "server history, 10 runs (s)"}
     for k, label in labels.items():
         if all(r.get(k) is None for r in rows):
             continue
         ex = ", ".join(f"{e[k]:.2f}" for e in scale["exponents"] if k in e)
-        cells = " | ".join("—" if r.get(k) is None else f"{r[k]:,.0f}" if k == "points" else f"{r[k]:,.2f}"
+        cells = " | ".join("—" if r.get(k) is None else f"{r[k]:,.0f}" if k in ("points", "tracking_points_per_s") else f"{r[k]:,.2f}"
                            for r in rows)
         lines.append(f"| {label} | {cells} | {ex} |")
     return "\n".join(lines) + "\n"

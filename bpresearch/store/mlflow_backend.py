@@ -112,6 +112,7 @@ class MlflowStore(Store):
         self.bulk = bulk
         self._client = mlflow_client
         self.param_limit = param_value_limit()
+        self._scanned: dict[str, list[dict]] = {}   # exp id -> FINISHED children's params, last search
 
     @property
     def client(self):
@@ -191,13 +192,18 @@ class MlflowStore(Store):
         return self.client.get_experiment(exp_id).artifact_location
 
     def _children(self, exp_id: str) -> list[Child]:
-        return [(r.info.run_id, r.info.status, r.data.tags.get(HASH_TAG), r.data.metrics)
-                for r in search_all(self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}'")]
+        runs = search_all(self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}'")
+        # the same search's params answer the ``param_values`` that follows it (resume reads
+        # both): a store behind a server is not searched run by run twice
+        self._scanned[exp_id] = [r.data.params for r in runs if r.info.status == "FINISHED"]
+        return [(r.info.run_id, r.info.status, r.data.tags.get(HASH_TAG), r.data.metrics) for r in runs]
 
     def param_values(self, exp_id: str, key: str) -> set[str]:
-        return {r.data.params[key] for r in search_all(
-            self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'")
-            if key in r.data.params}
+        params = self._scanned.pop(exp_id, None)
+        if params is None:
+            params = [r.data.params for r in search_all(
+                self.client, [exp_id], f"tags.{KIND_TAG} = '{RUN}' and attributes.status = 'FINISHED'")]
+        return {p[key] for p in params if key in p}
 
     # ---------------------------------------------------------------- writes
     def _start_sweep(self, exp_id: str, name: str, params: dict, tags: dict) -> str:

@@ -36,3 +36,27 @@ def test_reads_never_create_a_store(tmp_path):
         with pytest.raises(tracking_read.StoreError, match="no MLflow store"):
             read()
     assert not (tmp_path / "none.db").exists()
+
+
+def test_resume_reads_a_client_store_in_one_search(store, monkeypatch):
+    """What a sweep reads before training (finished, unfinished, diverged runs and the target
+    lists they were logged with) is one search of the experiment's runs through MLflow's
+    client (a server's store), not one search per question."""
+    from bpresearch.run import resume
+
+    t = tracking.open_store(store, bulk=False)
+    exp_id = t.experiment("resumed", "")
+    for i, status in enumerate(("FINISHED", "FINISHED", "RUNNING")):
+        run_id = t.client.create_run(exp_id, tags={R.KIND_TAG: R.RUN, R.HASH_TAG: f"h{i}"}).info.run_id
+        t._write(run_id, {resume.TARGETS_PARAM: f"[0.{i + 1}]"}, [], {})
+        if status == "FINISHED":
+            t.client.set_terminated(run_id, status)
+    searches = []
+    real = mlflow_backend.search_all
+    monkeypatch.setattr(mlflow_backend, "search_all", lambda *a, **k: searches.append(a[2]) or real(*a, **k))
+    stored, unfinished = resume.read(t, exp_id)
+    assert len(searches) == 1
+    assert set(stored.finished) == {"h0", "h1"} and set(unfinished) == {"h2"}
+    assert sorted(stored.targets) == [(0.1,), (0.2,)]
+    assert t.param_values(exp_id, resume.TARGETS_PARAM) == {"[0.1]", "[0.2]"}   # asked alone: searched anew
+    assert len(searches) == 2
