@@ -190,8 +190,11 @@ def _fewest(ok: list[dict], head: str, key: str, scale: int | None) -> str:
     (``uncertainty.apart``, the rule of the findings); else every row tied with it."""
     best = min(ok, key=lambda r: (r[key], r["batch_size"]))
     first = _span(best, scale)
-    if not first.ok:
-        return (f"{head}: {_steps(best[key])} at {_where(best)}; one seed per cell gives no interval, "
+    if not first.ok:   # one seed: no winner; settings with the very same count are all named (or counted)
+        same = [r for r in ok if r[key] == best[key]]
+        where = (_where(best) if len(same) == 1 else f"both {_where(same[0])} and {_where(same[1])}"
+                 if len(same) == 2 else f"{len(same)} settings alike (the table lists them)")
+        return (f"{head}: {_steps(best[key])} at {where}; one seed per cell gives no interval, "
                 f"so no setting is named fastest.")
     tied = [r for r in ok if r is not best and U.apart(first, _span(r, scale)) != -1]
     if not tied:

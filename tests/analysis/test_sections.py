@@ -133,6 +133,11 @@ def test_the_answer_names_no_winner_inside_the_seeds_intervals():
                                                             "why_none": "one seed"}),
            _rec("0.5", 16, 90, 0.2, seeds=1)]
     assert "no setting is named fastest" in answer(one, runs=2, diverged=0, first_diverged=None)[0]
+    # one seed, identical settings under two names: both named, neither first
+    twins = [_rec("0.5", 8, 40, 0.1, seeds=1, group=g) for g in ("optimizer=sgd", "optimizer=momentum")]
+    text = answer(twins, runs=2, diverged=0, first_diverged=None)[0]
+    assert text.startswith("Fewest steps to loss 0.5: 40 at both batch size 8 (optimizer=")
+    assert "optimizer=sgd" in text and "optimizer=momentum" in text and "no setting is named fastest" in text
 
 
 def test_a_variant_is_set_beside_the_base_cell_by_cell():
