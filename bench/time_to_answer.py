@@ -23,7 +23,11 @@ same answer is one more entry of ``HARNESS_WAYS``: the file's ``--set`` override
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -94,9 +98,11 @@ class StopNear:
             study.stop()
 
 
-def optuna_tpe(reference: dict[str, dict], extra: list[str], seed: int = 0) -> dict:
+def optuna_tpe(reference: dict[str, dict], extra: list[str], seed: int = 0, uri: str | None = None) -> dict:
     """Optuna's TPE (sampler seed ``seed``) per batch size until its best is within the resolution
-    of ``reference``, or ``MAX_TRIALS``."""
+    of ``reference``, or ``MAX_TRIALS``, into the store at ``uri`` (None: a fresh one in a
+    temporary folder). ``wall_s``: from the first trial's start to the last one's end (imports,
+    the trainer and the store before it are not counted)."""
     import optuna
 
     exp = expmod.load(QUESTION, extra)
@@ -106,7 +112,7 @@ def optuna_tpe(reference: dict[str, dict], extra: list[str], seed: int = 0) -> d
     log = peers.curve_logger(per_point=False)
     out, configs = {}, 0
     with tempfile.TemporaryDirectory(prefix="bench-tpe-") as tmp:
-        uri = measure._store(tmp)
+        uri = uri or measure._store(tmp)
         t0 = time.perf_counter()
         for bs in sorted(trainer.configs):
             stop = StopNear(reference.get(f"bs={bs} t={target:g}"))
@@ -125,12 +131,37 @@ def optuna_tpe(reference: dict[str, dict], extra: list[str], seed: int = 0) -> d
     return {"wall_s": wall, "configs": configs, "answer": out}
 
 
+def optuna_tpe_process(reference: dict[str, dict], extra: list[str], seed: int = 0) -> dict:
+    """``optuna_tpe`` as a process of its own (``python -m bench.tpe``), timed as the harness's
+    ways are (``answer.harness``): from the process's start to its end, its imports of JAX,
+    Optuna and MLflow and its first connection to the store included; the store is a copy of an
+    empty one made before the clock starts, as the harness's is. ``wall_s``: that time;
+    ``in_process_s``: ``optuna_tpe``'s own ``wall_s`` (its trials alone)."""
+    with tempfile.TemporaryDirectory(prefix="bench-tpe-") as tmp:
+        uri = measure._store(tmp)
+        ref, res = os.path.join(tmp, "reference.json"), os.path.join(tmp, "result.json")
+        with open(ref, "w") as f:
+            json.dump(reference, f)
+        cmd = [sys.executable, "-m", "bench.tpe", uri, str(seed), ref, res, *extra]
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JAX_COMPILATION_CACHE_DIR")}
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=measure.ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        with open(res) as f:
+            out = json.load(f)
+    return {**out, "wall_s": wall, "in_process_s": out["wall_s"]}
+
+
 def section(extra: list[str], repeats: int) -> dict:
     """bench.json's ``time_to_answer``: each way's median ``wall_s``, ``configs`` and ``resolved``.
 
     Each repeat gives TPE another sampler seed: how soon it lands near the optimum is luck,
     and the median over seeds says how much. ``configs``: the median over repeats (the
     harness's are the same every time); ``resolved``: in at least half of them (``resolved_share``).
+    ``wall_s`` is every way's whole process, from its start to its end (``timed``); TPE's
+    trials alone, after its imports and store, are ``in_process_s``.
     """
     harness_ways = ways(extra)
     samples: dict[str, list[dict]] = {m: [] for m in (*harness_ways, "optuna_tpe")}
@@ -140,11 +171,12 @@ def section(extra: list[str], repeats: int) -> dict:
             samples[name].append(harness_way(overrides, extra))
             peers._log(f"  {name}: {samples[name][-1]['wall_s']:.1f}s, {samples[name][-1]['configs']} configurations")
         peers._log(f"time to the answer, repeat {rep + 1}/{repeats}: optuna_tpe …")
-        samples["optuna_tpe"].append(optuna_tpe(samples["dense_grid"][0]["answer"], extra, seed=rep))
+        samples["optuna_tpe"].append(optuna_tpe_process(samples["dense_grid"][0]["answer"], extra, seed=rep))
         peers._log(f"  optuna_tpe: {samples['optuna_tpe'][-1]['wall_s']:.1f}s, "
                    f"{samples['optuna_tpe'][-1]['configs']} configurations")
     reference = samples["dense_grid"][0]["answer"]
     out = {"question": str(QUESTION.relative_to(measure.ROOT)), "overrides": extra, "resolution": RESOLUTION,
+           "timed": "whole process: start, imports, store connection, trials or sweep, exit",
            "lr_range": list(LR_RANGE), "max_trials": MAX_TRIALS, "reference": reference}
     for name, ss in samples.items():
         resolved = [all(answer.near(s["answer"], reference, RESOLUTION).values()) for s in ss]
@@ -153,6 +185,9 @@ def section(extra: list[str], repeats: int) -> dict:
                      "configs_samples": [s["configs"] for s in ss],
                      "resolved": sum(resolved) / len(resolved) >= 0.5, "resolved_share": sum(resolved) / len(resolved),
                      "answer": ss[0]["answer"]}
+        if all("in_process_s" in s for s in ss):
+            out[name]["in_process_s"] = statistics.median(s["in_process_s"] for s in ss)
+            out[name]["in_process_samples_s"] = [s["in_process_s"] for s in ss]
     dense = out["dense_grid"]["wall_s"]
     for name in samples:
         out[name]["over_dense_grid"] = out[name]["wall_s"] / dense

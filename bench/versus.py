@@ -110,7 +110,9 @@ def answer_md(res: dict) -> list[str]:
              f"{a['lr_range'][1]:g} (`{a['question']}`{', overrides ' + str(a['overrides']) if a['overrides'] else ''}). "
              f"The dense grid's answer is the reference: {ref}. Resolved: at every batch size, a best learning rate "
              f"within ×{a['resolution']:.3g} of it that needs no more steps. Optuna's TPE stops as soon as its best "
-             f"is resolved (at most {a['max_trials']} trials a batch size; a sampler seed per repeat).", "",
+             f"is resolved (at most {a['max_trials']} trials a batch size; a sampler seed per repeat). "
+             f"Each way is timed as {a.get('timed', 'its wall time')}"
+             f"{_in_process(a.get('optuna_tpe', {}))}.", "",
              "| way | median wall s | samples s | configurations | resolved | answer | ÷ dense grid |",
              "|---|---:|---|---:|---|---|---:|"]
     for name, q in a.items():
@@ -126,6 +128,14 @@ def answer_md(res: dict) -> list[str]:
                   f"{'met' if r >= TARGET_TPE else '**missed**'}), and the refining sweep with fewer configurations "
                   f"than the dense grid ({a['bpresearch_refine']['configs']:g} against {a['dense_grid']['configs']:g})."]
     return lines + [""]
+
+
+def _in_process(tpe: dict) -> str:
+    """TPE's trials alone, after its imports and store (what was timed before whole processes)."""
+    if "in_process_s" not in tpe:
+        return ""
+    return (f"; TPE's trials alone, after its imports and its store: {_fmt(tpe['in_process_s'])} s "
+            f"({', '.join(_fmt(x) for x in tpe['in_process_samples_s'])})")
 
 
 def markdown(res: dict) -> list[str]:

@@ -60,3 +60,25 @@ def test_optuna_peer_gives_the_harness_answer(tmp_path):
     assert answer.same(found, answer.best(ours, TARGETS))
     assert found["bs=64 t=0.5"]["learning_rate"] is not None   # the tiny grid answers something
     assert answer.points(peer_uri) >= 3 * len(ours[(64, 0.3, 0)][0])
+
+
+@pytest.mark.slow
+def test_tpe_timed_as_a_process_is_the_same_search(tmp_path):
+    """``optuna_tpe_process`` runs the very search ``optuna_tpe`` runs in this process (same
+    trials, same answer), timed from its process's start: its ``wall_s`` holds the trials
+    (``in_process_s``) and the imports before them. The reference is TPE's own first suggestion,
+    so that the oracle stops each study after one trial."""
+    optuna = pytest.importorskip("optuna")
+    pytest.importorskip("optuna_integration")
+    from bench import time_to_answer as tta
+
+    tiny = ["sweep.batch_size=[256]", "sweep.seeds=1", "train.steps=40"]
+    first = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3)).ask()
+    lr = first.suggest_float(answer.R.LEARNING_RATE, *tta.LR_RANGE, log=True)
+    reference = {"bs=256 t=0.1": {"learning_rate": lr, "steps": math.inf}}
+    alone = tta.optuna_tpe_process(reference, tiny, seed=3)
+    here = tta.optuna_tpe(reference, tiny, seed=3)
+    assert alone["answer"] == here["answer"]
+    assert alone["answer"]["bs=256 t=0.1"]["trials"] == 1 and alone["configs"] == here["configs"] == 1
+    assert alone["answer"]["bs=256 t=0.1"]["learning_rate"] == lr
+    assert 0 < alone["in_process_s"] < alone["wall_s"]
