@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import pandas as pd
-
 from . import curvestore, load
 from .groups import split_groups
 from .render import Figure, Report

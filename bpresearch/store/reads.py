@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from sys import intern
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from sys import intern
 
 from bpresearch.keys import KIND_TAG, RUN, short_key, stored_names
 from bpresearch.store.base import NOTE_TAG, PARENT_TAG

@@ -96,8 +96,6 @@ def test_edge_of_stability_measures_full_batch_runs_against_2_over_eta():
 
 
 def test_noise_scale_is_taken_at_the_measured_step_closest_to_the_target():
-    runs = runs_frame([("s0", 8, 0.1, 0, False, False), ("s1", 8, 0.1, 1, False, False),
-                       ("s2", 8, 0.1, 2, False, False), ("other", 8, 0.3, 0, False, False)])
     pts = [(r, "gradient_noise_scale", s, 100 * k + s) for k, r in enumerate(["s0", "s1", "s2", "other"])
            for s in (0, 10, 20, 30)]
     table = pd.DataFrame({"run_id": ["s0", "s1", "s2", "other"], "optimizer": "sgd", "batch_size": 8,

@@ -33,7 +33,6 @@ def outlier_problem(n=64, d=3, seed=0, outlier=40.0):
 
 def test_one_outlier_label_is_not_a_divergence_but_a_real_blow_up_is():
     X, y = outlier_problem()
-    n = len(X)
     factor = 10.0  # limit = 10·L0: the outlier's own loss (≈ n·L0 here) is far above it
     steps, E = 61, 8  # 64 scanned steps: 3 padded past the budget
     spec = train.TrainSpec(steps, E, 1, divergence_factor=factor)
