@@ -6,8 +6,8 @@ its members, and tags saying where it ran) as soon as results reach this process
 Planning, resume by config hash, the parent run and the single writer thread stay with
 the driver (``runner``), whatever the executor.
 
-- ``LocalExecutor``: one group after another on this process's devices, the next groups
-  compiling on threads while the current one trains (``compiled_in_turn``, which a
+- ``LocalExecutor``: one group after another on this process's devices, the next group
+  compiling on a thread while the current one trains (``compiled_in_turn``, which a
   refining sweep's rounds use too); each chunk of a group is yielded as soon as it is on
   the host, so the driver writes it while the next chunk trains.
 - ``ray_executor.RayExecutor``: each group on a Ray Core actor (one per GPU, or per few CPU
@@ -19,9 +19,7 @@ Ray is optional (``pip install -e '.[ray]'``); only ``ray_executor`` imports it.
 
 from __future__ import annotations
 
-import os
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, NamedTuple
 
@@ -65,37 +63,24 @@ def compile_job(job: Job):
     return compile_group(job.config, len(job.members), job.dataset, job.max_chunk)
 
 
-def compile_ahead() -> int:
-    """Compilations in flight at once: two where there are two cores, so that the first two groups
-    compile side by side (XLA compiles a program on one thread) rather than the second only
-    once the first is done; one on a single core."""
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
-
-
-def compiled_in_turn(jobs: list[Job], ahead: int | None = None) -> Iterator[tuple[int, Job, tuple, float]]:
-    """Each job with its compiled program, the next ones compiling on threads while the caller
+def compiled_in_turn(jobs: list[Job]) -> Iterator[tuple[int, Job, tuple, float]]:
+    """Each job with its compiled program, the next one compiling on a thread while the caller
     trains this one (XLA compiles without holding the GIL).
 
-    Args:
-        jobs: the groups, in the order they train.
-        ahead: compilations in flight at once (``compile_ahead()`` by default): the first
-            ``ahead`` jobs start compiling together, and each job handed to the caller starts
-            the next one.
     Yields:
         ``(index, job, compile_job(job), seconds the caller waited for it)``.
     """
     if not jobs:
         return
-    ahead = max(1, ahead or compile_ahead())
-    compiler = ThreadPoolExecutor(max_workers=ahead)
+    compiler = ThreadPoolExecutor(max_workers=1)
     try:
-        pending = deque(compiler.submit(compile_job, job) for job in jobs[:ahead])
+        pending = compiler.submit(compile_job, jobs[0])
         for i, job in enumerate(jobs):
             t0 = time.perf_counter()
-            compiled = pending.popleft().result()
+            compiled = pending.result()
             waited = time.perf_counter() - t0
-            if i + ahead < len(jobs):
-                pending.append(compiler.submit(compile_job, jobs[i + ahead]))
+            if i + 1 < len(jobs):
+                pending = compiler.submit(compile_job, jobs[i + 1])
             yield i, job, compiled, waited
     finally:
         compiler.shutdown(wait=False, cancel_futures=True)

@@ -7,22 +7,21 @@ one trains (XLA releases the GIL while it compiles and computes); or on Ray acto
 resume by config hash, the parent run and the single writer thread (``writer``) stay here
 whatever the executor. The writer logs each chunk of a group as soon as it is trained, while
 the next chunk (or group) trains, so that only the last chunk's writes are left for the end.
-A ``RefiningSweepRun`` plans, trains and reports refinement rounds in this process instead,
-its groups side by side on threads (``parallel``). The parent run's ``compile_time_s`` is the
-time the main thread waited for compilation (local executor), or the compile time of the
-workers (Ray) or of the threads (a refining sweep).
+A ``RefiningSweepRun`` plans, trains and reports refinement rounds in this process instead.
+The parent run's ``compile_time_s`` is the time the main thread waited for compilation
+(local executor), or the workers' compile time (Ray).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-import threading
 import time
 
 from bpresearch import keys
-from bpresearch.run import executors, parallel, records, resume, rounds, sweep
-from bpresearch.run.executors import Job, LocalExecutor, compile_job, train_chunks
+from bpresearch.run import records, resume, rounds, sweep
+from bpresearch.run.executors import Job, LocalExecutor, compiled_in_turn, train_chunks
 from bpresearch.run.progress import Progress
 from bpresearch.run.provenance import provenance
 from bpresearch.run.summary import SweepSummary
@@ -208,7 +207,6 @@ class SweepRun:
         self.seconds0, self.points0 = tracker.seconds, tracker.points
         self.trained = self.logged = self.groups_done = 0   # runs trained, runs in the store, groups trained
         self._inputs: dict[int, dict] = {}   # one dataset input (and digest) per data set
-        self._lock = threading.RLock()        # the counts and the progress line (a refining sweep's threads)
 
     def run(self) -> SweepSummary:
         """Write what the spool holds, train and write what the store lacks; the summary."""
@@ -335,17 +333,15 @@ class SweepRun:
 
     def deliver(self, runs: list[expmod.Run], result: sweep.GroupResult, job: Job, where: dict[str, str]) -> list:
         """The records of trained ``runs`` to the writer; raises the writer's failure, if any."""
+        self.summary.train_s += result.run_s
         end = int(time.time() * 1000)
         span = (end - int(round(result.run_s * 1000)), end)   # its compiled call(s)
-        with self._lock:
-            self.summary.train_s += result.run_s
-            if id(job.dataset) not in self._inputs:
-                self._inputs[id(job.dataset)] = records.dataset_input(job.config, job.dataset)
+        if id(job.dataset) not in self._inputs:
+            self._inputs[id(job.dataset)] = records.dataset_input(job.config, job.dataset)
         recs = records.records(runs, result, self._inputs[id(job.dataset)])
         for rec in recs:
             rec.times = span
-        with self._lock:
-            self.bar.logging_started()
+        self.bar.logging_started()
         self.writer.put(recs, where)
         return recs
 
@@ -379,9 +375,9 @@ class SweepRun:
 
 class RefiningSweepRun(SweepRun):
     """A sweep with ``[sweep] refine``: each compiled group's initial grid, then its refinement rounds
-    (``rounds.schedule``), as chunks of one program compiled for the group's chunk size, groups side
-    by side on threads; each chunk goes to the writer as soon as it is trained, and a round's
-    summaries to the schedule once all its chunks are."""
+    (``rounds.schedule``), as chunks of one program compiled for the group's chunk size (the next
+    group compiles on a thread meanwhile); each chunk goes to the writer as soon as it is trained,
+    and a round's summaries to the schedule once all its chunks are."""
 
     refining = True
 
@@ -405,44 +401,35 @@ class RefiningSweepRun(SweepRun):
                 f"({sum(g['added'] for g in self.summary.refined)} learning rates added)")
 
     def train(self):
-        """Each group compiled once for its chunk size, then its initial grid and its rounds (``_group``);
-        the groups side by side on ``executors.compile_ahead()`` threads (``parallel``)."""
-        self.reports += parallel.side_by_side(len(self.plans), self._group, executors.compile_ahead())
-
-    def _group(self, i: int, stop: threading.Event) -> rounds.GroupReport | None:
-        """Group ``i``: compiled, then its batches; None if ``stop`` was set before it was done."""
-        runs, schedule, batch, size = self.plans[i]
+        """Group after group, each compiled once for its chunk size: its initial grid, then its rounds."""
         # compiled for the chunk ``size``: each batch brings its own members
-        job = Job(runs[0].config, [], self.exp.dataset(runs[0].config), runs[0].config["train"]["chunk"], size)
-        compiled = compile_job(job)
-        with self._lock:
-            self.summary.compile_s += compiled[1]   # the thread's compile time
-        cfg = batch[0][0].config
-        report = self._rounds(job._replace(config=cfg, dataset=self.exp.dataset(cfg)), compiled, schedule, batch, stop)
-        with self._lock:
-            self.groups_done += 1
-        return report
+        jobs = [Job(runs[0].config, [], self.exp.dataset(runs[0].config), runs[0].config["train"]["chunk"], size)
+                for runs, _, _, size in self.plans]
+        with contextlib.closing(compiled_in_turn(jobs)) as ahead:
+            for i, job, compiled, waited in ahead:
+                self.summary.compile_s += waited  # what compilation cost the main thread
+                _, schedule, batch, _ = self.plans[i]
+                cfg = batch[0][0].config
+                self.reports.append(self._rounds(job._replace(config=cfg, dataset=self.exp.dataset(cfg)),
+                                                 compiled, schedule, batch))
+                self.groups_done += 1
 
-    def _rounds(self, job: Job, compiled, schedule, batch: rounds.Batch, stop: threading.Event):
+    def _rounds(self, job: Job, compiled, schedule, batch: rounds.Batch) -> rounds.GroupReport:
         """One group's batches (the initial grid, then each refinement round) as chunks of ``compiled``."""
         while True:
-            runs, trained = [r for r, _ in batch], {}
+            runs, base, trained = [r for r, _ in batch], self.trained, {}
             part = job._replace(members=[sweep.member_of(r.config) for r in runs])
             for start, res in train_chunks(part, compiled):   # each chunk written while the next one trains
-                with self._lock:
-                    self.trained += res.size
-                    self.tick()
+                self.trained = base + start + res.size
+                self.tick()
                 recs = self.deliver(runs[start:start + res.size], res, part,
                                     {keys.ROUND_TAG: str(batch[0][1])})   # a batch is one round
                 trained.update({rec.run.hash: rec.summary for rec in recs})
-                if stop.is_set():
-                    return None
             try:
                 batch = schedule.send(trained)
-            except StopIteration as stop_iteration:
-                return stop_iteration.value
-            with self._lock:
-                self.bar.total += len(batch)
+            except StopIteration as stop:
+                return stop.value
+            self.bar.total += len(batch)
 
     def report(self):
         """The refinement's outcome: the parent's artifact refine.json, and one line per group."""

@@ -202,80 +202,12 @@ def test_a_refining_sweep_writes_each_chunk_while_the_next_trains(tmp_path, monk
     from bpresearch.run import executors
 
     path, *_ = write(tmp_path, rounds=1, extra=", per_round = 1")
-    monkeypatch.setattr(executors, "compile_ahead", lambda: 1)   # one group at a time: a strict order
     watch = ChunkWrites(monkeypatch, executors)   # rounds train through executors.train_chunks too
     summary = runner.run_experiment(experiment.load(path), open_store(f"sqlite:///{tmp_path}/m.db"), path.read_text())
     trained = [e for e in watch.events if e[0] == "trained"]
     assert watch.alternate(), watch.events
     assert [e[2] for e in trained] == [2] * len(trained) and len(trained) > 3 * summary.groups
     assert sum(e[2] for e in trained) == summary.logged == summary.trained
-
-
-def stored(uri):
-    """{config hash: (params, sorted metric points)} of a store's child runs."""
-    con = sqlite3.connect(uri.removeprefix("sqlite:///"))
-    hashes = dict(con.execute("SELECT run_uuid, value FROM tags WHERE key = ?", (HASH_TAG,)))
-    out = {h: ({}, []) for h in hashes.values()}
-    for run, k, v in con.execute("SELECT run_uuid, key, value FROM params"):
-        if run in hashes:
-            out[hashes[run]][0][k] = v
-    for run, k, v, step in con.execute("SELECT run_uuid, key, value, step FROM metrics"):
-        if run in hashes:
-            out[hashes[run]][1].append((k, step, v))
-    return {h: (p, sorted(m)) for h, (p, m) in out.items()}
-
-
-def test_refining_groups_train_side_by_side_to_the_same_store(tmp_path, monkeypatch):
-    """With two threads the two groups compile at the same time (each compile starts before the
-    other ends), one after the other with one thread (the second starts once the first group has
-    trained); and the store holds the very params and metric points, bit for bit, either way."""
-    import threading
-
-    from bpresearch.run import executors
-
-    path, *_ = write(tmp_path, rounds=2)
-    spans, lock = [], threading.Lock()   # (what, group, start, end)
-
-    def timed(what, fn, group):
-        def wrapped(job, *args, **kwargs):
-            t0 = time.perf_counter()
-            if what == "compile":
-                out = fn(job, *args, **kwargs)
-                with lock:
-                    spans.append((what, group(job), t0, time.perf_counter()))
-                return out
-            return _chunks(fn(job, *args, **kwargs), job, t0)
-
-        def _chunks(gen, job, t0):
-            for item in gen:
-                with lock:
-                    spans.append((what, group(job), t0, time.perf_counter()))
-                yield item
-                t0 = time.perf_counter()
-        return wrapped
-
-    def group(job):
-        return job.config["train"]["full_batch"]
-
-    monkeypatch.setattr(runner, "compile_job", timed("compile", executors.compile_job, group))
-    monkeypatch.setattr(runner, "train_chunks", timed("train", executors.train_chunks, group))
-    got = {}
-    for ahead in (1, 2):
-        monkeypatch.setattr(executors, "compile_ahead", lambda ahead=ahead: ahead)
-        spans.clear()
-        uri = f"sqlite:///{tmp_path}/m{ahead}.db"
-        summary = runner.run_experiment(experiment.load(path), open_store(uri), path.read_text())
-        got[ahead] = stored(uri), summary.trained
-        compiles = sorted((t0, t1, g) for what, g, t0, t1 in spans if what == "compile")
-        assert len(compiles) == 2
-        (s0, e0, g0), (s1, e1, _) = compiles
-        first_trained = max(t1 for what, g, t0, t1 in spans if what == "train" and g == g0)
-        if ahead == 2:
-            assert s1 < e0, spans            # side by side
-        else:
-            assert s1 >= first_trained, spans   # the second group only once the first has trained
-    assert got[1][1] == got[2][1] > 0 and len(got[1][0]) == got[1][1]
-    assert got[1][0] == got[2][0]
 
 
 @pytest.mark.slow
