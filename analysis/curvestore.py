@@ -70,7 +70,7 @@ def compact(run: np.ndarray, key: np.ndarray, step: np.ndarray, value: np.ndarra
         "run_id": pd.Categorical.from_codes(local, categories=run_ids[present]),
         "key": pd.Categorical.from_codes(key, categories=keys),
         "step": step.astype(np.int32, copy=False),
-        "value": value.astype(np.float64, copy=False)})
+        "value": value.astype(np.float64, copy=False)}, copy=False)   # the arrays themselves: no second copy
 
 
 def empty_frame() -> pd.DataFrame:
@@ -99,14 +99,21 @@ def is_sorted(c: pd.DataFrame, block: int = 1 << 20) -> bool:
     return True
 
 
+def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(codes, values) of a column: a categorical's own (no copy of a group's points), else ``pd.factorize``'s."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy(), col.cat.categories
+    return pd.factorize(col)
+
+
 def trajectory_hashes(t: pd.DataFrame) -> dict:
     """Run id -> the hash of its keys as one text, its steps as int64 and its values as float64, of curves
     sorted by run, key and step: ``uncertainty.fingerprints``' hash, from the frame's arrays (no frame per run)."""
-    run, ids = pd.factorize(t["run_id"])
-    key, names = pd.factorize(t["key"])
+    run, ids = _codes(t["run_id"])
+    key, names = _codes(t["key"])
     names = [str(k) for k in names]
     n = len(t)
-    steps, values = t["step"].to_numpy(np.int64), t["value"].to_numpy(np.float64)
+    steps, values = t["step"].to_numpy(), t["value"].to_numpy(np.float64)   # steps widened run by run
     starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
     ends = np.r_[starts[1:], n]
     seg = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])   # one per run and key
@@ -117,7 +124,7 @@ def trajectory_hashes(t: pd.DataFrame) -> dict:
         text = "".join(names[k] * int(m) for k, m in zip(seg_key[seg_of[i]:seg_of[i + 1]],
                                                          seg_len[seg_of[i]:seg_of[i + 1]]))
         h = hashlib.sha1(text.encode())
-        h.update(steps[a:b].tobytes())
+        h.update(steps[a:b].astype(np.int64).tobytes())
         h.update(values[a:b].tobytes())
         out[str(ids[run[a]])] = h
     return out

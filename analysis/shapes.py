@@ -17,12 +17,24 @@ SHAPE_COLS = ["run_id", "loss_0", "end_loss", "unstable", "chance_k", "grad_rati
 
 
 def _by_run(curves: pd.DataFrame, key: str) -> dict:
-    """run_id -> the values of one curve in step order."""
-    c = curves[curves["key"] == key]
-    if c.empty:
+    """run_id -> the values of one curve in step order: views into one array of that curve's points,
+    made from the frame's columns (no sorted copy of the frame, no frame per run)."""
+    mask = (curves["key"] == key).to_numpy(dtype=bool)
+    if not mask.any():
         return {}
-    c = c.sort_values(["run_id", "step"])
-    return {k: g.to_numpy(float) for k, g in c.groupby("run_id", sort=False)["value"]}
+    col = curves["run_id"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        run, ids = col.cat.codes.to_numpy()[mask], col.cat.categories
+    else:
+        run, ids = pd.factorize(col.to_numpy()[mask])
+    step, value = curves["step"].to_numpy()[mask], curves["value"].to_numpy(float)[mask]
+    dr, ds = np.diff(run), np.diff(step)
+    if not np.all((dr > 0) | ((dr == 0) & (ds > 0))):   # not yet in run, step order
+        order = np.lexsort((step, run))
+        run, value = run[order], value[order]
+    del dr, ds, step
+    starts = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    return {ids[run[a]]: v for a, v in zip(starts, np.split(value, starts[1:]))}
 
 
 def run_shapes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
