@@ -235,8 +235,11 @@ def _agreement(res: dict) -> list[str]:
     return [
         "",
         f"**Agreement** (final full training loss of every configuration against `bare_jax`, largest "
-        f"relative difference over all repeats; tolerance {g['rtol']:g}): "
-        + ", ".join(f"{k} {v:.1e}" for k, v in g["max_rel_diff_vs_bare"].items())
+        f"relative difference over all repeats; tolerance: the difference at most "
+        f"{g.get('atol', 0):g} + {g['rtol']:g} × the loss): "
+        + ", ".join(f"{k} {v:.1e}" + (f" ({g['max_abs_diff_vs_bare'][k]:.1e} absolute)"
+                                      if "max_abs_diff_vs_bare" in g else "")
+                    for k, v in g["max_rel_diff_vs_bare"].items())
         + (" — all agree, the comparison holds." if g["agree"] else " — **they disagree: the comparison is void.**"),
         "",
     ]
