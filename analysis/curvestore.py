@@ -99,7 +99,7 @@ def is_sorted(c: pd.DataFrame, block: int = 1 << 20) -> bool:
     return True
 
 
-def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def factorized(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """(codes, values) of a column: a categorical's own (no copy of a group's points), else ``pd.factorize``'s."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         return col.cat.codes.to_numpy(), col.cat.categories
@@ -109,8 +109,8 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, pd.Index]:
 def trajectory_hashes(t: pd.DataFrame) -> dict:
     """Run id -> the hash of its keys as one text, its steps as int64 and its values as float64, of curves
     sorted by run, key and step: ``uncertainty.fingerprints``' hash, from the frame's arrays (no frame per run)."""
-    run, ids = _codes(t["run_id"])
-    key, names = _codes(t["key"])
+    run, ids = factorized(t["run_id"])
+    key, names = factorized(t["key"])
     names = [str(k) for k in names]
     n = len(t)
     steps, values = t["step"].to_numpy(), t["value"].to_numpy(np.float64)   # steps widened run by run

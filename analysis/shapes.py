@@ -13,6 +13,8 @@ import pandas as pd
 from bpresearch import keys as R
 from bpresearch import verdicts as V
 
+from . import curvestore
+
 SHAPE_COLS = ["run_id", "loss_0", "end_loss", "unstable", "chance_k", "grad_ratio"]
 
 
@@ -22,11 +24,8 @@ def _by_run(curves: pd.DataFrame, key: str) -> dict:
     mask = (curves["key"] == key).to_numpy(dtype=bool)
     if not mask.any():
         return {}
-    col = curves["run_id"]
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        run, ids = col.cat.codes.to_numpy()[mask], col.cat.categories
-    else:
-        run, ids = pd.factorize(col.to_numpy()[mask])
+    run, ids = curvestore.factorized(curves["run_id"])
+    run = run[mask]
     step, value = curves["step"].to_numpy()[mask], curves["value"].to_numpy(float)[mask]
     dr, ds = np.diff(run), np.diff(step)
     if not np.all((dr > 0) | ((dr == 0) & (ds > 0))):   # not yet in run, step order

@@ -110,19 +110,28 @@ def machine() -> dict:
                if k.startswith(("git.", "version.", "jax."))}}
 
 
+def _finals(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The final losses of ``a``'s runs and of the same runs in ``b`` (a's runs must be among b's)."""
+    if not a.keys() <= b.keys():
+        raise ValueError(f"different runs: {sorted(a.keys() - b.keys())[:3]} …")
+    keys = sorted(a)
+    return np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+
+
 def within(a: dict, b: dict) -> float:
     """The largest |a − b| / (ATOL + RTOL·|b|) over the final losses of ``a``'s runs: at most 1 is agreement."""
-    keys = sorted(a)
-    x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
-    return float(np.max(np.abs(x - y) / (ATOL + RTOL * np.abs(y)))) if keys else 0.0
+    x, y = _finals(a, b)
+    return float(np.max(np.abs(x - y) / (ATOL + RTOL * np.abs(y)), initial=0.0))
+
+
+def max_abs_diff(a: dict, b: dict) -> float:
+    x, y = _finals(a, b)
+    return float(np.max(np.abs(x - y), initial=0.0))
 
 
 def max_rel_diff(a: dict, b: dict) -> float:
     """Largest relative difference of final losses between two measurements (a's runs must be among b's)."""
-    if not a.keys() <= b.keys():
-        raise ValueError(f"different runs: {sorted(a.keys() - b.keys())[:3]} …")
-    keys = sorted(a)
-    x, y = np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
+    x, y = _finals(a, b)
     return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30)))
 
 
@@ -207,8 +216,7 @@ def summarize(exp: expmod.Experiment, p: Plan, samples: dict[str, list[dict]]) -
         "bare_group_compile_s": statistics.median(s["group_compile_s"] for s in samples["bare_jax"]),
         "bare_group_run_s": statistics.median(s["group_run_s"] for s in samples["bare_jax"]),
         "max_rel_diff_vs_bare": agreement,
-        "max_abs_diff_vs_bare": {m: max(max(abs(s["finals"][k] - reference[k]) for k in s["finals"])
-                                        for s in samples[m]) for m in METHODS},
+        "max_abs_diff_vs_bare": {m: max(max_abs_diff(s["finals"], reference) for s in samples[m]) for m in METHODS},
         "agree": all(within(s["finals"], reference) <= 1 for m in METHODS for s in samples[m]),
         "rtol": RTOL, "atol": ATOL,
     }
